@@ -1,0 +1,393 @@
+//! The message bus: one ordered stream of chat messages with a bounded history.
+//!
+//! Transports only see [`Bus`] (publish, subscribe) and the [`Delivery`] values a
+//! [`Subscription`] yields; the ring and the lock stay private here.
+//!
+//! # Ordering and resume policy
+//! - Messages get dense sequence numbers in publish order; every subscriber receives
+//!   them in that order, each at most once.
+//! - [`Bus::subscribe`] takes the replay snapshot and joins the live feed under one
+//!   lock, so there is neither a gap nor an overlap between replayed and live messages.
+//! - Resuming from a cursor the bus no longer holds yields a [`Delivery::Gap`] first,
+//!   then the whole retained history: the reader learns it missed something instead of
+//!   silently skipping (what Tornado and nchan do). The same happens when a subscriber
+//!   falls so far behind that the ring moved past it ([`GapReason::Evicted`]).
+//! - A subscriber that falls behind the live feed but not past the ring loses nothing:
+//!   it catches up from the ring (the live channel's `Lagged` is recovered, never
+//!   surfaced).
+
+mod cursor;
+mod message;
+mod ring;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+
+pub use cursor::{Cursor, Epoch, MalformedCursor};
+pub use message::{Message, now_ms};
+use ring::{After, Ring};
+
+/// A cheap-to-clone handle to one stream of messages.
+#[derive(Clone, Debug)]
+pub struct Bus {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    epoch: Epoch,
+    max_body_bytes: usize,
+    /// A std mutex, not tokio's: it is held for a few pointer moves and never across
+    /// an `.await`. Publishing and subscribing both take it, which is what makes
+    /// "snapshot then join the live feed" atomic.
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    ring: Ring,
+    next_seq: u64,
+    /// Wakes live subscribers. Its capacity equals the ring's: a receiver that lags
+    /// further than that has also fallen out of the ring, which is a real gap.
+    live: broadcast::Sender<Arc<Message>>,
+}
+
+/// Why a published body was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishError {
+    /// The body is empty or only white space.
+    Empty,
+    /// The body is longer than the limit, in bytes of UTF-8.
+    TooLarge { limit: usize },
+    /// The body contains a control character other than tab and newline.
+    ControlCharacter,
+}
+
+impl fmt::Display for PublishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PublishError::Empty => f.write_str("message body is empty"),
+            PublishError::TooLarge { limit } => write!(f, "message body exceeds {limit} bytes"),
+            PublishError::ControlCharacter => f.write_str("message body contains a control character"),
+        }
+    }
+}
+
+impl std::error::Error for PublishError {}
+
+/// Why a subscriber is told it missed messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GapReason {
+    /// The cursor was valid here but the ring has moved past it.
+    Evicted,
+    /// The cursor belongs to another epoch: an earlier run, or another bus.
+    UnknownEpoch,
+    /// The cursor is not a cursor at all.
+    Malformed,
+    /// The cursor is of this epoch but ahead of anything published.
+    Ahead,
+}
+
+impl GapReason {
+    /// The reason's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GapReason::Evicted => "evicted",
+            GapReason::UnknownEpoch => "unknown_epoch",
+            GapReason::Malformed => "malformed",
+            GapReason::Ahead => "ahead",
+        }
+    }
+}
+
+/// Messages a subscriber will not receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    pub reason: GapReason,
+    /// How many messages were skipped, when known (only for [`GapReason::Evicted`]).
+    pub missed: Option<u64>,
+}
+
+impl Gap {
+    /// The gap notice as a JSON object: `{"reason": "...", "missed": N|null}`.
+    pub fn to_json(&self) -> String {
+        let missed = self.missed.map_or("null".to_owned(), |n| n.to_string());
+        format!(r#"{{"reason":"{}","missed":{missed}}}"#, self.reason.as_str())
+    }
+}
+
+/// What a subscription yields, in order.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    Message(Arc<Message>),
+    /// Messages were skipped; the following deliveries are all the bus still holds.
+    Gap(Gap),
+}
+
+impl Bus {
+    /// An in-memory bus retaining the last `history` messages.
+    pub fn in_memory(history: usize, max_body_bytes: usize) -> Self {
+        let (live, _) = broadcast::channel(history);
+        let state = State { ring: Ring::new(history), next_seq: 1, live };
+        Bus { shared: Arc::new(Shared { epoch: Epoch::random(), max_body_bytes, state: Mutex::new(state) }) }
+    }
+
+    /// Checks `body` against the message rules, appends it and wakes every subscriber.
+    pub async fn publish(&self, body: String) -> Result<Arc<Message>, PublishError> {
+        validate_body(&body, self.shared.max_body_bytes)?;
+        let mut state = self.lock();
+        let cursor = Cursor { epoch: self.shared.epoch, seq: state.next_seq };
+        let message = Arc::new(Message::new(cursor, body, now_ms()));
+        state.next_seq += 1;
+        state.ring.push(message.clone());
+        // An error only means nobody is subscribed right now; the ring keeps the message.
+        let _ = state.live.send(message.clone());
+        Ok(message)
+    }
+
+    /// Subscribes from `cursor` (the wire form of a message id): first everything after
+    /// it, then live messages. `None` replays the whole retained history.
+    pub async fn subscribe(&self, cursor: Option<&str>) -> Subscription {
+        let state = self.lock();
+        let live = state.live.subscribe();
+        let (gap, replay) = match cursor.map(|text| self.resolve(text, &state)) {
+            None => (None, state.ring.all()),
+            Some(Ok(seq)) => match state.ring.after(seq) {
+                After::Held(newer) => (None, newer),
+                After::Evicted { missed, retained } => {
+                    (Some(Gap { reason: GapReason::Evicted, missed: Some(missed) }), retained)
+                }
+            },
+            Some(Err(reason)) => (Some(Gap { reason, missed: None }), state.ring.all()),
+        };
+        let last_seq = replay.last().map_or(state.next_seq - 1, |m| m.cursor.seq);
+        drop(state);
+        let mut pending: VecDeque<Delivery> = gap.map(Delivery::Gap).into_iter().collect();
+        pending.extend(replay.into_iter().map(Delivery::Message));
+        Subscription { bus: self.clone(), pending, live, last_seq }
+    }
+
+    /// The sequence number a cursor points at, or why it points nowhere here.
+    fn resolve(&self, text: &str, state: &State) -> Result<u64, GapReason> {
+        let cursor: Cursor = text.parse().map_err(|MalformedCursor| GapReason::Malformed)?;
+        if cursor.epoch != self.shared.epoch {
+            Err(GapReason::UnknownEpoch)
+        } else if cursor.seq >= state.next_seq {
+            Err(GapReason::Ahead)
+        } else {
+            Ok(cursor.seq)
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock would leave the ring consistent (every
+        // mutation is a single push), so a poisoned lock is still usable.
+        self.shared.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The message rules: non-empty, at most `limit` bytes, no control characters but
+/// tab, newline and carriage return. Any other Unicode (emoji, other planes) is fine.
+fn validate_body(body: &str, limit: usize) -> Result<(), PublishError> {
+    if body.trim().is_empty() {
+        return Err(PublishError::Empty);
+    }
+    if body.len() > limit {
+        return Err(PublishError::TooLarge { limit });
+    }
+    if body.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) {
+        return Err(PublishError::ControlCharacter);
+    }
+    Ok(())
+}
+
+/// One reader's position in the stream: replayed messages first, then live ones.
+/// Dropping it leaves the live feed at once.
+#[derive(Debug)]
+pub struct Subscription {
+    bus: Bus,
+    pending: VecDeque<Delivery>,
+    live: broadcast::Receiver<Arc<Message>>,
+    /// The sequence number of the last message handed out (or skipped by a gap).
+    last_seq: u64,
+}
+
+impl Subscription {
+    /// The next delivery, waiting for one if needed. `None` once the bus is gone.
+    pub async fn next(&mut self) -> Option<Delivery> {
+        loop {
+            if let Some(delivery) = self.pending.pop_front() {
+                return Some(delivery);
+            }
+            match self.live.recv().await {
+                Ok(message) => {
+                    if let Some(delivery) = self.accept(message) {
+                        return Some(delivery);
+                    }
+                }
+                Err(RecvError::Lagged(_)) => self.catch_up(),
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// The next delivery if one is ready now, without waiting.
+    pub fn try_next(&mut self) -> Option<Delivery> {
+        loop {
+            if let Some(delivery) = self.pending.pop_front() {
+                return Some(delivery);
+            }
+            match self.live.try_recv() {
+                Ok(message) => {
+                    if let Some(delivery) = self.accept(message) {
+                        return Some(delivery);
+                    }
+                }
+                Err(TryRecvError::Lagged(_)) => self.catch_up(),
+                Err(TryRecvError::Empty | TryRecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// Hands out a live message unless the replay already did.
+    fn accept(&mut self, message: Arc<Message>) -> Option<Delivery> {
+        if message.cursor.seq <= self.last_seq {
+            return None;
+        }
+        self.last_seq = message.cursor.seq;
+        Some(Delivery::Message(message))
+    }
+
+    /// After the live channel dropped messages for this receiver, refills `pending`
+    /// from the ring. Messages still in the channel are then skipped by `accept`.
+    fn catch_up(&mut self) {
+        let state = self.bus.lock();
+        let (gap, messages) = match state.ring.after(self.last_seq) {
+            After::Held(newer) => (None, newer),
+            After::Evicted { missed, retained } => {
+                (Some(Gap { reason: GapReason::Evicted, missed: Some(missed) }), retained)
+            }
+        };
+        drop(state);
+        if let Some(last) = messages.last() {
+            self.last_seq = last.cursor.seq;
+        }
+        self.pending.extend(gap.map(Delivery::Gap));
+        self.pending.extend(messages.into_iter().map(Delivery::Message));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bus(history: usize) -> Bus {
+        Bus::in_memory(history, 1024)
+    }
+
+    fn seq_of(delivery: Option<Delivery>) -> u64 {
+        match delivery {
+            Some(Delivery::Message(m)) => m.cursor.seq,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn subscribing_from_a_cursor_replays_the_rest_then_goes_live() {
+        let bus = bus(10);
+        let first = bus.publish("one".into()).await.unwrap();
+        bus.publish("two".into()).await.unwrap();
+        let mut sub = bus.subscribe(Some(&first.id)).await;
+        assert_eq!(seq_of(sub.next().await), 2);
+        assert!(sub.try_next().is_none());
+        bus.publish("three".into()).await.unwrap();
+        assert_eq!(seq_of(sub.next().await), 3);
+    }
+
+    #[tokio::test]
+    async fn without_a_cursor_the_whole_history_is_replayed() {
+        let bus = bus(2);
+        for body in ["a", "b", "c"] {
+            bus.publish(body.into()).await.unwrap();
+        }
+        let mut sub = bus.subscribe(None).await;
+        assert_eq!(seq_of(sub.try_next()), 2);
+        assert_eq!(seq_of(sub.try_next()), 3);
+        assert!(sub.try_next().is_none());
+    }
+
+    #[tokio::test]
+    async fn foreign_malformed_and_evicted_cursors_yield_a_gap_then_the_history() {
+        let bus = bus(2);
+        let first = bus.publish("a".into()).await.unwrap();
+        for body in ["b", "c", "d"] {
+            bus.publish(body.into()).await.unwrap();
+        }
+        let other_run = Bus::in_memory(2, 1024).publish("x".into()).await.unwrap();
+        let cases = [
+            (first.id.clone(), Gap { reason: GapReason::Evicted, missed: Some(1) }),
+            (other_run.id.clone(), Gap { reason: GapReason::UnknownEpoch, missed: None }),
+            ("not-a-cursor".to_owned(), Gap { reason: GapReason::Malformed, missed: None }),
+        ];
+        for (cursor, expected) in cases {
+            let mut sub = bus.subscribe(Some(&cursor)).await;
+            match sub.try_next() {
+                Some(Delivery::Gap(gap)) => assert_eq!(gap, expected, "{cursor}"),
+                other => panic!("expected a gap for {cursor}, got {other:?}"),
+            }
+            assert_eq!(seq_of(sub.try_next()), 3);
+            assert_eq!(seq_of(sub.try_next()), 4);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lagging_subscriber_catches_up_from_the_ring_without_loss() {
+        let bus = bus(4);
+        let mut sub = bus.subscribe(None).await;
+        // Overflow the live channel (capacity 4) but not the ring's reach: 4 messages
+        // are retained, the subscriber has seen none of 1..=4 yet, so 1..=4 are held.
+        for i in 0..4 {
+            bus.publish(format!("m{i}")).await.unwrap();
+        }
+        assert_eq!(seq_of(sub.try_next()), 1);
+        for i in 4..7 {
+            bus.publish(format!("m{i}")).await.unwrap();
+        }
+        // The channel lagged (7 sent, capacity 4); the ring holds 4..=7 and the
+        // subscriber is at 1, so 2 and 3 are truly gone.
+        match sub.try_next() {
+            Some(Delivery::Gap(gap)) => assert_eq!(gap, Gap { reason: GapReason::Evicted, missed: Some(2) }),
+            other => panic!("expected a gap, got {other:?}"),
+        }
+        let rest: Vec<u64> = std::iter::from_fn(|| sub.try_next()).map(|d| seq_of(Some(d))).collect();
+        assert_eq!(rest, [4, 5, 6, 7]);
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_lagging_within_the_ring_loses_nothing() {
+        let bus = bus(8);
+        let mut sub = bus.subscribe(None).await;
+        bus.publish("first".into()).await.unwrap();
+        assert_eq!(seq_of(sub.try_next()), 1);
+        // 8 more: the channel (capacity 8) keeps up exactly; 9 would lag it.
+        for i in 0..8 {
+            bus.publish(format!("m{i}")).await.unwrap();
+        }
+        let rest: Vec<u64> = std::iter::from_fn(|| sub.try_next()).map(|d| seq_of(Some(d))).collect();
+        assert_eq!(rest, (2..=9).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn message_rules_refuse_empty_oversized_and_control_characters() {
+        let bus = Bus::in_memory(4, 8);
+        assert_eq!(bus.publish("  \n\t".into()).await.unwrap_err(), PublishError::Empty);
+        assert_eq!(bus.publish("123456789".into()).await.unwrap_err(), PublishError::TooLarge { limit: 8 });
+        assert_eq!(bus.publish("a\u{7}b".into()).await.unwrap_err(), PublishError::ControlCharacter);
+        assert!(bus.publish("tab\there".into()).await.is_ok());
+        assert!(bus.publish("🦀 ok".into()).await.is_ok());
+    }
+}

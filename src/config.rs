@@ -1,0 +1,107 @@
+//! Every tunable, with its default and the reason for it. Each is a command-line flag
+//! with an environment-variable twin (`pushwire --help` lists them).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Tornado's chat demo keeps 200 messages; so do we.
+pub const DEFAULT_HISTORY: usize = 200;
+/// Under the 30–60 s idle timeouts of common proxies and load balancers, so an idle
+/// long-poll is answered (empty) before anything in between cuts it.
+pub const DEFAULT_LONG_POLL_HOLD: Duration = Duration::from_secs(25);
+/// Frequent enough to keep proxies with 30 s+ idle timeouts from closing the stream.
+pub const DEFAULT_SSE_KEEPALIVE: Duration = Duration::from_secs(15);
+/// Like the SSE keep-alive, and frequent enough to notice a dead peer within a minute.
+pub const DEFAULT_WS_PING: Duration = Duration::from_secs(25);
+/// A chat message, not a file upload.
+pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
+
+/// pushwire's settings.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "pushwire", version, about = "One chat over long-poll, WebSocket and SSE")]
+pub struct Config {
+    /// Address to listen on (keep it on loopback unless you mean to expose the demo).
+    #[arg(long, env = "PUSHWIRE_ADDR", default_value = "127.0.0.1:8888")]
+    pub addr: SocketAddr,
+
+    /// How many messages the history ring keeps for replay and resume.
+    #[arg(long, env = "PUSHWIRE_HISTORY", default_value_t = DEFAULT_HISTORY, value_parser = history_size)]
+    pub history: usize,
+
+    /// Seconds an idle long-poll is held before it is answered with no messages.
+    #[arg(long, env = "PUSHWIRE_LONG_POLL_HOLD", default_value = "25", value_parser = seconds)]
+    pub long_poll_hold: Duration,
+
+    /// Seconds between SSE keep-alive comments on an idle stream.
+    #[arg(long, env = "PUSHWIRE_SSE_KEEPALIVE", default_value = "15", value_parser = seconds)]
+    pub sse_keepalive: Duration,
+
+    /// Seconds between WebSocket pings.
+    #[arg(long, env = "PUSHWIRE_WS_PING", default_value = "25", value_parser = seconds)]
+    pub ws_ping: Duration,
+
+    /// Largest message body in bytes (UTF-8); larger posts get 413, larger frames 1009.
+    #[arg(long, env = "PUSHWIRE_MAX_BODY", default_value_t = DEFAULT_MAX_BODY)]
+    pub max_body: usize,
+
+    /// Extra origins allowed to open WebSockets (e.g. `https://chat.example`); the
+    /// server's own origin is always allowed. Comma-separated in the env var.
+    #[arg(long = "allow-origin", env = "PUSHWIRE_ALLOW_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8888)),
+            history: DEFAULT_HISTORY,
+            long_poll_hold: DEFAULT_LONG_POLL_HOLD,
+            sse_keepalive: DEFAULT_SSE_KEEPALIVE,
+            ws_ping: DEFAULT_WS_PING,
+            max_body: DEFAULT_MAX_BODY,
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+/// A history of 1 to 1,000,000 messages.
+fn history_size(text: &str) -> Result<usize, String> {
+    match text.parse() {
+        Ok(n @ 1..=1_000_000) => Ok(n),
+        _ => Err(format!("{text:?} is not a history size from 1 to 1000000")),
+    }
+}
+
+/// Parses a positive number of seconds, fractions allowed (`0.5`).
+fn seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text.parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 {
+        Ok(Duration::from_secs_f64(secs))
+    } else {
+        Err(format!("{text} must be more than 0 and at most 86400 seconds"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_defaults_match_the_default_config() {
+        let parsed = Config::try_parse_from(["pushwire"]).unwrap();
+        let default = Config::default();
+        assert_eq!(
+            (parsed.history, parsed.long_poll_hold, parsed.sse_keepalive, parsed.ws_ping, parsed.max_body),
+            (default.history, default.long_poll_hold, default.sse_keepalive, default.ws_ping, default.max_body)
+        );
+    }
+
+    #[test]
+    fn durations_must_be_positive_seconds() {
+        assert_eq!(seconds("0.5"), Ok(Duration::from_millis(500)));
+        assert!(seconds("0").is_err());
+        assert!(seconds("soon").is_err());
+    }
+}

@@ -1,0 +1,70 @@
+//! The one error type of the HTTP boundary and the one place that turns it into a
+//! status code. Client mistakes are answered plainly and logged at debug level only.
+
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::bus::PublishError;
+
+/// Everything a request can be refused for.
+#[derive(Debug)]
+pub enum AppError {
+    /// No XSRF token in the form (`_xsrf`) or the `X-XSRFToken` header.
+    XsrfMissing,
+    /// The request carries no `_xsrf` cookie to compare the token with.
+    XsrfNoCookie,
+    /// The token does not match the cookie.
+    XsrfMismatch,
+    /// A required form field is absent.
+    MissingField(&'static str),
+    /// The body is not `application/x-www-form-urlencoded` text in UTF-8.
+    MalformedForm,
+    /// `next` does not name a path on this site.
+    OffsiteRedirect,
+    /// The bus refused the message body.
+    Publish(PublishError),
+    /// A WebSocket upgrade from a page of another origin.
+    CrossOrigin,
+}
+
+impl AppError {
+    fn status(&self) -> StatusCode {
+        match self {
+            AppError::XsrfMissing | AppError::XsrfNoCookie | AppError::XsrfMismatch | AppError::CrossOrigin => {
+                StatusCode::FORBIDDEN
+            }
+            AppError::Publish(PublishError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::MissingField(_) | AppError::MalformedForm | AppError::OffsiteRedirect | AppError::Publish(_) => {
+                StatusCode::BAD_REQUEST
+            }
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            AppError::XsrfMissing => "'_xsrf' argument missing from POST".to_owned(),
+            AppError::XsrfNoCookie => "'_xsrf' cookie missing: load the page first".to_owned(),
+            AppError::XsrfMismatch => "XSRF cookie does not match POST argument".to_owned(),
+            AppError::MissingField(name) => format!("missing form field '{name}'"),
+            AppError::MalformedForm => "body is not a UTF-8 url-encoded form".to_owned(),
+            AppError::OffsiteRedirect => "'next' must be a path on this site, starting with a single '/'".to_owned(),
+            AppError::Publish(error) => error.to_string(),
+            AppError::CrossOrigin => "cross-origin WebSocket refused".to_owned(),
+        }
+    }
+}
+
+impl From<PublishError> for AppError {
+    fn from(error: PublishError) -> Self {
+        AppError::Publish(error)
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = self.message();
+        tracing::debug!(%status, %message, "request refused");
+        (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], message + "\n").into_response()
+    }
+}

@@ -1,0 +1,74 @@
+//! `POST /a/message/updates`: HTTP long-polling, wire-compatible with Tornado's chat demo.
+//!
+//! Form fields: `_xsrf`, optional `cursor` (the id of the last message seen). The
+//! answer is `{"messages": [ … oldest first … ]}` as soon as anything follows the cursor;
+//! until then the request is held open. Each answer carries everything that is ready
+//! at that moment, so a burst costs one response, not one per message.
+//!
+//! An idle poll is answered with `{"messages": []}` after the hold time (default 25 s),
+//! below the 30–60 s idle timeouts of proxies, which would otherwise cut it. The client
+//! polls again with the same cursor and loses nothing. (Tornado's own `chat.js` treats
+//! an empty list as an error and retries after its 1 s back-off: harmless, just slower.)
+//!
+//! When the cursor is unknown here (evicted, from an earlier run, malformed) the answer
+//! also has `"gap": {"reason": …, "missed": N|null}` before replaying all that is
+//! retained; old clients ignore the field. A client that goes away while its poll is
+//! pending drops this handler, and with it its subscription, at once.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::post;
+
+use super::{AppError, Form};
+use crate::AppState;
+use crate::bus::Delivery;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/a/message/updates", post(poll))
+}
+
+async fn poll(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, AppError> {
+    let form = Form::parse(&body)?;
+    form.check_xsrf(&headers)?;
+    let cursor = form.get("cursor").filter(|c| !c.is_empty());
+    let mut subscription = state.bus.subscribe(cursor).await;
+
+    let mut answer = Answer::default();
+    tokio::select! {
+        Some(delivery) = subscription.next() => answer.add(delivery),
+        () = tokio::time::sleep(state.config.long_poll_hold) => {}
+        () = state.shutdown.cancelled() => {}
+    }
+    while let Some(delivery) = subscription.try_next() {
+        answer.add(delivery);
+    }
+    Ok(super::json_response(answer.into_json()))
+}
+
+/// The body of one long-poll answer, assembled from the pre-encoded message objects.
+#[derive(Default)]
+struct Answer {
+    messages: Vec<String>,
+    gap: Option<String>,
+}
+
+impl Answer {
+    fn add(&mut self, delivery: Delivery) {
+        match delivery {
+            Delivery::Message(message) => self.messages.push(message.json.to_string()),
+            // At most one gap per answer in practice; if a second comes, the first
+            // (earlier) one is what the client needs to hear about.
+            Delivery::Gap(gap) => {
+                self.gap.get_or_insert_with(|| gap.to_json());
+            }
+        }
+    }
+
+    fn into_json(self) -> String {
+        let gap = self.gap.map_or(String::new(), |gap| format!(r#","gap":{gap}"#));
+        format!(r#"{{"messages":[{}]{gap}}}"#, self.messages.join(","))
+    }
+}

@@ -1,0 +1,55 @@
+//! `POST /a/message/new`: publishing, as Tornado's chat demo does it.
+//!
+//! Form fields: `body`, `_xsrf`, optional `next`. Answers `200 application/json` with the
+//! message object, or, when `next` names a local path, `302` to it (the page's no-script
+//! form does that). The message reaches subscribers of every transport.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+
+use super::{AppError, Form};
+use crate::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/a/message/new", post(publish))
+}
+
+async fn publish(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, AppError> {
+    let form = Form::parse(&body)?;
+    form.check_xsrf(&headers)?;
+    // Refuse a bad `next` before publishing: a refused request must change nothing.
+    let next = form.get("next").filter(|next| !next.is_empty()).map(local_path).transpose()?;
+    let text = form.get("body").ok_or(AppError::MissingField("body"))?;
+    let message = state.bus.publish(text.to_owned()).await?;
+    Ok(match next {
+        Some(path) => (StatusCode::FOUND, [(header::LOCATION, path.to_owned())]).into_response(),
+        None => super::json_response(message.json.to_string()),
+    })
+}
+
+/// Accepts `next` only as a path on this site: `/x` yes; `//host`, `/\host` (which
+/// browsers read as `//host`), `http://…` and control characters no.
+fn local_path(next: &str) -> Result<&str, AppError> {
+    let local =
+        next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') && !next.chars().any(char::is_control);
+    if local { Ok(next) } else { Err(AppError::OffsiteRedirect) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed() {
+        for good in ["/", "/room?x=1", "/a//b"] {
+            assert!(local_path(good).is_ok(), "{good}");
+        }
+        for bad in ["//evil.example", "/\\evil.example", "http://evil.example", "evil", "/a\nb"] {
+            assert!(local_path(bad).is_err(), "{bad}");
+        }
+    }
+}
