@@ -17,6 +17,14 @@ pub const DEFAULT_SSE_KEEPALIVE: Duration = Duration::from_secs(15);
 pub const DEFAULT_WS_PING: Duration = Duration::from_secs(25);
 /// A chat message, not a file upload.
 pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
+/// Bytes a client may fall behind on one connection before it is cut off as a slow
+/// consumer: 16 full-size messages, or thousands of ordinary ones.
+pub const DEFAULT_OUTBOUND_LIMIT: usize = 1024 * 1024;
+/// Open subscriptions (streams, sockets, pending polls) the server accepts at once;
+/// beyond it, 503 with `Retry-After`. Sized for the 10,000-per-transport benchmarks.
+pub const DEFAULT_MAX_SUBSCRIBERS: usize = 32_768;
+/// A browser sends its request head in one go; 10 s is generous even on mobile.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// pushwire's settings.
 #[derive(Parser, Debug, Clone)]
@@ -46,10 +54,30 @@ pub struct Config {
     #[arg(long, env = "PUSHWIRE_MAX_BODY", default_value_t = DEFAULT_MAX_BODY)]
     pub max_body: usize,
 
+    /// Bytes a connection may have queued for a client that is not reading before it
+    /// is disconnected as a slow consumer (WebSocket close 1013, SSE `event: slow`).
+    #[arg(long, env = "PUSHWIRE_OUTBOUND_LIMIT", default_value_t = DEFAULT_OUTBOUND_LIMIT)]
+    pub outbound_limit: usize,
+
+    /// Open subscriptions (SSE streams, WebSockets, pending long-polls) allowed at once;
+    /// more get 503 with `Retry-After`.
+    #[arg(long, env = "PUSHWIRE_MAX_SUBSCRIBERS", default_value_t = DEFAULT_MAX_SUBSCRIBERS)]
+    pub max_subscribers: usize,
+
+    /// Seconds a client gets to send its request headers before the connection is dropped.
+    #[arg(long, env = "PUSHWIRE_HEADER_TIMEOUT", default_value = "10", value_parser = seconds)]
+    pub header_timeout: Duration,
+
     /// Extra origins allowed to open WebSockets (e.g. `https://chat.example`); the
     /// server's own origin is always allowed. Comma-separated in the env var.
     #[arg(long = "allow-origin", env = "PUSHWIRE_ALLOW_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+
+    /// Share the conversation with other instances through Redis Streams:
+    /// `redis://HOST:PORT[/DB]` (needs a build with `--features redis`). Without it the
+    /// bus lives in this process's memory.
+    #[arg(long, env = "PUSHWIRE_BUS", value_parser = bus_url)]
+    pub bus: Option<String>,
 }
 
 impl Default for Config {
@@ -61,7 +89,11 @@ impl Default for Config {
             sse_keepalive: DEFAULT_SSE_KEEPALIVE,
             ws_ping: DEFAULT_WS_PING,
             max_body: DEFAULT_MAX_BODY,
+            outbound_limit: DEFAULT_OUTBOUND_LIMIT,
+            max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
             allowed_origins: Vec::new(),
+            bus: None,
         }
     }
 }
@@ -71,6 +103,15 @@ fn history_size(text: &str) -> Result<usize, String> {
     match text.parse() {
         Ok(n @ 1..=1_000_000) => Ok(n),
         _ => Err(format!("{text:?} is not a history size from 1 to 1000000")),
+    }
+}
+
+/// A Redis URL (`redis://…`); the only shared bus there is.
+fn bus_url(text: &str) -> Result<String, String> {
+    if text.starts_with("redis://") && text.len() > "redis://".len() {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("{text:?} is not a bus URL; expected redis://HOST:PORT[/DB]"))
     }
 }
 
@@ -96,6 +137,10 @@ mod tests {
             (parsed.history, parsed.long_poll_hold, parsed.sse_keepalive, parsed.ws_ping, parsed.max_body),
             (default.history, default.long_poll_hold, default.sse_keepalive, default.ws_ping, default.max_body)
         );
+        assert_eq!(
+            (parsed.outbound_limit, parsed.max_subscribers, parsed.header_timeout),
+            (default.outbound_limit, default.max_subscribers, default.header_timeout)
+        );
     }
 
     #[test]
@@ -103,5 +148,13 @@ mod tests {
         assert_eq!(seconds("0.5"), Ok(Duration::from_millis(500)));
         assert!(seconds("0").is_err());
         assert!(seconds("soon").is_err());
+    }
+
+    #[test]
+    fn only_redis_urls_select_a_shared_bus() {
+        let parsed = Config::try_parse_from(["pushwire", "--bus", "redis://127.0.0.1:6379/2"]).unwrap();
+        assert_eq!(parsed.bus.as_deref(), Some("redis://127.0.0.1:6379/2"));
+        assert!(Config::try_parse_from(["pushwire", "--bus", "127.0.0.1:6379"]).is_err());
+        assert!(Config::try_parse_from(["pushwire", "--bus", "redis://"]).is_err());
     }
 }

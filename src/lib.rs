@@ -7,6 +7,8 @@
 //! - [`transport`]: one module per transport, each a thin adapter over the bus, plus
 //!   publishing and the page.
 //! - [`config`]: every tunable and its default.
+//! - [`metrics`]: the Prometheus metrics at `GET /metrics`.
+//! - [`server`]: the accept loop (timeouts, `TCP_NODELAY`, graceful shutdown).
 //! - `static/`: the browser client, compiled into the binary.
 //!
 //! The binary, the tests and the benchmarks all build the server with [`app`] and
@@ -14,22 +16,33 @@
 
 pub mod bus;
 pub mod config;
+pub mod metrics;
+pub mod server;
 pub mod transport;
 
 use std::sync::Arc;
 
 use axum::Router;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use bus::Bus;
 pub use config::Config;
+use metrics::Metrics;
 
 /// What every handler can reach: the bus, the settings and the shutdown signal.
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub bus: Bus,
     pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    /// One permit per open subscription, `config.max_subscribers` in all.
+    pub subscriber_slots: Arc<Semaphore>,
+    /// Tasks that outlive their request (WebSocket connections, SSE pumps); [`run`]
+    /// waits for them before returning.
+    pub tasks: TaskTracker,
     /// Cancelled at shutdown. Long-lived handlers (held polls, SSE streams, WebSocket
     /// tasks) select on it: axum's graceful shutdown does not end them by itself.
     pub shutdown: CancellationToken,
@@ -39,18 +52,34 @@ impl AppState {
     /// State with an in-memory bus sized by `config`.
     pub fn new(config: Config) -> Self {
         let bus = Bus::in_memory(config.history, config.max_body);
-        AppState { bus, config: Arc::new(config), shutdown: CancellationToken::new() }
+        Self::with_bus(config, bus)
+    }
+
+    /// State around a bus built elsewhere, such as one shared with other instances
+    /// through Redis (`Bus::redis`, cargo feature `redis`).
+    pub fn with_bus(config: Config, bus: Bus) -> Self {
+        AppState {
+            bus,
+            subscriber_slots: Arc::new(Semaphore::new(config.max_subscribers)),
+            config: Arc::new(config),
+            metrics: Arc::default(),
+            tasks: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+        }
     }
 }
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
-    transport::routes(state.config.max_body).with_state(state)
+    transport::routes(state.clone()).with_state(state)
 }
 
 /// Serves `listener` until `state.shutdown` is cancelled, then lets open requests
-/// finish: held polls are answered, streams and sockets close.
+/// finish: held polls are answered, SSE streams end, WebSockets close with 1001.
 pub async fn run(listener: TcpListener, state: AppState) -> std::io::Result<()> {
-    let shutdown = state.shutdown.clone();
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    let (shutdown, tasks, header_timeout) = (state.shutdown.clone(), state.tasks.clone(), state.config.header_timeout);
+    server::serve(listener, app(state), header_timeout, shutdown).await?;
+    tasks.close();
+    tasks.wait().await;
+    Ok(())
 }

@@ -19,6 +19,7 @@ async fn main() -> ExitCode {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
 
+    raise_open_file_limit();
     let listener = match TcpListener::bind(config.addr).await {
         Ok(listener) => listener,
         Err(error) => {
@@ -27,7 +28,16 @@ async fn main() -> ExitCode {
         }
     };
     let addr = listener.local_addr().expect("a bound listener has an address");
-    let state = AppState::new(config);
+    let state = match config.bus.clone() {
+        None => AppState::new(config),
+        Some(url) => match shared_bus(&url, &config).await {
+            Ok(bus) => AppState::with_bus(config, bus),
+            Err(message) => {
+                eprintln!("pushwire: {message}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     println!("pushwire is running: open http://{addr}/ (Ctrl-C to stop)");
 
     let shutdown = state.shutdown.clone();
@@ -55,6 +65,26 @@ async fn main() -> ExitCode {
             tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; exiting anyway");
             ExitCode::SUCCESS
         }
+    }
+}
+
+/// Connects the bus shared with other instances through Redis (`--bus`).
+#[cfg(feature = "redis")]
+async fn shared_bus(url: &str, config: &Config) -> Result<pushwire::bus::Bus, String> {
+    pushwire::bus::Bus::redis(url, config.history, config.max_body).await.map_err(|error| error.to_string())
+}
+
+#[cfg(not(feature = "redis"))]
+async fn shared_bus(_url: &str, _config: &Config) -> Result<pushwire::bus::Bus, String> {
+    Err("--bus needs a build with Redis support: cargo build --release --features redis".to_owned())
+}
+
+/// Every connection is a file descriptor, and common soft limits (1,024) are far below
+/// the thousands of subscribers pushwire is built for: raise it to the hard limit.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(error) => tracing::warn!(%error, "could not raise the open-file limit"),
     }
 }
 

@@ -3,7 +3,7 @@
 //! Every form a transport sends is built here once, at publish time, and shared by
 //! reference count: fan-out to N subscribers copies pointers, not bytes.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
@@ -23,6 +23,8 @@ pub struct Message {
     pub body: String,
     /// Server time of publishing, in milliseconds since the Unix epoch.
     pub time_ms: u64,
+    /// When this server built the message: the start of the delivery-latency metric.
+    pub created: Instant,
     /// The JSON message object (`{"id","body","html","seq","time"}`), shared by every transport.
     pub json: Utf8Bytes,
     /// The SSE event for this message (`id:` + `data:` lines), see `transport::sse`.
@@ -48,7 +50,7 @@ impl Message {
         // Serializing a struct of strings and integers cannot fail.
         let json = serde_json::to_string(&object).expect("message serializes");
         let sse_event = Bytes::from(format!("id: {id}\ndata: {json}\n\n"));
-        Message { cursor, id, body, time_ms, json: json.into(), sse_event }
+        Message { cursor, id, body, time_ms, created: Instant::now(), json: json.into(), sse_event }
     }
 }
 

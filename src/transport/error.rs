@@ -25,15 +25,45 @@ pub enum AppError {
     Publish(PublishError),
     /// A WebSocket upgrade from a page of another origin.
     CrossOrigin,
+    /// Every subscriber slot is taken (`--max-subscribers`).
+    OverCapacity,
 }
 
+/// Seconds a client is asked to wait after a 503 before it tries again.
+const RETRY_AFTER_SECS: &str = "5";
+
+/// Marks a refused response with its reason, for the `requests_rejected` metric.
+#[derive(Clone, Copy, Debug)]
+pub struct Rejected(pub &'static str);
+
 impl AppError {
+    /// The reason label of the `requests_rejected` metric.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AppError::XsrfMissing => "xsrf_missing",
+            AppError::XsrfNoCookie => "xsrf_no_cookie",
+            AppError::XsrfMismatch => "xsrf_mismatch",
+            AppError::MissingField(_) => "missing_field",
+            AppError::MalformedForm => "malformed_form",
+            AppError::OffsiteRedirect => "offsite_redirect",
+            AppError::Publish(PublishError::Empty) => "empty_body",
+            AppError::Publish(PublishError::TooLarge { .. }) => "body_too_large",
+            AppError::Publish(PublishError::ControlCharacter) => "control_character",
+            AppError::Publish(PublishError::Unavailable) => "bus_unavailable",
+            AppError::CrossOrigin => "cross_origin",
+            AppError::OverCapacity => "over_capacity",
+        }
+    }
+
     fn status(&self) -> StatusCode {
         match self {
             AppError::XsrfMissing | AppError::XsrfNoCookie | AppError::XsrfMismatch | AppError::CrossOrigin => {
                 StatusCode::FORBIDDEN
             }
             AppError::Publish(PublishError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            // Redis is down: the client did nothing wrong and may retry.
+            AppError::Publish(PublishError::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::OverCapacity => StatusCode::SERVICE_UNAVAILABLE,
             AppError::MissingField(_) | AppError::MalformedForm | AppError::OffsiteRedirect | AppError::Publish(_) => {
                 StatusCode::BAD_REQUEST
             }
@@ -50,6 +80,7 @@ impl AppError {
             AppError::OffsiteRedirect => "'next' must be a path on this site, starting with a single '/'".to_owned(),
             AppError::Publish(error) => error.to_string(),
             AppError::CrossOrigin => "cross-origin WebSocket refused".to_owned(),
+            AppError::OverCapacity => format!("too many open connections; retry in {RETRY_AFTER_SECS} s"),
         }
     }
 }
@@ -65,6 +96,12 @@ impl IntoResponse for AppError {
         let status = self.status();
         let message = self.message();
         tracing::debug!(%status, %message, "request refused");
-        (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], message + "\n").into_response()
+        let mut response =
+            (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], message + "\n").into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static(RETRY_AFTER_SECS));
+        }
+        response.extensions_mut().insert(Rejected(self.reason()));
+        response
     }
 }

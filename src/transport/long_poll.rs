@@ -22,21 +22,29 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::post;
 
-use super::{AppError, Form};
+use super::{AppError, Form, SubscriberSlot};
 use crate::AppState;
 use crate::bus::Delivery;
+use crate::metrics::{Transport, TransportMetrics};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/a/message/updates", post(poll))
 }
 
-async fn poll(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, AppError> {
+async fn poll(
+    State(state): State<AppState>,
+    _slot: SubscriberSlot,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AppError> {
     let form = Form::parse(&body)?;
     form.check_xsrf(&headers)?;
     let cursor = form.get("cursor").filter(|c| !c.is_empty());
+    let metrics = state.metrics.transport(Transport::LongPoll);
+    let _pending = metrics.subscriber();
     let mut subscription = state.bus.subscribe(cursor).await;
 
-    let mut answer = Answer::default();
+    let mut answer = Answer { metrics, messages: Vec::new(), gap: None };
     tokio::select! {
         Some(delivery) = subscription.next() => answer.add(delivery),
         () = tokio::time::sleep(state.config.long_poll_hold) => {}
@@ -49,8 +57,8 @@ async fn poll(State(state): State<AppState>, headers: HeaderMap, body: Bytes) ->
 }
 
 /// The body of one long-poll answer, assembled from the pre-encoded message objects.
-#[derive(Default)]
 struct Answer {
+    metrics: TransportMetrics,
     messages: Vec<String>,
     gap: Option<String>,
 }
@@ -58,10 +66,14 @@ struct Answer {
 impl Answer {
     fn add(&mut self, delivery: Delivery) {
         match delivery {
-            Delivery::Message(message) => self.messages.push(message.json.to_string()),
+            Delivery::Message(message) => {
+                self.metrics.delivered(message.created.elapsed());
+                self.messages.push(message.json.to_string());
+            }
             // At most one gap per answer in practice; if a second comes, the first
             // (earlier) one is what the client needs to hear about.
             Delivery::Gap(gap) => {
+                self.metrics.gap(gap.reason);
                 self.gap.get_or_insert_with(|| gap.to_json());
             }
         }

@@ -7,39 +7,89 @@
 //! | [`websocket`] | `GET /a/message/socket`                   | both ways          |
 //! | [`sse`]       | `GET /a/message/events`                   | bus → client       |
 //! | [`page`]      | `GET /`, `GET /static/…`                  | the browser client |
+//! | [`crate::metrics`] | `GET /metrics`                       | Prometheus         |
 //!
-//! A new transport is one new module and one `.merge` below.
+//! A new transport is one new module and one `.merge` below. The streaming transports
+//! share [`outbox`] (the bounded per-connection queue) and [`SubscriberSlot`] (the
+//! connection cap).
 
 mod error;
 mod form;
 pub mod long_poll;
+pub mod outbox;
 pub mod page;
 pub mod publish;
 pub mod sse;
 pub mod websocket;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::header;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use serde::Deserialize;
+use tokio::sync::OwnedSemaphorePermit;
+use tower_http::trace::TraceLayer;
 
-pub use error::AppError;
+pub use error::{AppError, Rejected};
 pub use form::Form;
 
 use crate::AppState;
 
-/// All routes, with the request-size guard shared by the POST endpoints.
-pub fn routes(max_body: usize) -> Router<AppState> {
+/// All routes, with the layers every request goes through.
+pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .merge(page::routes())
         .merge(publish::routes())
         .merge(long_poll::routes())
         .merge(websocket::routes())
         .merge(sse::routes())
+        .route("/metrics", get(crate::metrics::serve))
         // Percent-encoding can triple a body; the bus enforces the exact limit on the
         // decoded text, this only stops absurd uploads before they are buffered.
-        .layer(DefaultBodyLimit::max(max_body * 3 + 4096))
+        .layer(DefaultBodyLimit::max(state.config.max_body * 3 + 4096))
+        .layer(middleware::from_fn_with_state(state, count_rejections))
+        .layer(TraceLayer::new_for_http())
+}
+
+/// Counts every refused request by reason: ours carry [`Rejected`]; axum's own
+/// refusals (wrong method, body over the limit, bad upgrade) are named by status.
+async fn count_rejections(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if status.is_client_error() || status.is_server_error() {
+        let reason = match (response.extensions().get::<Rejected>(), status) {
+            (Some(Rejected(reason)), _) => reason,
+            (None, StatusCode::METHOD_NOT_ALLOWED) => "method_not_allowed",
+            (None, StatusCode::PAYLOAD_TOO_LARGE) => "body_too_large",
+            (None, StatusCode::NOT_FOUND) => "not_found",
+            (None, _) => "bad_request",
+        };
+        state.metrics.rejected(reason);
+    }
+    response
+}
+
+/// One of the `--max-subscribers` slots, held for as long as a subscriber stays
+/// connected. Extracting it fails with 503 and `Retry-After` when all are taken.
+#[derive(Debug)]
+pub struct SubscriberSlot {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl FromRequestParts<AppState> for SubscriberSlot {
+    type Rejection = AppError;
+
+    async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        state
+            .subscriber_slots
+            .clone()
+            .try_acquire_owned()
+            .map(|_permit| SubscriberSlot { _permit })
+            .map_err(|_| AppError::OverCapacity)
+    }
 }
 
 /// `?cursor=ID` on the streaming transports.

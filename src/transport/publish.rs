@@ -25,6 +25,7 @@ async fn publish(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
     let next = form.get("next").filter(|next| !next.is_empty()).map(local_path).transpose()?;
     let text = form.get("body").ok_or(AppError::MissingField("body"))?;
     let message = state.bus.publish(text.to_owned()).await?;
+    state.metrics.published();
     Ok(match next {
         Some(path) => (StatusCode::FOUND, [(header::LOCATION, path.to_owned())]).into_response(),
         None => super::json_response(message.json.to_string()),

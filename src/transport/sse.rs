@@ -12,73 +12,147 @@
 //! same bytes. A browser's `EventSource` reconnects by itself and sends the last `id:`
 //! it saw as `Last-Event-ID`; we resume from that (or from `?cursor=`).
 //!
-//! - A comment is sent as soon as the stream opens, so the headers and first bytes pass
-//!   any buffering at once, and again after each quiet keep-alive period (default 15 s)
-//!   so proxies do not cut an idle stream.
+//! - The stream opens with `retry: 1000` and a comment, so the headers and first bytes
+//!   pass any buffering at once; a keep-alive comment follows each quiet period
+//!   (default 15 s) so proxies do not cut an idle stream.
 //! - `Cache-Control: no-cache` and `X-Accel-Buffering: no` keep caches and nginx from
 //!   holding events back; no compression layer wraps this route.
 //! - Gap notices are events of their own type, without an `id:` (so they never move
 //!   the resume point): `event: gap` / `data: {"reason": …, "missed": N|null}`.
-//! - The stream ends at server shutdown.
+//! - A client that falls more than `--outbound-limit` bytes behind receives what was
+//!   already queued, then `event: slow` / `data: {"reason":"slow_consumer"}`, and the
+//!   stream ends (or, if it does not read even that within a grace period, the
+//!   connection is cut). It reconnects with `Last-Event-ID` and loses nothing the
+//!   history still holds.
+//! - The stream ends at server shutdown; `EventSource` then retries by itself.
+//!
+//! Two halves: a pump task moves deliveries from the subscription into a bounded
+//! [`outbox`](super::outbox), and the response body drains it as hyper writes.
 
 use std::convert::Infallible;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use futures::StreamExt;
 use futures::stream::{self, Stream};
-use tokio::time::{Instant, sleep_until};
+use tokio::time::sleep;
 
-use super::CursorQuery;
+use super::outbox::{Inbox, Outbox, outbox};
+use super::{CursorQuery, SubscriberSlot};
 use crate::AppState;
 use crate::bus::{Delivery, Subscription};
+use crate::metrics::{Transport, TransportMetrics};
+use crate::server::ConnectionCloser;
 
 /// Sent first: flushes the headers and tells the browser to retry after 1 s if cut.
 const OPENING: &[u8] = b"retry: 1000\n: connected\n\n";
 /// Sent after each quiet keep-alive period.
 const KEEPALIVE: &[u8] = b": keep-alive\n\n";
+/// The last event to a slow consumer.
+const SLOW: &[u8] = b"event: slow\ndata: {\"reason\":\"slow_consumer\"}\n\n";
+/// How long a slow consumer gets to read its last events before the connection is cut.
+const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(2);
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/a/message/events", get(events))
 }
 
-async fn events(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<CursorQuery>) -> Response {
+/// One chunk of the stream.
+struct Chunk {
+    bytes: Bytes,
+    /// When the message it carries was created (none for comments and notices).
+    created: Option<Instant>,
+    /// The body ends after this chunk.
+    last: bool,
+}
+
+impl Chunk {
+    fn notice(bytes: Bytes) -> Self {
+        Chunk { bytes, created: None, last: false }
+    }
+}
+
+async fn events(
+    State(state): State<AppState>,
+    slot: SubscriberSlot,
+    Extension(closer): Extension<ConnectionCloser>,
+    headers: HeaderMap,
+    Query(query): Query<CursorQuery>,
+) -> Response {
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let cursor = last_event_id.or(query.cursor.as_deref()).filter(|c| !c.is_empty());
     let subscription = state.bus.subscribe(cursor).await;
-    let body = Body::from_stream(event_stream(subscription, state));
+    let metrics = state.metrics.transport(Transport::Sse);
+    let (outbox, inbox) = outbox(state.config.outbound_limit);
+    outbox.force(Chunk::notice(Bytes::from_static(OPENING)), OPENING.len());
+    state.tasks.spawn(pump(subscription, outbox, state.clone(), metrics.clone(), closer, slot));
     (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
             (header::HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no")),
         ],
-        body,
+        Body::from_stream(body(inbox, metrics)),
     )
         .into_response()
 }
 
-/// The body: the opening comment, then one chunk per delivery or keep-alive, until
-/// shutdown. hyper polls it only when the socket can take more, so a client that
-/// stops reading stops the stream from pulling; its subscription falls behind and,
-/// once the ring has moved past it, receives a gap notice instead of growing memory.
-fn event_stream(subscription: Subscription, state: AppState) -> impl Stream<Item = Result<Bytes, Infallible>> {
+/// Moves deliveries and keep-alives into the outbox until the client leaves, falls
+/// too far behind, or the server shuts down. Holds the subscriber slot meanwhile.
+async fn pump(
+    mut subscription: Subscription,
+    outbox: Outbox<Chunk>,
+    state: AppState,
+    metrics: TransportMetrics,
+    closer: ConnectionCloser,
+    _slot: SubscriberSlot,
+) {
+    let _subscriber = metrics.subscriber();
     let keepalive = state.config.sse_keepalive;
-    let opening = stream::once(async { Ok(Bytes::from_static(OPENING)) });
-    let events = stream::unfold((subscription, state), move |(mut subscription, state)| async move {
+    loop {
         let chunk = tokio::select! {
-            delivery = subscription.next() => match delivery? {
-                Delivery::Message(message) => message.sse_event.clone(),
-                Delivery::Gap(gap) => Bytes::from(format!("event: gap\ndata: {}\n\n", gap.to_json())),
+            delivery = subscription.next() => match delivery {
+                Some(Delivery::Message(message)) => {
+                    Chunk { bytes: message.sse_event.clone(), created: Some(message.created), last: false }
+                }
+                Some(Delivery::Gap(gap)) => {
+                    metrics.gap(gap.reason);
+                    Chunk::notice(Bytes::from(format!("event: gap\ndata: {}\n\n", gap.to_json())))
+                }
+                None => return,
             },
-            () = sleep_until(Instant::now() + keepalive) => Bytes::from_static(KEEPALIVE),
-            () = state.shutdown.cancelled() => return None,
+            () = sleep(keepalive) => Chunk::notice(Bytes::from_static(KEEPALIVE)),
+            () = outbox.closed() => return, // the client went away and the body was dropped
+            () = state.shutdown.cancelled() => return,
         };
-        Some((Ok(chunk), (subscription, state)))
-    });
-    opening.chain(events)
+        let size = chunk.bytes.len();
+        if outbox.push(chunk, size).is_err() {
+            metrics.slow_disconnect();
+            outbox.force(Chunk { bytes: Bytes::from_static(SLOW), created: None, last: true }, SLOW.len());
+            tokio::select! {
+                () = outbox.closed() => {}
+                () = sleep(SLOW_CONSUMER_GRACE) => closer.close(),
+            }
+            return;
+        }
+    }
+}
+
+/// The response body: the outbox's chunks as hyper asks for them. It ends after a
+/// `last` chunk, or when the pump has finished and everything queued was sent;
+/// dropping it (at the end, or when the client goes away) tells the pump.
+fn body(inbox: Inbox<Chunk>, metrics: TransportMetrics) -> impl Stream<Item = Result<Bytes, Infallible>> {
+    stream::unfold(Some((inbox, metrics)), |state| async move {
+        let (mut inbox, metrics) = state?;
+        let chunk = inbox.recv().await?;
+        if let Some(created) = chunk.created {
+            metrics.delivered(created.elapsed());
+        }
+        let next = (!chunk.last).then_some((inbox, metrics));
+        Some((Ok(chunk.bytes), next))
+    })
 }

@@ -14,7 +14,14 @@
 //! - Bad frames close the socket with a reason: not JSON 1007, no `body` or a body
 //!   the bus refuses 1008, binary 1003, too large 1009. Shutdown closes with 1001.
 //! - A ping goes out every 25 s (default), which also keeps proxies from cutting the
-//!   connection while idle.
+//!   connection while idle; a peer that has not answered by the next ping is dead and
+//!   its connection is dropped.
+//! - A client that falls more than `--outbound-limit` bytes behind gets what was
+//!   queued, then close 1013 ("try again later", reason "slow consumer"); it reconnects
+//!   with `?cursor=` and loses nothing the history still holds. If it does not read
+//!   even that within a grace period, the TCP connection is cut.
+
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::ws::{CloseFrame, Message as Frame, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
@@ -22,13 +29,27 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use axum::routing::get;
+use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
-use tokio::time::{MissedTickBehavior, interval};
+use tokio::time::{MissedTickBehavior, interval, timeout};
 
-use super::{AppError, CursorQuery};
+use super::outbox::{Inbox, outbox};
+use super::{AppError, CursorQuery, SubscriberSlot};
 use crate::AppState;
-use crate::bus::Delivery;
+use crate::bus::{Delivery, PublishError};
+use crate::metrics::{Transport, TransportMetrics};
+
+/// The read buffer each connection allocates up front. tungstenite's default is
+/// 128 KiB, which at 10,000 idle sockets is 1.3 GB; chat frames are small, and the
+/// buffer still grows for a large frame when one comes.
+const READ_BUFFER: usize = 4 * 1024;
+/// Frames are buffered up to this size before a write: a burst goes out in one syscall.
+const WRITE_BUFFER: usize = 16 * 1024;
+/// How long a closing connection gets to send what is queued and its close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Close code for a slow consumer: "try again later", the client should reconnect.
+const SLOW_CONSUMER: u16 = close_code::AGAIN;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/a/message/socket", get(upgrade))
@@ -36,13 +57,18 @@ pub fn routes() -> Router<AppState> {
 
 async fn upgrade(
     State(state): State<AppState>,
+    slot: SubscriberSlot,
     headers: HeaderMap,
     Query(query): Query<CursorQuery>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
     check_origin(&headers, &state.config.allowed_origins)?;
     let max = state.config.max_body;
-    Ok(ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| serve(socket, state, query.cursor)))
+    let ws = ws.max_message_size(max).max_frame_size(max).read_buffer_size(READ_BUFFER).write_buffer_size(WRITE_BUFFER);
+    Ok(ws.on_upgrade(move |socket| {
+        let tasks = state.tasks.clone();
+        tasks.track_future(serve(socket, state, query.cursor, slot))
+    }))
 }
 
 /// A frame from the client: `{"body": "…"}`.
@@ -51,24 +77,55 @@ struct Post {
     body: Option<String>,
 }
 
-/// Runs one connection until either side closes or the server shuts down.
-async fn serve(socket: WebSocket, state: AppState, cursor: Option<String>) {
-    let (mut sink, mut frames) = socket.split();
+/// Why the server closes a connection: the close code, its reason text, and the
+/// label under which a refused frame is counted.
+struct Closing {
+    code: u16,
+    reason: &'static str,
+    rejected: Option<&'static str>,
+}
+
+impl Closing {
+    const fn new(code: u16, reason: &'static str) -> Self {
+        Closing { code, reason, rejected: None }
+    }
+
+    const fn refusal(code: u16, reason: &'static str, label: &'static str) -> Self {
+        Closing { code, reason, rejected: Some(label) }
+    }
+}
+
+/// Runs one connection until either side closes, the client stops answering pings or
+/// reading, or the server shuts down. The subscription side queues frames into a
+/// bounded outbox; a writer task drains it into the socket.
+async fn serve(socket: WebSocket, state: AppState, cursor: Option<String>, _slot: SubscriberSlot) {
+    let metrics = state.metrics.transport(Transport::WebSocket);
+    let _subscriber = metrics.subscriber();
+    let (sink, mut frames) = socket.split();
+    let (outbox, inbox) = outbox(state.config.outbound_limit);
+    let mut writer = tokio::spawn(write(sink, inbox, metrics.clone()));
+    let mut writer_done = false;
     let mut subscription = state.bus.subscribe(cursor.as_deref().filter(|c| !c.is_empty())).await;
     let mut ping = interval(state.config.ws_ping);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     ping.reset(); // the first tick would fire at once
+    let mut awaiting_pong = false;
 
-    let close: Option<(u16, &str)> = loop {
+    let closing: Option<Closing> = loop {
         tokio::select! {
             delivery = subscription.next() => {
-                let text = match delivery {
-                    Some(Delivery::Message(message)) => message.json.clone(),
-                    Some(Delivery::Gap(gap)) => Utf8Bytes::from(format!(r#"{{"gap":{}}}"#, gap.to_json())),
-                    None => break Some((close_code::AWAY, "server is going away")),
+                let (text, created) = match delivery {
+                    Some(Delivery::Message(message)) => (message.json.clone(), Some(message.created)),
+                    Some(Delivery::Gap(gap)) => {
+                        metrics.gap(gap.reason);
+                        (Utf8Bytes::from(format!(r#"{{"gap":{}}}"#, gap.to_json())), None)
+                    }
+                    None => break Some(Closing::new(close_code::AWAY, "server is going away")),
                 };
-                if sink.send(Frame::Text(text)).await.is_err() {
-                    break None;
+                let size = text.len();
+                if outbox.push((Frame::Text(text), created), size).is_err() {
+                    metrics.slow_disconnect();
+                    break Some(Closing::new(SLOW_CONSUMER, "slow consumer: fell too far behind"));
                 }
             }
             frame = frames.next() => match frame {
@@ -77,34 +134,102 @@ async fn serve(socket: WebSocket, state: AppState, cursor: Option<String>) {
                         break Some(refusal);
                     }
                 }
-                Some(Ok(Frame::Binary(_))) => break Some((close_code::UNSUPPORTED, "binary frames are not accepted")),
-                Some(Ok(Frame::Ping(_) | Frame::Pong(_))) => {}
+                Some(Ok(Frame::Binary(_))) => {
+                    break Some(Closing::refusal(close_code::UNSUPPORTED, "binary frames are not accepted", "ws_binary"))
+                }
+                Some(Ok(Frame::Pong(_))) => awaiting_pong = false,
+                Some(Ok(Frame::Ping(_))) => {}
                 Some(Ok(Frame::Close(_))) | None => break None,
-                Some(Err(error)) => break too_large(&error).then_some((close_code::SIZE, "frame too large")),
+                Some(Err(error)) => {
+                    break too_large(&error).then_some(Closing::refusal(close_code::SIZE, "frame too large", "ws_too_large"))
+                }
             },
             _ = ping.tick() => {
-                if sink.send(Frame::Ping(Default::default())).await.is_err() {
-                    break None;
+                if awaiting_pong {
+                    break None; // a dead peer: nobody would read a close frame
                 }
+                awaiting_pong = true;
+                outbox.force((Frame::Ping(Default::default()), None), 0);
             }
-            () = state.shutdown.cancelled() => break Some((close_code::AWAY, "server shutting down")),
+            _ = &mut writer => {
+                writer_done = true;
+                break None; // the socket failed
+            }
+            () = state.shutdown.cancelled() => break Some(Closing::new(close_code::AWAY, "server shutting down")),
         }
     };
-    if let Some((code, reason)) = close {
-        let frame = CloseFrame { code, reason: Utf8Bytes::from(reason) };
-        // The peer may be gone already; nothing is left to do about it.
-        let _ = sink.send(Frame::Close(Some(frame))).await;
+    drop(subscription);
+    if let Some(closing) = closing {
+        if let Some(label) = closing.rejected {
+            state.metrics.rejected(label);
+        }
+        let frame = CloseFrame { code: closing.code, reason: Utf8Bytes::from_static(closing.reason) };
+        outbox.force((Frame::Close(Some(frame)), None), 0);
+    }
+    drop(outbox);
+    // The writer sends what is queued, then stops; a client that does not read
+    // (a slow consumer) is cut off after the grace period.
+    if !writer_done && timeout(CLOSE_GRACE, &mut writer).await.is_err() {
+        writer.abort();
     }
 }
 
-/// Publishes a client frame, or says which close code and reason refuse it.
-async fn publish(state: &AppState, text: &str) -> Result<(), (u16, &'static str)> {
-    let post: Post = serde_json::from_str(text).map_err(|_| (close_code::INVALID, "frame is not a JSON object"))?;
-    let body = post.body.ok_or((close_code::POLICY, "frame has no \"body\""))?;
+/// Drains the outbox into the socket, writing every frame that is ready before
+/// flushing, until the outbox is dropped or a close frame has gone out.
+async fn write(
+    mut sink: SplitSink<WebSocket, Frame>,
+    mut inbox: Inbox<(Frame, Option<Instant>)>,
+    metrics: TransportMetrics,
+) {
+    while let Some(first) = inbox.recv().await {
+        let mut next = Some(first);
+        while let Some((frame, created)) = next.take() {
+            let is_close = matches!(frame, Frame::Close(_));
+            if sink.feed(frame).await.is_err() {
+                return;
+            }
+            if let Some(created) = created {
+                metrics.delivered(created.elapsed());
+            }
+            if is_close {
+                let _ = sink.flush().await;
+                return;
+            }
+            next = inbox.try_recv();
+        }
+        if sink.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Publishes a client frame, or says why the connection closes instead.
+async fn publish(state: &AppState, text: &str) -> Result<(), Closing> {
+    let post: Post = serde_json::from_str(text)
+        .map_err(|_| Closing::refusal(close_code::INVALID, "frame is not a JSON object", "ws_not_json"))?;
+    let body = post.body.ok_or(Closing::refusal(close_code::POLICY, "frame has no \"body\"", "ws_no_body"))?;
     match state.bus.publish(body).await {
-        Ok(_) => Ok(()),
-        Err(crate::bus::PublishError::TooLarge { .. }) => Err((close_code::SIZE, "message body too large")),
-        Err(_) => Err((close_code::POLICY, "message body refused (empty or control characters)")),
+        Ok(_) => {
+            state.metrics.published();
+            Ok(())
+        }
+        Err(PublishError::TooLarge { .. }) => {
+            Err(Closing::refusal(close_code::SIZE, "message body too large", "body_too_large"))
+        }
+        // Nothing was published; "try again later" tells the client to reconnect and resend.
+        Err(PublishError::Unavailable) => {
+            Err(Closing::refusal(close_code::AGAIN, "message bus unavailable; try again", "bus_unavailable"))
+        }
+        Err(error) => Err(Closing::refusal(close_code::POLICY, refusal_text(&error), "ws_body_refused")),
+    }
+}
+
+fn refusal_text(error: &PublishError) -> &'static str {
+    match error {
+        PublishError::Empty => "message body is empty",
+        PublishError::ControlCharacter => "message body contains a control character",
+        PublishError::TooLarge { .. } => "message body too large",
+        PublishError::Unavailable => "message bus unavailable; try again",
     }
 }
 

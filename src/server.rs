@@ -1,0 +1,90 @@
+//! The accept loop: HTTP/1.1 and HTTP/2 connections served by hyper with the limits
+//! `axum::serve` does not offer, and a graceful shutdown.
+//!
+//! - `TCP_NODELAY` on every socket: a pushed message goes out at once, not after
+//!   Nagle's algorithm waits for an ACK.
+//! - A header read timeout: a client that sends its request head too slowly (a
+//!   slowloris) is dropped instead of holding a socket forever.
+//! - Accept errors (e.g. out of file descriptors) pause the loop briefly instead of
+//!   ending the server.
+//! - Every request carries a [`ConnectionCloser`], so a transport can cut its own TCP
+//!   connection (the SSE slow-consumer rule needs that: a client that stops reading
+//!   cannot be reached with an in-band goodbye).
+
+use std::time::Duration;
+
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+/// How long the accept loop pauses after an accept error, e.g. EMFILE.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+/// Closes the TCP connection a request arrived on, whatever it is doing.
+#[derive(Clone, Debug)]
+pub struct ConnectionCloser(CancellationToken);
+
+impl ConnectionCloser {
+    pub fn close(&self) {
+        self.0.cancel();
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` is cancelled, then stops accepting and
+/// waits for open connections to finish (the handlers end their own long-lived work
+/// when they see `shutdown`).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    header_timeout: Duration,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    let graceful = GracefulShutdown::new();
+
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        // Best effort: a socket that refuses NODELAY still works, just with more delay.
+        let _ = stream.set_nodelay(true);
+
+        let closer = ConnectionCloser(CancellationToken::new());
+        let service = {
+            let (app, closer) = (app.clone(), closer.clone());
+            hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+                request.extensions_mut().insert(closer.clone());
+                app.clone().oneshot(request)
+            })
+        };
+        let connection =
+            graceful.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned());
+        tokio::spawn(async move {
+            tokio::select! {
+                result = connection => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
+                }
+                () = closer.0.cancelled() => tracing::debug!("connection closed by the server"),
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
