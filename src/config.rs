@@ -17,9 +17,13 @@ pub const DEFAULT_SSE_KEEPALIVE: Duration = Duration::from_secs(15);
 pub const DEFAULT_WS_PING: Duration = Duration::from_secs(25);
 /// A chat message, not a file upload.
 pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
-/// Bytes a client may fall behind on one connection before it is cut off as a slow
-/// consumer: 16 full-size messages, or thousands of ordinary ones.
+/// Bytes queued per connection for a client that is not reading fast enough: 8
+/// full-size messages (a message object carries its body twice), or thousands of
+/// ordinary ones.
 pub const DEFAULT_OUTBOUND_LIMIT: usize = 1024 * 1024;
+/// How long a connection's outbound queue may stay full before its client counts as a
+/// slow consumer: long enough for a phone on a bad network to catch up on a burst.
+pub const DEFAULT_SLOW_CONSUMER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Open subscriptions (streams, sockets, pending polls) the server accepts at once;
 /// beyond it, 503 with `Retry-After`. Sized for the 10,000-per-transport benchmarks.
 pub const DEFAULT_MAX_SUBSCRIBERS: usize = 32_768;
@@ -54,10 +58,15 @@ pub struct Config {
     #[arg(long, env = "PUSHWIRE_MAX_BODY", default_value_t = DEFAULT_MAX_BODY)]
     pub max_body: usize,
 
-    /// Bytes a connection may have queued for a client that is not reading before it
-    /// is disconnected as a slow consumer (WebSocket close 1013, SSE `event: slow`).
+    /// Bytes a connection may queue for its client. A client that leaves the queue full
+    /// for `--slow-consumer-timeout` is disconnected (WebSocket close 1013, SSE `event: slow`).
     #[arg(long, env = "PUSHWIRE_OUTBOUND_LIMIT", default_value_t = DEFAULT_OUTBOUND_LIMIT)]
     pub outbound_limit: usize,
+
+    /// Seconds a connection's outbound queue may stay full before the client is
+    /// disconnected as a slow consumer.
+    #[arg(long, env = "PUSHWIRE_SLOW_CONSUMER_TIMEOUT", default_value = "5", value_parser = seconds)]
+    pub slow_consumer_timeout: Duration,
 
     /// Open subscriptions (SSE streams, WebSockets, pending long-polls) allowed at once;
     /// more get 503 with `Retry-After`.
@@ -90,6 +99,7 @@ impl Default for Config {
             ws_ping: DEFAULT_WS_PING,
             max_body: DEFAULT_MAX_BODY,
             outbound_limit: DEFAULT_OUTBOUND_LIMIT,
+            slow_consumer_timeout: DEFAULT_SLOW_CONSUMER_TIMEOUT,
             max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             allowed_origins: Vec::new(),
@@ -138,8 +148,8 @@ mod tests {
             (default.history, default.long_poll_hold, default.sse_keepalive, default.ws_ping, default.max_body)
         );
         assert_eq!(
-            (parsed.outbound_limit, parsed.max_subscribers, parsed.header_timeout),
-            (default.outbound_limit, default.max_subscribers, default.header_timeout)
+            (parsed.outbound_limit, parsed.slow_consumer_timeout, parsed.max_subscribers, parsed.header_timeout),
+            (default.outbound_limit, default.slow_consumer_timeout, default.max_subscribers, default.header_timeout)
         );
     }
 

@@ -15,9 +15,15 @@
 //! - A subscriber that falls behind the live feed but not past the ring loses nothing:
 //!   it catches up from the ring (the live channel's `Lagged` is recovered, never
 //!   surfaced).
+//!
+//! With the `redis` feature, `Bus::redis` builds the same bus around a Redis stream
+//! shared by several instances (module `redis`): same ids, order and gap rules
+//! everywhere, and [`PublishError::Unavailable`] when Redis cannot be reached.
 
 mod cursor;
 mod message;
+#[cfg(feature = "redis")]
+mod redis;
 mod ring;
 
 use std::collections::VecDeque;
@@ -29,6 +35,8 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 pub use cursor::{Cursor, Epoch, MalformedCursor};
 pub use message::{Message, now_ms};
+#[cfg(feature = "redis")]
+pub use redis::ConnectError;
 use ring::{After, Ring};
 
 /// A cheap-to-clone handle to one stream of messages.
@@ -39,8 +47,11 @@ pub struct Bus {
 
 #[derive(Debug)]
 struct Shared {
-    epoch: Epoch,
     max_body_bytes: usize,
+    /// Set when the bus is shared with other instances through Redis: publishes go
+    /// there, and a reader task feeds `state` from it (see [`redis`]).
+    #[cfg(feature = "redis")]
+    redis: Option<redis::Link>,
     /// A std mutex, not tokio's: it is held for a few pointer moves and never across
     /// an `.await`. Publishing and subscribing both take it, which is what makes
     /// "snapshot then join the live feed" atomic.
@@ -49,6 +60,8 @@ struct Shared {
 
 #[derive(Debug)]
 struct State {
+    /// Fixed for an in-memory bus; a Redis-backed one adopts the shared stream's.
+    epoch: Epoch,
     ring: Ring,
     next_seq: u64,
     /// Wakes live subscribers. Its capacity equals the ring's: a receiver that lags
@@ -65,6 +78,8 @@ pub enum PublishError {
     TooLarge { limit: usize },
     /// The body contains a control character other than tab and newline.
     ControlCharacter,
+    /// The shared message bus (Redis) cannot be reached; nothing was published.
+    Unavailable,
 }
 
 impl fmt::Display for PublishError {
@@ -73,6 +88,7 @@ impl fmt::Display for PublishError {
             PublishError::Empty => f.write_str("message body is empty"),
             PublishError::TooLarge { limit } => write!(f, "message body exceeds {limit} bytes"),
             PublishError::ControlCharacter => f.write_str("message body contains a control character"),
+            PublishError::Unavailable => f.write_str("the message bus (Redis) is unavailable; try again shortly"),
         }
     }
 }
@@ -110,14 +126,23 @@ pub struct Gap {
     pub reason: GapReason,
     /// How many messages were skipped, when known (only for [`GapReason::Evicted`]).
     pub missed: Option<u64>,
+    /// Where to resume once the gap is acknowledged: just before the first message
+    /// that follows it. A client that reconnects from here is not told the same gap
+    /// twice (the SSE gap event carries it as its `id:` for that reason).
+    pub resume: Cursor,
 }
 
 impl Gap {
-    /// The gap notice as a JSON object: `{"reason": "...", "missed": N|null}`.
+    /// The gap notice as a JSON object: `{"reason": "...", "missed": N|null, "cursor": "..."}`.
     pub fn to_json(&self) -> String {
         let missed = self.missed.map_or("null".to_owned(), |n| n.to_string());
-        format!(r#"{{"reason":"{}","missed":{missed}}}"#, self.reason.as_str())
+        format!(r#"{{"reason":"{}","missed":{missed},"cursor":"{}"}}"#, self.reason.as_str(), self.resume)
     }
+}
+
+/// The cursor just before `message`: where a reader resumes to receive it next.
+fn just_before(message: &Message) -> Cursor {
+    Cursor { epoch: message.cursor.epoch, seq: message.cursor.seq - 1 }
 }
 
 /// What a subscription yields, in order.
@@ -132,15 +157,25 @@ impl Bus {
     /// An in-memory bus retaining the last `history` messages.
     pub fn in_memory(history: usize, max_body_bytes: usize) -> Self {
         let (live, _) = broadcast::channel(history);
-        let state = State { ring: Ring::new(history), next_seq: 1, live };
-        Bus { shared: Arc::new(Shared { epoch: Epoch::random(), max_body_bytes, state: Mutex::new(state) }) }
+        let state = State { epoch: Epoch::random(), ring: Ring::new(history), next_seq: 1, live };
+        let shared = Shared {
+            max_body_bytes,
+            state: Mutex::new(state),
+            #[cfg(feature = "redis")]
+            redis: None,
+        };
+        Bus { shared: Arc::new(shared) }
     }
 
     /// Checks `body` against the message rules, appends it and wakes every subscriber.
     pub async fn publish(&self, body: String) -> Result<Arc<Message>, PublishError> {
         validate_body(&body, self.shared.max_body_bytes)?;
+        #[cfg(feature = "redis")]
+        if let Some(link) = &self.shared.redis {
+            return self.publish_to_stream(link, body).await;
+        }
         let mut state = self.lock();
-        let cursor = Cursor { epoch: self.shared.epoch, seq: state.next_seq };
+        let cursor = Cursor { epoch: state.epoch, seq: state.next_seq };
         let message = Arc::new(Message::new(cursor, body, now_ms()));
         state.next_seq += 1;
         state.ring.push(message.clone());
@@ -152,6 +187,17 @@ impl Bus {
     /// Subscribes from `cursor` (the wire form of a message id): first everything after
     /// it, then live messages. `None` replays the whole retained history.
     pub async fn subscribe(&self, cursor: Option<&str>) -> Subscription {
+        let subscription = self.subscribe_locally(cursor);
+        #[cfg(feature = "redis")]
+        if let Some(link) = &self.shared.redis {
+            return self.reconcile(link, subscription, cursor).await;
+        }
+        subscription
+    }
+
+    /// [`Bus::subscribe`] as far as this process's ring can tell. Synchronous, so the
+    /// lock is never held across an `.await`.
+    fn subscribe_locally(&self, cursor: Option<&str>) -> Subscription {
         let state = self.lock();
         let live = state.live.subscribe();
         let (gap, replay) = match cursor.map(|text| self.resolve(text, &state)) {
@@ -159,22 +205,30 @@ impl Bus {
             Some(Ok(seq)) => match state.ring.after(seq) {
                 After::Held(newer) => (None, newer),
                 After::Evicted { missed, retained } => {
-                    (Some(Gap { reason: GapReason::Evicted, missed: Some(missed) }), retained)
+                    let resume = just_before(&retained[0]);
+                    (Some(Gap { reason: GapReason::Evicted, missed: Some(missed), resume }), retained)
                 }
             },
-            Some(Err(reason)) => (Some(Gap { reason, missed: None }), state.ring.all()),
+            Some(Err(reason)) => {
+                let retained = state.ring.all();
+                let resume = retained
+                    .first()
+                    .map_or(Cursor { epoch: state.epoch, seq: state.next_seq - 1 }, |first| just_before(first));
+                (Some(Gap { reason, missed: None, resume }), retained)
+            }
         };
         let last_seq = replay.last().map_or(state.next_seq - 1, |m| m.cursor.seq);
+        let state_epoch = state.epoch;
         drop(state);
         let mut pending: VecDeque<Delivery> = gap.map(Delivery::Gap).into_iter().collect();
         pending.extend(replay.into_iter().map(Delivery::Message));
-        Subscription { bus: self.clone(), pending, live, last_seq }
+        Subscription { bus: self.clone(), epoch: state_epoch, pending, live, last_seq }
     }
 
     /// The sequence number a cursor points at, or why it points nowhere here.
     fn resolve(&self, text: &str, state: &State) -> Result<u64, GapReason> {
         let cursor: Cursor = text.parse().map_err(|MalformedCursor| GapReason::Malformed)?;
-        if cursor.epoch != self.shared.epoch {
+        if cursor.epoch != state.epoch {
             Err(GapReason::UnknownEpoch)
         } else if cursor.seq >= state.next_seq {
             Err(GapReason::Ahead)
@@ -210,6 +264,8 @@ fn validate_body(body: &str, limit: usize) -> Result<(), PublishError> {
 #[derive(Debug)]
 pub struct Subscription {
     bus: Bus,
+    /// The epoch the live feed belongs to; a Redis-backed bus may move to a new one.
+    epoch: Epoch,
     pending: VecDeque<Delivery>,
     live: broadcast::Receiver<Arc<Message>>,
     /// The sequence number of the last message handed out (or skipped by a gap).
@@ -258,7 +314,14 @@ impl Subscription {
         if message.cursor.seq <= self.last_seq {
             return None;
         }
+        let skipped = message.cursor.seq - self.last_seq - 1;
         self.last_seq = message.cursor.seq;
+        if skipped > 0 {
+            // Only a Redis-backed bus skips: entries trimmed before its reader saw them.
+            let resume = just_before(&message);
+            self.pending.push_back(Delivery::Message(message));
+            return Some(Delivery::Gap(Gap { reason: GapReason::Evicted, missed: Some(skipped), resume }));
+        }
         Some(Delivery::Message(message))
     }
 
@@ -266,10 +329,15 @@ impl Subscription {
     /// from the ring. Messages still in the channel are then skipped by `accept`.
     fn catch_up(&mut self) {
         let state = self.bus.lock();
+        if state.epoch != self.epoch {
+            // The bus restarted its stream; the live feed ends once drained.
+            return;
+        }
         let (gap, messages) = match state.ring.after(self.last_seq) {
             After::Held(newer) => (None, newer),
             After::Evicted { missed, retained } => {
-                (Some(Gap { reason: GapReason::Evicted, missed: Some(missed) }), retained)
+                let resume = just_before(&retained[0]);
+                (Some(Gap { reason: GapReason::Evicted, missed: Some(missed), resume }), retained)
             }
         };
         drop(state);
@@ -329,14 +397,14 @@ mod tests {
         }
         let other_run = Bus::in_memory(2, 1024).publish("x".into()).await.unwrap();
         let cases = [
-            (first.id.clone(), Gap { reason: GapReason::Evicted, missed: Some(1) }),
-            (other_run.id.clone(), Gap { reason: GapReason::UnknownEpoch, missed: None }),
-            ("not-a-cursor".to_owned(), Gap { reason: GapReason::Malformed, missed: None }),
+            (first.id.clone(), (GapReason::Evicted, Some(1))),
+            (other_run.id.clone(), (GapReason::UnknownEpoch, None)),
+            ("not-a-cursor".to_owned(), (GapReason::Malformed, None)),
         ];
         for (cursor, expected) in cases {
             let mut sub = bus.subscribe(Some(&cursor)).await;
             match sub.try_next() {
-                Some(Delivery::Gap(gap)) => assert_eq!(gap, expected, "{cursor}"),
+                Some(Delivery::Gap(gap)) => assert_eq!((gap.reason, gap.missed), expected, "{cursor}"),
                 other => panic!("expected a gap for {cursor}, got {other:?}"),
             }
             assert_eq!(seq_of(sub.try_next()), 3);
@@ -360,7 +428,11 @@ mod tests {
         // The channel lagged (7 sent, capacity 4); the ring holds 4..=7 and the
         // subscriber is at 1, so 2 and 3 are truly gone.
         match sub.try_next() {
-            Some(Delivery::Gap(gap)) => assert_eq!(gap, Gap { reason: GapReason::Evicted, missed: Some(2) }),
+            Some(Delivery::Gap(gap)) => {
+                assert_eq!((gap.reason, gap.missed), (GapReason::Evicted, Some(2)));
+                // Resuming from the gap's cursor continues at the first retained message.
+                assert_eq!(gap.resume.seq, 3);
+            }
             other => panic!("expected a gap, got {other:?}"),
         }
         let rest: Vec<u64> = std::iter::from_fn(|| sub.try_next()).map(|d| seq_of(Some(d))).collect();

@@ -11,8 +11,9 @@
 //! an empty list as an error and retries after its 1 s back-off: harmless, just slower.)
 //!
 //! When the cursor is unknown here (evicted, from an earlier run, malformed) the answer
-//! also has `"gap": {"reason": …, "missed": N|null}` before replaying all that is
-//! retained; old clients ignore the field. A client that goes away while its poll is
+//! also has `"gap": {"reason": …, "missed": N|null, "cursor": …}` and replays all that
+//! is retained; old clients ignore the field. `cursor` is where to poll from if the
+//! answer has no messages (after a restart of an empty server, say). A client that goes away while its poll is
 //! pending drops this handler, and with it its subscription, at once.
 
 use axum::Router;

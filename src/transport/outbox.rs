@@ -2,21 +2,25 @@
 //!
 //! The streaming transports move frames from the subscription into an [`Outbox`] and
 //! a separate writer drains its [`Inbox`] into the socket. The subscription side never
-//! waits on the socket, so it notices at once when a client stops reading: the queue
-//! reaches its byte limit, `push` refuses, and the transport disconnects that client
-//! with its documented slow-consumer reason. Server memory per client is therefore
-//! bounded by the limit (default 1 MiB), whatever the client does.
+//! blocks on the socket itself, so it can tell a slow client from a busy one: when the
+//! queue is at its byte limit, [`Outbox::send`] waits for the writer to make room, and
+//! a client that leaves it full for the whole patience period (default 5 s) is a slow
+//! consumer, which the transport disconnects with its documented reason. A replay of
+//! the whole history to a client that reads is just backpressure, not slowness.
+//! Server memory per client is bounded by the limit (default 1 MiB) plus one frame.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
+use tokio::time::{Instant, timeout_at};
 
 /// The sending half, owned by the task that reads the subscription.
 #[derive(Debug)]
 pub struct Outbox<T> {
     tx: mpsc::UnboundedSender<(T, usize)>,
-    queued: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
     limit: usize,
 }
 
@@ -24,10 +28,18 @@ pub struct Outbox<T> {
 #[derive(Debug)]
 pub struct Inbox<T> {
     rx: mpsc::UnboundedReceiver<(T, usize)>,
-    queued: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
 }
 
-/// The queue already holds `limit` bytes: the client is not keeping up.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Bytes queued and not yet taken by the writer.
+    queued: AtomicUsize,
+    /// Signalled whenever the writer takes an item.
+    room: Notify,
+}
+
+/// The queue stayed full for the whole patience period: the client is not reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
 
@@ -35,27 +47,39 @@ pub struct Full;
 /// into an empty queue, so one big message cannot wedge a connection).
 pub fn outbox<T>(limit: usize) -> (Outbox<T>, Inbox<T>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let queued = Arc::new(AtomicUsize::new(0));
-    (Outbox { tx, queued: queued.clone(), limit }, Inbox { rx, queued })
+    let shared = Arc::new(Shared::default());
+    (Outbox { tx, shared: shared.clone(), limit }, Inbox { rx, shared })
 }
 
 impl<T> Outbox<T> {
-    /// Queues `item` of `size` bytes, unless that would pass the limit.
-    pub fn push(&self, item: T, size: usize) -> Result<(), Full> {
-        let queued = self.queued.load(Ordering::Acquire);
-        if queued > 0 && queued + size > self.limit {
-            return Err(Full);
+    /// Queues `item` of `size` bytes, waiting up to `patience` for the writer to make
+    /// room if the queue is at its limit.
+    pub async fn send(&self, item: T, size: usize, patience: Duration) -> Result<(), Full> {
+        let deadline = Instant::now() + patience;
+        loop {
+            // Register for the wake-up before checking, so a take in between is not missed.
+            let room = self.shared.room.notified();
+            if self.fits(size) {
+                self.force(item, size);
+                return Ok(());
+            }
+            if timeout_at(deadline, room).await.is_err() {
+                return Err(Full);
+            }
         }
-        self.force(item, size);
-        Ok(())
+    }
+
+    fn fits(&self, size: usize) -> bool {
+        let queued = self.shared.queued.load(Ordering::Acquire);
+        queued == 0 || queued + size <= self.limit
     }
 
     /// Queues `item` regardless of the limit: for the one last notice before closing.
     pub fn force(&self, item: T, size: usize) {
-        self.queued.fetch_add(size, Ordering::AcqRel);
+        self.shared.queued.fetch_add(size, Ordering::AcqRel);
         if self.tx.send((item, size)).is_err() {
             // The writer is gone (client disconnected): nothing will drain this.
-            self.queued.fetch_sub(size, Ordering::AcqRel);
+            self.shared.queued.fetch_sub(size, Ordering::AcqRel);
         }
     }
 
@@ -68,21 +92,20 @@ impl<T> Outbox<T> {
 impl<T> Inbox<T> {
     /// The next queued item; `None` once the outbox is dropped and the queue is empty.
     pub async fn recv(&mut self) -> Option<T> {
-        let (item, size) = self.rx.recv().await?;
-        self.queued.fetch_sub(size, Ordering::AcqRel);
-        Some(item)
+        let taken = self.rx.recv().await?;
+        Some(self.take(taken))
     }
 
     /// The next item if one is queued now.
     pub fn try_recv(&mut self) -> Option<T> {
-        let (item, size) = self.rx.try_recv().ok()?;
-        self.queued.fetch_sub(size, Ordering::AcqRel);
-        Some(item)
+        let taken = self.rx.try_recv().ok()?;
+        Some(self.take(taken))
     }
 
-    /// Throws away everything queued (the client will resume from its cursor).
-    pub fn discard(&mut self) {
-        while self.try_recv().is_some() {}
+    fn take(&self, (item, size): (T, usize)) -> T {
+        self.shared.queued.fetch_sub(size, Ordering::AcqRel);
+        self.shared.room.notify_one();
+        item
     }
 }
 
@@ -90,21 +113,36 @@ impl<T> Inbox<T> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn push_refuses_past_the_byte_limit_and_recovers_as_the_writer_drains() {
-        let (outbox, mut inbox) = outbox::<&str>(10);
-        assert_eq!(outbox.push("a", 6), Ok(()));
-        assert_eq!(outbox.push("b", 4), Ok(()));
-        assert_eq!(outbox.push("c", 1), Err(Full));
-        assert_eq!(inbox.try_recv(), Some("a"));
-        assert_eq!(outbox.push("c", 6), Ok(()));
+    const PATIENCE: Duration = Duration::from_secs(5);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_queue_that_is_never_drained_refuses_after_the_patience_period() {
+        let (outbox, _inbox) = outbox::<&str>(10);
+        assert_eq!(outbox.send("a", 6, PATIENCE).await, Ok(()));
+        assert_eq!(outbox.send("b", 4, PATIENCE).await, Ok(()));
+        let start = Instant::now();
+        assert_eq!(outbox.send("c", 1, PATIENCE).await, Err(Full));
+        assert_eq!(start.elapsed(), PATIENCE);
     }
 
-    #[test]
-    fn one_oversized_item_fits_an_empty_queue() {
+    #[tokio::test(start_paused = true)]
+    async fn a_full_queue_accepts_again_as_soon_as_the_writer_takes_an_item() {
         let (outbox, mut inbox) = outbox::<&str>(10);
-        assert_eq!(outbox.push("big", 50), Ok(()));
-        assert_eq!(outbox.push("next", 1), Err(Full));
+        outbox.send("a", 6, PATIENCE).await.unwrap();
+        outbox.send("b", 4, PATIENCE).await.unwrap();
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            inbox.recv().await
+        });
+        assert_eq!(outbox.send("c", 6, PATIENCE).await, Ok(()));
+        assert_eq!(writer.await.unwrap(), Some("a"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_oversized_item_fits_an_empty_queue() {
+        let (outbox, mut inbox) = outbox::<&str>(10);
+        assert_eq!(outbox.send("big", 50, PATIENCE).await, Ok(()));
+        assert_eq!(outbox.send("next", 1, Duration::ZERO).await, Err(Full));
         assert_eq!(inbox.try_recv(), Some("big"));
     }
 }

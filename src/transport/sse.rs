@@ -17,12 +17,13 @@
 //!   (default 15 s) so proxies do not cut an idle stream.
 //! - `Cache-Control: no-cache` and `X-Accel-Buffering: no` keep caches and nginx from
 //!   holding events back; no compression layer wraps this route.
-//! - Gap notices are events of their own type, without an `id:` (so they never move
-//!   the resume point): `event: gap` / `data: {"reason": …, "missed": N|null}`.
-//! - A client that falls more than `--outbound-limit` bytes behind receives what was
-//!   already queued, then `event: slow` / `data: {"reason":"slow_consumer"}`, and the
-//!   stream ends (or, if it does not read even that within a grace period, the
-//!   connection is cut). It reconnects with `Last-Event-ID` and loses nothing the
+//! - Gap notices are events of their own type: `event: gap` / `id: <cursor>` /
+//!   `data: {"reason": …, "missed": N|null, "cursor": …}`. Their `id:` moves the
+//!   browser's `Last-Event-ID` past the gap, so a reconnect is not told it twice.
+//! - A client that leaves `--outbound-limit` bytes (1 MiB) unread for
+//!   `--slow-consumer-timeout` (5 s) receives what was already queued, then
+//!   `event: slow` / `data: {"reason":"slow_consumer"}`, and the stream ends (or, if it
+//!   does not read even that within a grace period, the connection is cut). It reconnects with `Last-Event-ID` and loses nothing the
 //!   history still holds.
 //! - The stream ends at server shutdown; `EventSource` then retries by itself.
 //!
@@ -79,7 +80,8 @@ impl Chunk {
 async fn events(
     State(state): State<AppState>,
     slot: SubscriberSlot,
-    Extension(closer): Extension<ConnectionCloser>,
+    // Absent when the app is driven without `server::serve` (router tests).
+    closer: Option<Extension<ConnectionCloser>>,
     headers: HeaderMap,
     Query(query): Query<CursorQuery>,
 ) -> Response {
@@ -89,6 +91,7 @@ async fn events(
     let metrics = state.metrics.transport(Transport::Sse);
     let (outbox, inbox) = outbox(state.config.outbound_limit);
     outbox.force(Chunk::notice(Bytes::from_static(OPENING)), OPENING.len());
+    let closer = closer.map(|Extension(closer)| closer);
     state.tasks.spawn(pump(subscription, outbox, state.clone(), metrics.clone(), closer, slot));
     (
         [
@@ -108,7 +111,7 @@ async fn pump(
     outbox: Outbox<Chunk>,
     state: AppState,
     metrics: TransportMetrics,
-    closer: ConnectionCloser,
+    closer: Option<ConnectionCloser>,
     _slot: SubscriberSlot,
 ) {
     let _subscriber = metrics.subscriber();
@@ -121,7 +124,7 @@ async fn pump(
                 }
                 Some(Delivery::Gap(gap)) => {
                     metrics.gap(gap.reason);
-                    Chunk::notice(Bytes::from(format!("event: gap\ndata: {}\n\n", gap.to_json())))
+                    Chunk::notice(Bytes::from(format!("event: gap\nid: {}\ndata: {}\n\n", gap.resume, gap.to_json())))
                 }
                 None => return,
             },
@@ -130,12 +133,12 @@ async fn pump(
             () = state.shutdown.cancelled() => return,
         };
         let size = chunk.bytes.len();
-        if outbox.push(chunk, size).is_err() {
+        if outbox.send(chunk, size, state.config.slow_consumer_timeout).await.is_err() {
             metrics.slow_disconnect();
             outbox.force(Chunk { bytes: Bytes::from_static(SLOW), created: None, last: true }, SLOW.len());
             tokio::select! {
                 () = outbox.closed() => {}
-                () = sleep(SLOW_CONSUMER_GRACE) => closer.close(),
+                () = sleep(SLOW_CONSUMER_GRACE) => closer.iter().for_each(ConnectionCloser::close),
             }
             return;
         }

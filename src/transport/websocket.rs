@@ -9,15 +9,18 @@
 //! - Browsers do not apply CORS to WebSockets, so the `Origin` of an upgrade must be
 //!   this server's own (or in `--allow-origin`), or it gets 403. Clients without an
 //!   `Origin` (not browsers) are let in, as Tornado does.
-//! - Gap notices are control objects `{"gap": {"reason": …, "missed": N|null}}`: they
-//!   have no `id`, so clients tell them from messages.
+//! - Gap notices are control objects `{"gap": {"reason": …, "missed": N|null,
+//!   "cursor": …}}`: they have no `id`, so clients tell them from messages; `cursor`
+//!   is where to resume after the gap.
 //! - Bad frames close the socket with a reason: not JSON 1007, no `body` or a body
 //!   the bus refuses 1008, binary 1003, too large 1009. Shutdown closes with 1001.
+//!   A frame that cannot be published because the shared bus (Redis) is down closes
+//!   with 1013 ("try again later", reason "message bus unavailable; try again").
 //! - A ping goes out every 25 s (default), which also keeps proxies from cutting the
 //!   connection while idle; a peer that has not answered by the next ping is dead and
 //!   its connection is dropped.
-//! - A client that falls more than `--outbound-limit` bytes behind gets what was
-//!   queued, then close 1013 ("try again later", reason "slow consumer"); it reconnects
+//! - A client that leaves `--outbound-limit` bytes (1 MiB) unread for
+//!   `--slow-consumer-timeout` (5 s) gets what was queued, then close 1013 ("try again later", reason "slow consumer"); it reconnects
 //!   with `?cursor=` and loses nothing the history still holds. If it does not read
 //!   even that within a grace period, the TCP connection is cut.
 
@@ -123,7 +126,7 @@ async fn serve(socket: WebSocket, state: AppState, cursor: Option<String>, _slot
                     None => break Some(Closing::new(close_code::AWAY, "server is going away")),
                 };
                 let size = text.len();
-                if outbox.push((Frame::Text(text), created), size).is_err() {
+                if outbox.send((Frame::Text(text), created), size, state.config.slow_consumer_timeout).await.is_err() {
                     metrics.slow_disconnect();
                     break Some(Closing::new(SLOW_CONSUMER, "slow consumer: fell too far behind"));
                 }

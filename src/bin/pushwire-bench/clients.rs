@@ -1,0 +1,544 @@
+//! The protocol adapters: one publisher and three subscriber clients (long-poll,
+//! Server-Sent Events, WebSocket) for each kind of server.
+//!
+//! - [`Protocol::Pushwire`]: pushwire's endpoints (`/a/message/new`, `/updates`,
+//!   `/socket`, `/events`), messages as JSON objects whose `body` is our payload.
+//! - [`Protocol::Tornado`]: the same long-poll and publish wire as Tornado's chat demo
+//!   (pushwire speaks it), so the original demo can be measured; long-poll only.
+//! - [`Protocol::Nchan`]: nchan's publisher location (`POST /pub`) and one subscriber
+//!   location (`/sub`) for all three transports, the message body being the payload
+//!   as published; resume by `last_event_id`, `If-Modified-Since`/`If-None-Match`.
+//!
+//! Every client works on one counted connection (see [`crate::wire`]) and turns what it
+//! receives into [`Item`]s: the stamp of a benchmark message, or a gap notice.
+
+use std::borrow::Cow;
+use std::io;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message as Frame;
+
+use crate::payload::Stamp;
+use crate::wire::{Counted, Dialer, Traffic};
+
+/// The XSRF token the Tornado-style endpoints get as cookie and form field. Any 32
+/// hex digits do: the check is double-submit, comparing the two.
+const XSRF: &str = "5e11c0de5e11c0de5e11c0de5e11c0de";
+
+/// Which server's wire protocol to speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Pushwire,
+    Tornado,
+    Nchan,
+}
+
+/// The push transports under comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    LongPoll,
+    Sse,
+    #[serde(rename = "websocket")]
+    WebSocket,
+}
+
+impl Transport {
+    pub const ALL: [Transport; 3] = [Transport::LongPoll, Transport::Sse, Transport::WebSocket];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::LongPoll => "long-poll",
+            Transport::Sse => "sse",
+            Transport::WebSocket => "websocket",
+        }
+    }
+}
+
+impl Protocol {
+    /// The transports a server of this protocol offers.
+    pub fn transports(self) -> &'static [Transport] {
+        match self {
+            Protocol::Pushwire | Protocol::Nchan => &Transport::ALL,
+            Protocol::Tornado => &[Transport::LongPoll],
+        }
+    }
+}
+
+/// What a subscriber receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Item {
+    /// A message this tool published (maybe in another scenario: check the tag).
+    Message(Stamp),
+    /// A message that is not ours (someone else chatting on the same server).
+    Foreign,
+    /// The server said messages were skipped.
+    Gap,
+}
+
+/// Why a client stopped.
+#[derive(Debug)]
+pub enum ClientError {
+    Io(io::Error),
+    Http(String),
+    WebSocket(tokio_tungstenite::tungstenite::Error),
+    /// The server closed the connection or stream.
+    Closed,
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::Io(e) => write!(f, "i/o: {e}"),
+            ClientError::Http(e) => write!(f, "http: {e}"),
+            ClientError::WebSocket(e) => write!(f, "websocket: {e}"),
+            ClientError::Closed => f.write_str("closed by the server"),
+        }
+    }
+}
+
+impl From<io::Error> for ClientError {
+    fn from(e: io::Error) -> Self {
+        ClientError::Io(e)
+    }
+}
+
+impl From<hyper::Error> for ClientError {
+    fn from(e: hyper::Error) -> Self {
+        ClientError::Http(e.to_string())
+    }
+}
+
+impl From<tokio_tungstenite::tungstenite::Error> for ClientError {
+    fn from(e: tokio_tungstenite::tungstenite::Error) -> Self {
+        ClientError::WebSocket(e)
+    }
+}
+
+/// One server to talk to.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub protocol: Protocol,
+    pub dialer: Dialer,
+}
+
+impl Endpoint {
+    fn host(&self) -> String {
+        self.dialer.addr().to_string()
+    }
+}
+
+/// An HTTP/1.1 keep-alive connection; its driver task ends with it.
+struct HttpConnection {
+    sender: SendRequest<Full<Bytes>>,
+    driver: JoinHandle<()>,
+}
+
+impl HttpConnection {
+    async fn open(endpoint: &Endpoint, traffic: &std::sync::Arc<Traffic>) -> Result<Self, ClientError> {
+        let stream = endpoint.dialer.connect(traffic).await?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+        let driver = tokio::spawn(async move {
+            // Its error surfaces through the sender as well; nothing more to report.
+            let _ = connection.await;
+        });
+        Ok(HttpConnection { sender, driver })
+    }
+
+    async fn send(&mut self, request: Request<Full<Bytes>>) -> Result<Response<Incoming>, ClientError> {
+        self.sender.ready().await?;
+        Ok(self.sender.send_request(request).await?)
+    }
+}
+
+impl Drop for HttpConnection {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// Reads a whole response body.
+async fn read_body(response: Response<Incoming>) -> Result<Bytes, ClientError> {
+    Ok(response.into_body().collect().await?.to_bytes())
+}
+
+/// Publishes over one keep-alive HTTP connection, one request at a time, so the
+/// server sees messages in the order they were sent.
+pub struct Publisher {
+    endpoint: Endpoint,
+    traffic: std::sync::Arc<Traffic>,
+    connection: HttpConnection,
+}
+
+impl Publisher {
+    pub async fn connect(endpoint: &Endpoint, traffic: &std::sync::Arc<Traffic>) -> Result<Self, ClientError> {
+        let connection = HttpConnection::open(endpoint, traffic).await?;
+        Ok(Publisher { endpoint: endpoint.clone(), traffic: traffic.clone(), connection })
+    }
+
+    /// Publishes `payload`; returns the new message's id (its resume cursor). After a
+    /// failure the next call reconnects.
+    pub async fn publish(&mut self, payload: &str) -> Result<String, ClientError> {
+        let result = self.try_publish(payload).await;
+        if result.is_err() {
+            self.connection = HttpConnection::open(&self.endpoint, &self.traffic).await?;
+        }
+        result
+    }
+
+    async fn try_publish(&mut self, payload: &str) -> Result<String, ClientError> {
+        let host = self.endpoint.host();
+        let request = match self.endpoint.protocol {
+            Protocol::Pushwire | Protocol::Tornado => Request::post("/a/message/new")
+                .header(header::HOST, host)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(header::COOKIE, format!("_xsrf={XSRF}"))
+                // The payload alphabet ([0-9a-z:]) needs no percent-encoding.
+                .body(Full::new(Bytes::from(format!("_xsrf={XSRF}&body={payload}")))),
+            Protocol::Nchan => Request::post("/pub")
+                .header(header::HOST, host)
+                .header(header::CONTENT_TYPE, "text/plain")
+                .header(header::ACCEPT, "application/json")
+                .body(Full::new(Bytes::copy_from_slice(payload.as_bytes()))),
+        }
+        .map_err(|e| ClientError::Http(e.to_string()))?;
+        let response = self.connection.send(request).await?;
+        let status = response.status();
+        let body = read_body(response).await?;
+        if !status.is_success() {
+            return Err(ClientError::Http(format!("publish answered {status}")));
+        }
+        #[derive(Deserialize)]
+        struct Published {
+            id: Option<String>,
+            last_message_id: Option<String>,
+        }
+        let published: Published =
+            serde_json::from_slice(&body).map_err(|e| ClientError::Http(format!("publish answer: {e}")))?;
+        published.id.or(published.last_message_id).ok_or(ClientError::Http("publish answer has no id".into()))
+    }
+}
+
+/// One subscriber connection of any transport.
+pub enum Feed {
+    LongPoll(LongPoll),
+    Sse(Sse),
+    WebSocket(Box<WebSocket>),
+}
+
+impl Feed {
+    /// Connects a subscriber that receives everything after the message `cursor`.
+    /// Returns once the connection is open (WebSocket: upgraded; SSE: response
+    /// headers in; long-poll: connected, the first poll goes out on the first `next`).
+    /// `inband` (WebSocket only) carries payloads to publish on the same socket.
+    pub async fn connect(
+        endpoint: &Endpoint,
+        transport: Transport,
+        cursor: &str,
+        traffic: &std::sync::Arc<Traffic>,
+        inband: Option<mpsc::Receiver<String>>,
+    ) -> Result<Feed, ClientError> {
+        Ok(match transport {
+            Transport::LongPoll => Feed::LongPoll(LongPoll::connect(endpoint, cursor, traffic).await?),
+            Transport::Sse => Feed::Sse(Sse::connect(endpoint, cursor, traffic).await?),
+            Transport::WebSocket => {
+                Feed::WebSocket(Box::new(WebSocket::connect(endpoint, cursor, traffic, inband).await?))
+            }
+        })
+    }
+
+    /// Waits for the next delivery and appends what it carried to `items`.
+    pub async fn next(&mut self, items: &mut Vec<Item>) -> Result<(), ClientError> {
+        match self {
+            Feed::LongPoll(feed) => feed.next(items).await,
+            Feed::Sse(feed) => feed.next(items).await,
+            Feed::WebSocket(feed) => feed.next(items).await,
+        }
+    }
+}
+
+/// Long-polling: one request per answer, resubmitted with the newest cursor.
+pub struct LongPoll {
+    endpoint: Endpoint,
+    connection: HttpConnection,
+    /// pushwire/Tornado: the last message id. nchan: `last_event_id` for the first
+    /// poll, then the validators of the last answer.
+    cursor: String,
+    validators: Option<(HeaderValue, HeaderValue)>,
+}
+
+impl LongPoll {
+    async fn connect(
+        endpoint: &Endpoint,
+        cursor: &str,
+        traffic: &std::sync::Arc<Traffic>,
+    ) -> Result<Self, ClientError> {
+        let connection = HttpConnection::open(endpoint, traffic).await?;
+        Ok(LongPoll { endpoint: endpoint.clone(), connection, cursor: cursor.to_owned(), validators: None })
+    }
+
+    async fn next(&mut self, items: &mut Vec<Item>) -> Result<(), ClientError> {
+        let host = self.endpoint.host();
+        let request = match self.endpoint.protocol {
+            Protocol::Pushwire | Protocol::Tornado => Request::post("/a/message/updates")
+                .header(header::HOST, host)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(header::COOKIE, format!("_xsrf={XSRF}"))
+                .body(Full::new(Bytes::from(format!("_xsrf={XSRF}&cursor={}", self.cursor)))),
+            Protocol::Nchan => {
+                let builder = match &self.validators {
+                    None => Request::get(format!("/sub?last_event_id={}", self.cursor)),
+                    Some((modified, etag)) => Request::get("/sub")
+                        .header(header::IF_MODIFIED_SINCE, modified.clone())
+                        .header(header::IF_NONE_MATCH, etag.clone()),
+                };
+                builder.header(header::HOST, host).body(Full::new(Bytes::new()))
+            }
+        }
+        .map_err(|e| ClientError::Http(e.to_string()))?;
+        let response = self.connection.send(request).await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = read_body(response).await?;
+        match self.endpoint.protocol {
+            Protocol::Pushwire | Protocol::Tornado => {
+                if status != StatusCode::OK {
+                    return Err(ClientError::Http(format!("poll answered {status}")));
+                }
+                #[derive(Deserialize)]
+                struct Answer<'a> {
+                    #[serde(borrow)]
+                    messages: Vec<JsonMessage<'a>>,
+                    gap: Option<serde::de::IgnoredAny>,
+                }
+                let answer: Answer =
+                    serde_json::from_slice(&body).map_err(|e| ClientError::Http(format!("poll answer: {e}")))?;
+                if answer.gap.is_some() {
+                    items.push(Item::Gap);
+                }
+                for message in &answer.messages {
+                    items.push(message.item());
+                }
+                if let Some(last) = answer.messages.last().and_then(|m| m.id.as_ref()) {
+                    self.cursor = last.to_string();
+                }
+            }
+            Protocol::Nchan => match status {
+                StatusCode::OK => {
+                    items.push(raw_item(&body));
+                    let modified = headers.get(header::LAST_MODIFIED).cloned();
+                    let etag = headers.get(header::ETAG).cloned();
+                    match modified.zip(etag) {
+                        Some(validators) => self.validators = Some(validators),
+                        None => return Err(ClientError::Http("nchan answer without validators".into())),
+                    }
+                }
+                // A subscriber timeout or a 304: ask again from the same place.
+                StatusCode::NOT_MODIFIED | StatusCode::REQUEST_TIMEOUT => {}
+                other => return Err(ClientError::Http(format!("poll answered {other}"))),
+            },
+        }
+        Ok(())
+    }
+}
+
+/// A message object as pushwire (or Tornado) sends it; `body` is our payload.
+#[derive(Deserialize)]
+struct JsonMessage<'a> {
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    body: Option<Cow<'a, str>>,
+    gap: Option<serde::de::IgnoredAny>,
+}
+
+impl JsonMessage<'_> {
+    fn item(&self) -> Item {
+        if self.gap.is_some() {
+            return Item::Gap;
+        }
+        match self.body.as_deref().and_then(Stamp::parse) {
+            Some(stamp) => Item::Message(stamp),
+            None => Item::Foreign,
+        }
+    }
+}
+
+/// A JSON message object (pushwire WebSocket frame or SSE data) as an item.
+fn json_item(text: &[u8]) -> Item {
+    match serde_json::from_slice::<JsonMessage>(text) {
+        Ok(message) => message.item(),
+        Err(_) => Item::Foreign,
+    }
+}
+
+/// A raw payload (nchan) as an item.
+fn raw_item(body: &[u8]) -> Item {
+    match std::str::from_utf8(body).ok().and_then(Stamp::parse) {
+        Some(stamp) => Item::Message(stamp),
+        None => Item::Foreign,
+    }
+}
+
+/// Server-Sent Events: one long response, parsed event by event.
+pub struct Sse {
+    protocol: Protocol,
+    // Kept so the connection lives as long as the stream.
+    _connection: HttpConnection,
+    body: Incoming,
+    buffer: BytesMut,
+}
+
+impl Sse {
+    async fn connect(
+        endpoint: &Endpoint,
+        cursor: &str,
+        traffic: &std::sync::Arc<Traffic>,
+    ) -> Result<Self, ClientError> {
+        let mut connection = HttpConnection::open(endpoint, traffic).await?;
+        let path = match endpoint.protocol {
+            Protocol::Pushwire | Protocol::Tornado => format!("/a/message/events?cursor={cursor}"),
+            Protocol::Nchan => format!("/sub?last_event_id={cursor}"),
+        };
+        let request = Request::get(path)
+            .header(header::HOST, endpoint.host())
+            .header(header::ACCEPT, "text/event-stream")
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        let response = connection.send(request).await?;
+        if response.status() != StatusCode::OK {
+            return Err(ClientError::Http(format!("event stream answered {}", response.status())));
+        }
+        Ok(Sse {
+            protocol: endpoint.protocol,
+            _connection: connection,
+            body: response.into_body(),
+            buffer: BytesMut::new(),
+        })
+    }
+
+    async fn next(&mut self, items: &mut Vec<Item>) -> Result<(), ClientError> {
+        let before = items.len();
+        while items.len() == before {
+            while let Some(end) = find(&self.buffer, b"\n\n") {
+                let event = self.buffer.split_to(end + 2);
+                self.parse_event(&event[..end], items);
+            }
+            if items.len() > before {
+                break;
+            }
+            match self.body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buffer.extend_from_slice(data.chunk());
+                    }
+                }
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err(ClientError::Closed),
+            }
+        }
+        Ok(())
+    }
+
+    /// One event block (without its blank line): comments and `retry:` are skipped.
+    fn parse_event(&self, event: &[u8], items: &mut Vec<Item>) {
+        let mut data: Option<&[u8]> = None;
+        let mut gap = false;
+        for line in event.split(|&b| b == b'\n') {
+            if let Some(value) = line.strip_prefix(b"data: ") {
+                data = Some(value);
+            } else if line == b"event: gap" {
+                gap = true;
+            }
+        }
+        match (gap, data) {
+            (true, _) => items.push(Item::Gap),
+            (false, Some(data)) => items.push(match self.protocol {
+                Protocol::Pushwire | Protocol::Tornado => json_item(data),
+                Protocol::Nchan => raw_item(data),
+            }),
+            (false, None) => {}
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|window| window == needle)
+}
+
+/// WebSocket: one message per text frame; optionally publishes in-band.
+pub struct WebSocket {
+    protocol: Protocol,
+    stream: WebSocketStream<Counted>,
+    inband: Option<mpsc::Receiver<String>>,
+}
+
+impl WebSocket {
+    async fn connect(
+        endpoint: &Endpoint,
+        cursor: &str,
+        traffic: &std::sync::Arc<Traffic>,
+        inband: Option<mpsc::Receiver<String>>,
+    ) -> Result<Self, ClientError> {
+        let stream = endpoint.dialer.connect(traffic).await?;
+        let path = match (endpoint.protocol, inband.is_some()) {
+            (Protocol::Pushwire | Protocol::Tornado, _) => format!("/a/message/socket?cursor={cursor}"),
+            // nchan publishes client frames only on a pubsub location.
+            (Protocol::Nchan, true) => format!("/pubsub?last_event_id={cursor}"),
+            (Protocol::Nchan, false) => format!("/sub?last_event_id={cursor}"),
+        };
+        let url = format!("ws://{}{path}", endpoint.host());
+        let (stream, _response) = tokio_tungstenite::client_async(url, stream).await?;
+        Ok(WebSocket { protocol: endpoint.protocol, stream, inband })
+    }
+
+    async fn next(&mut self, items: &mut Vec<Item>) -> Result<(), ClientError> {
+        let WebSocket { protocol, stream, inband } = self;
+        loop {
+            let outgoing = async {
+                match inband.as_mut() {
+                    Some(inband) => inband.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                frame = stream.next() => match frame {
+                    Some(Ok(Frame::Text(text))) => {
+                        items.push(match protocol {
+                            Protocol::Pushwire | Protocol::Tornado => json_item(text.as_bytes()),
+                            Protocol::Nchan => raw_item(text.as_bytes()),
+                        });
+                        return Ok(());
+                    }
+                    Some(Ok(Frame::Binary(data))) => {
+                        items.push(raw_item(&data));
+                        return Ok(());
+                    }
+                    Some(Ok(Frame::Close(_))) | None => return Err(ClientError::Closed),
+                    // tungstenite answers pings by itself on the next read or write.
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(e.into()),
+                },
+                Some(payload) = outgoing => {
+                    let frame = match protocol {
+                        Protocol::Pushwire | Protocol::Tornado => serde_json::json!({ "body": payload }).to_string(),
+                        Protocol::Nchan => payload,
+                    };
+                    stream.send(Frame::text(frame)).await?;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! The benchmark message: who sent it, in which order, and when.
+//!
+//! Each payload starts `pwb:<tag>:<seq>:<sent_ns>:` and is padded with `x` to the
+//! size under test. The tag tells this scenario's messages from earlier scenarios'
+//! (replayed from history) and from anyone else's; `seq` lets every subscriber check
+//! loss, duplication and order; `sent_ns` is read from the same monotonic clock the
+//! subscribers read on arrival, since publisher and subscribers share this process.
+//! The alphabet (`[0-9a-z:]`) passes through form encoding, JSON and SSE unchanged.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// The decoded header of a benchmark payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub tag: u32,
+    pub seq: u64,
+    pub sent_ns: u64,
+}
+
+impl Stamp {
+    /// The payload for this stamp, padded with `x` to `size` bytes (or longer, if the
+    /// header alone is longer).
+    pub fn payload(&self, size: usize) -> String {
+        let mut text = format!("pwb:{:x}:{}:{}:", self.tag, self.seq, self.sent_ns);
+        let padding = size.saturating_sub(text.len());
+        text.extend(std::iter::repeat_n('x', padding));
+        text
+    }
+
+    /// Reads the stamp back; `None` for anything that is not a benchmark payload.
+    pub fn parse(text: &str) -> Option<Stamp> {
+        let mut fields = text.strip_prefix("pwb:")?.splitn(4, ':');
+        let tag = u32::from_str_radix(fields.next()?, 16).ok()?;
+        let seq = fields.next()?.parse().ok()?;
+        let sent_ns = fields.next()?.parse().ok()?;
+        fields.next()?;
+        Some(Stamp { tag, seq, sent_ns })
+    }
+}
+
+/// Nanoseconds on the process-wide monotonic clock that stamps and arrivals share.
+pub fn now_ns() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payload_has_the_asked_size_and_reads_back() {
+        let stamp = Stamp { tag: 0xbeef, seq: 42, sent_ns: 123_456_789 };
+        let text = stamp.payload(1024);
+        assert_eq!(text.len(), 1024);
+        assert_eq!(Stamp::parse(&text), Some(stamp));
+        assert!(stamp.payload(8).len() > 8, "the header is never cut");
+        assert_eq!(Stamp::parse(&stamp.payload(8)), Some(stamp));
+    }
+
+    #[test]
+    fn other_text_is_not_a_stamp() {
+        for text in ["hello", "pwb:zz:1:2:", "pwb:1:2:3", "pwb:1:x:3:"] {
+            assert_eq!(Stamp::parse(text), None, "{text}");
+        }
+    }
+}

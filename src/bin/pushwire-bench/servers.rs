@@ -1,0 +1,345 @@
+//! The servers under test: started as child processes (pushwire, nginx with nchan) or
+//! reached at a given address, and observed through `/proc`.
+//!
+//! CPU time is the sum of `/proc/<pid>/task/*/schedstat` run times (nanoseconds, so a
+//! few thousand deliveries are measurable, unlike the 10 ms ticks of `/proc/<pid>/stat`)
+//! over the server's processes: pushwire's one, or nginx's master and its workers.
+//! Memory is VmRSS and, because nginx workers share pages, also PSS
+//! (`/proc/<pid>/smaps_rollup`), which splits shared pages between the processes.
+
+use std::io::{self, BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::clients::Protocol;
+
+/// pushwire's tokio worker threads and nginx's worker processes: one per core of the
+/// 2-core benchmark machine, so both servers get the same parallelism.
+pub const SERVER_WORKERS: usize = 2;
+/// nchan's message buffer (bench/nchan/nginx.conf) and pushwire's `--history`: equal,
+/// so both servers can replay the same depth to a lagging subscriber.
+pub const HISTORY: usize = 200;
+/// pushwire's `--max-body`: room for the 16 KiB payload and its form encoding.
+pub const MAX_BODY: usize = 64 * 1024;
+/// How long a started server gets to accept connections.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How to get a server to talk to.
+#[derive(Clone, Debug)]
+pub enum Launch {
+    /// Run this pushwire binary on an ephemeral loopback port.
+    Pushwire { binary: PathBuf },
+    /// Run nginx with this nchan configuration, which listens on `addr`.
+    Nginx { conf: PathBuf, addr: SocketAddr },
+    /// A server someone else runs; `pid` (if given) is read for CPU and memory.
+    External { addr: SocketAddr, pid: Option<u32> },
+}
+
+/// What the report says about a server.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServerFacts {
+    pub name: String,
+    pub protocol: Protocol,
+    pub version: String,
+    pub workers: String,
+    pub command: String,
+}
+
+/// One server under test.
+pub struct Server {
+    pub facts: ServerFacts,
+    pub addr: SocketAddr,
+    launch: Launch,
+    running: Option<Running>,
+}
+
+enum Running {
+    Child { child: Child, _stdout: Option<std::process::ChildStdout> },
+    Nginx { child: Child, prefix: PathBuf },
+}
+
+impl Server {
+    /// Starts (or attaches to) a server and waits until it accepts connections.
+    pub fn start(name: &str, protocol: Protocol, launch: Launch) -> io::Result<Server> {
+        let facts = ServerFacts {
+            name: name.to_owned(),
+            protocol,
+            version: version_of(&launch),
+            workers: match launch {
+                Launch::Pushwire { .. } => format!("{SERVER_WORKERS} tokio worker threads (TOKIO_WORKER_THREADS)"),
+                Launch::Nginx { .. } => format!("{SERVER_WORKERS} nginx worker processes (worker_processes)"),
+                Launch::External { .. } => "unknown (external server)".to_owned(),
+            },
+            command: command_of(&launch),
+        };
+        let addr = match &launch {
+            Launch::Nginx { addr, .. } | Launch::External { addr, .. } => *addr,
+            Launch::Pushwire { .. } => SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let mut server = Server { facts, addr, launch, running: None };
+        server.launch_process()?;
+        Ok(server)
+    }
+
+    /// Whether [`Server::restart`] gives a fresh process (not for external servers).
+    pub fn restartable(&self) -> bool {
+        !matches!(self.launch, Launch::External { .. })
+    }
+
+    /// Stops and starts the server again, so a memory measurement starts clean.
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.stop();
+        self.launch_process()
+    }
+
+    fn launch_process(&mut self) -> io::Result<()> {
+        match &self.launch {
+            Launch::Pushwire { binary } => {
+                let mut child = Command::new(binary)
+                    .args(pushwire_args())
+                    .env("TOKIO_WORKER_THREADS", SERVER_WORKERS.to_string())
+                    .env("RUST_LOG", "warn")
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::inherit())
+                    .spawn()?;
+                let stdout = child.stdout.take().expect("stdout is piped");
+                let mut reader = BufReader::new(stdout);
+                let mut line = String::new();
+                reader.read_line(&mut line)?;
+                let addr = line
+                    .split("http://")
+                    .nth(1)
+                    .and_then(|rest| rest.split('/').next())
+                    .and_then(|addr| addr.parse().ok())
+                    .ok_or_else(|| io::Error::other(format!("pushwire did not say where it listens: {line:?}")))?;
+                self.addr = addr;
+                self.running = Some(Running::Child { child, _stdout: Some(reader.into_inner()) });
+            }
+            Launch::Nginx { conf, addr } => {
+                if std::net::TcpStream::connect(addr).is_ok() {
+                    return Err(io::Error::other(format!("{addr} is busy: is another nginx running?")));
+                }
+                let prefix = std::env::temp_dir().join(format!("pushwire-bench-nchan-{}", std::process::id()));
+                std::fs::create_dir_all(prefix.join("tmp"))?;
+                let child = Command::new("nginx")
+                    .arg("-p")
+                    .arg(&prefix)
+                    .arg("-c")
+                    .arg(std::path::absolute(conf)?)
+                    .arg("-e")
+                    .arg(prefix.join("error.log"))
+                    .args(["-g", "daemon off;"])
+                    .stdin(Stdio::null())
+                    .spawn()?;
+                self.running = Some(Running::Nginx { child, prefix });
+                wait_until_listening(*addr)?;
+            }
+            Launch::External { addr, .. } => wait_until_listening(*addr)?,
+        }
+        Ok(())
+    }
+
+    /// Stops a server this tool started; external servers are left alone.
+    pub fn stop(&mut self) {
+        match self.running.take() {
+            Some(Running::Child { mut child, .. }) => {
+                // The benchmark keeps nothing in the server worth a graceful exit.
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Some(Running::Nginx { mut child, prefix }) => {
+                // `-s stop` signals the master through its pid file; the master then
+                // stops its workers, which a plain kill of the master would orphan.
+                let stopped = Command::new("nginx")
+                    .arg("-p")
+                    .arg(&prefix)
+                    .arg("-c")
+                    .arg(match &self.launch {
+                        Launch::Nginx { conf, .. } => std::path::absolute(conf).unwrap_or_else(|_| conf.clone()),
+                        _ => unreachable!("only nginx launches run nginx"),
+                    })
+                    .args(["-g", "daemon off;", "-s", "stop"])
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if !stopped {
+                    let _ = child.kill();
+                }
+                let _ = child.wait();
+                let _ = std::fs::remove_dir_all(prefix);
+            }
+            None => {}
+        }
+    }
+
+    /// The server's processes: pushwire's own, or nginx's master and workers.
+    fn pids(&self) -> Vec<u32> {
+        let root = match (&self.running, &self.launch) {
+            (Some(Running::Child { child, .. } | Running::Nginx { child, .. }), _) => child.id(),
+            (None, Launch::External { pid: Some(pid), .. }) => *pid,
+            _ => return Vec::new(),
+        };
+        let mut pids = vec![root];
+        let children = std::fs::read_to_string(format!("/proc/{root}/task/{root}/children")).unwrap_or_default();
+        pids.extend(children.split_whitespace().filter_map(|pid| pid.parse::<u32>().ok()));
+        pids
+    }
+
+    /// CPU time and memory of the server now, if its processes can be read.
+    pub fn sample(&self) -> Option<ProcSample> {
+        let pids = self.pids();
+        if pids.is_empty() {
+            return None;
+        }
+        let mut sample = ProcSample::default();
+        for pid in pids {
+            sample.add(&process_sample(pid)?);
+        }
+        Some(sample)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The flags the benchmark starts pushwire with.
+fn pushwire_args() -> Vec<String> {
+    ["--addr", "127.0.0.1:0", "--history", &HISTORY.to_string(), "--max-body", &MAX_BODY.to_string()]
+        .map(str::to_owned)
+        .to_vec()
+}
+
+fn command_of(launch: &Launch) -> String {
+    match launch {
+        Launch::Pushwire { binary } => {
+            format!("TOKIO_WORKER_THREADS={SERVER_WORKERS} {} {}", binary.display(), pushwire_args().join(" "))
+        }
+        Launch::Nginx { conf, .. } => format!("nginx -p <temp dir> -c {} -g 'daemon off;'", conf.display()),
+        Launch::External { addr, .. } => format!("external server at {addr}"),
+    }
+}
+
+fn version_of(launch: &Launch) -> String {
+    let output = match launch {
+        Launch::Pushwire { binary } => Command::new(binary).arg("--version").output(),
+        Launch::Nginx { .. } => {
+            let nginx = Command::new("nginx").arg("-v").output();
+            let nchan = Command::new("dpkg-query").args(["-W", "-f", "${Version}", "libnginx-mod-nchan"]).output();
+            return match (nginx, nchan) {
+                (Ok(nginx), Ok(nchan)) => format!(
+                    "{} + libnginx-mod-nchan {}",
+                    String::from_utf8_lossy(&nginx.stderr).trim().trim_start_matches("nginx version: "),
+                    String::from_utf8_lossy(&nchan.stdout).trim()
+                ),
+                _ => "unknown".to_owned(),
+            };
+        }
+        Launch::External { .. } => return "unknown".to_owned(),
+    };
+    output.map_or("unknown".to_owned(), |o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+}
+
+fn wait_until_listening(addr: SocketAddr) -> io::Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < STARTUP_TIMEOUT {
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(io::Error::new(io::ErrorKind::TimedOut, format!("nothing listens on {addr}")))
+}
+
+/// CPU and memory of one or more processes at one moment.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcSample {
+    pub cpu_ns: u64,
+    pub rss_kib: u64,
+    pub pss_kib: u64,
+}
+
+impl ProcSample {
+    fn add(&mut self, other: &ProcSample) {
+        self.cpu_ns += other.cpu_ns;
+        self.rss_kib += other.rss_kib;
+        self.pss_kib += other.pss_kib;
+    }
+}
+
+/// CPU run time of all threads of `pid`, its VmRSS and its PSS.
+pub fn process_sample(pid: u32) -> Option<ProcSample> {
+    let mut cpu_ns = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let schedstat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        cpu_ns += schedstat.split_whitespace().next().and_then(|ns| ns.parse::<u64>().ok()).unwrap_or(0);
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kib = kib_field(&status, "VmRSS:").unwrap_or(0);
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let pss_kib = kib_field(&rollup, "Pss:").unwrap_or(rss_kib);
+    Some(ProcSample { cpu_ns, rss_kib, pss_kib })
+}
+
+fn kib_field(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|line| line.strip_prefix(name)?.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Busy CPU time of the whole machine so far (all cores), from `/proc/stat`.
+pub fn machine_busy_ns() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal ...; idle and iowait are not busy.
+    let busy: u64 = fields.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum();
+    // USER_HZ is 100 on Linux.
+    Some(busy * 10_000_000)
+}
+
+/// The machine the run happened on.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Machine {
+    pub cpu_model: String,
+    pub cores: usize,
+    pub kernel: String,
+    pub memory_mib: u64,
+    pub rustc: String,
+    pub load_average_before: String,
+    pub load_average_after: String,
+}
+
+impl Machine {
+    pub fn describe() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|line| line.strip_prefix("model name")?.split_once(':').map(|(_, v)| v.trim().to_owned()))
+            .unwrap_or_else(|| "unknown".to_owned());
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        Machine {
+            cpu_model,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            kernel: read_trimmed("/proc/sys/kernel/osrelease"),
+            memory_mib: kib_field(&meminfo, "MemTotal:").unwrap_or(0) / 1024,
+            rustc: Command::new("rustc")
+                .arg("--version")
+                .output()
+                .map_or("unknown".to_owned(), |o| String::from_utf8_lossy(&o.stdout).trim().to_owned()),
+            load_average_before: load_average(),
+            load_average_after: String::new(),
+        }
+    }
+}
+
+pub fn load_average() -> String {
+    read_trimmed("/proc/loadavg").split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+fn read_trimmed(path: impl AsRef<Path>) -> String {
+    std::fs::read_to_string(path).map_or("unknown".to_owned(), |s| s.trim().to_owned())
+}

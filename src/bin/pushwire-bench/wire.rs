@@ -1,0 +1,121 @@
+//! Byte counting at the client's socket layer.
+//!
+//! Every connection the load generator opens is a [`Counted`] stream that adds what it
+//! reads and writes to a shared [`Traffic`] tally, so "bytes on the wire per message"
+//! includes HTTP headers, chunked framing, SSE field names and WebSocket frame
+//! headers: everything above TCP. Connections are opened through [`Dialer`], which
+//! also bounds how many handshakes are in flight at once: a burst of 10,000 SYNs would
+//! overflow the server's accept backlog and turn into 1 s retransmits.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+
+/// Bytes read and written by a group of connections (subscribers, or the publisher).
+#[derive(Debug, Default)]
+pub struct Traffic {
+    read: AtomicU64,
+    written: AtomicU64,
+}
+
+impl Traffic {
+    /// `(read, written)` so far.
+    pub fn snapshot(&self) -> (u64, u64) {
+        (self.read.load(Ordering::Relaxed), self.written.load(Ordering::Relaxed))
+    }
+}
+
+/// A TCP stream that counts its bytes into a [`Traffic`].
+pub struct Counted {
+    inner: TcpStream,
+    traffic: Arc<Traffic>,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        this.traffic.read.fetch_add(read as u64, Ordering::Relaxed);
+        poll
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_write(cx, data);
+        if let Poll::Ready(Ok(n)) = poll {
+            this.traffic.written.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        poll
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = poll {
+            this.traffic.written.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        poll
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// How many TCP handshakes may be in flight at once. Below the accept backlog of
+/// tokio (1024) and of nginx (511 by default), so no SYN is dropped.
+const CONCURRENT_CONNECTS: usize = 256;
+/// A handshake slower than this on loopback means the server is not accepting.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens counted connections to one address, a bounded number at a time.
+#[derive(Clone, Debug)]
+pub struct Dialer {
+    addr: SocketAddr,
+    permits: Arc<Semaphore>,
+}
+
+impl Dialer {
+    pub fn new(addr: SocketAddr) -> Self {
+        Dialer { addr, permits: Arc::new(Semaphore::new(CONCURRENT_CONNECTS)) }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A new connection whose bytes count into `traffic`.
+    pub async fn connect(&self, traffic: &Arc<Traffic>) -> io::Result<Counted> {
+        // The semaphore is never closed, so acquiring only waits.
+        let _permit = self.permits.acquire().await.expect("the dial semaphore is never closed");
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(self.addr))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+        stream.set_nodelay(true)?;
+        Ok(Counted { inner: stream, traffic: traffic.clone() })
+    }
+}

@@ -1,0 +1,232 @@
+// Shared setup for the browser tests: the real pushwire binary on a loopback port, Debian's
+// Chromium driven by playwright-core, and small helpers that read the page's DOM.
+//
+// Every wait has an upper bound; none sleeps to wait for a condition.
+'use strict';
+
+const assert = require('node:assert/strict');
+const { spawn, execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+const { chromium } = require('playwright-core');
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const TARGET = path.resolve(ROOT, process.env.CARGO_TARGET_DIR || 'target');
+const BINARY = process.env.PUSHWIRE_BIN || path.join(TARGET, 'debug', 'pushwire');
+const SCREENSHOTS = path.join(ROOT, 'artifacts', 'screenshots');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+
+/** Upper bound for one condition on a page (a message arriving, a reconnect). */
+const WAIT_MS = 15000;
+/** Upper bound for the server to print its address or to exit. */
+const SERVER_MS = 20000;
+
+function ensureBinary() {
+  if (!fs.existsSync(BINARY)) {
+    execFileSync('cargo', ['build', '--bin', 'pushwire'], { cwd: ROOT, stdio: 'inherit', timeout: 15 * 60 * 1000 });
+  }
+}
+
+/**
+ * Starts `pushwire --addr <addr>` and resolves once it prints its URL.
+ * Returns `{ url, port, stop() }`; `stop()` sends SIGTERM and waits for the exit
+ * (SIGKILL if it does not come in time).
+ */
+function startServer(addr = '127.0.0.1:0', extraArgs = []) {
+  ensureBinary();
+  const child = spawn(BINARY, ['--addr', addr, ...extraArgs], {
+    cwd: ROOT,
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  let stderr = '';
+  child.stderr.on('data', (chunk) => {
+    stderr += chunk;
+  });
+  return new Promise((resolve, reject) => {
+    let stdout = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`pushwire printed no URL within ${SERVER_MS} ms; stderr:\n${stderr}`));
+    }, SERVER_MS);
+    child.stdout.on('data', (chunk) => {
+      stdout += chunk;
+      const match = stdout.match(/open (http:\/\/\S+\/)/);
+      if (!match) return;
+      clearTimeout(timer);
+      const url = match[1];
+      resolve({
+        url,
+        port: Number(new URL(url).port),
+        stop: async () => {
+          if (child.exitCode !== null || child.signalCode !== null) return exited;
+          child.kill('SIGTERM');
+          const killer = setTimeout(() => child.kill('SIGKILL'), SERVER_MS);
+          const result = await exited;
+          clearTimeout(killer);
+          return result;
+        },
+      });
+    });
+    exited.then(({ code, signal }) => {
+      clearTimeout(timer);
+      reject(new Error(`pushwire exited (${code ?? signal}) before printing its URL; stderr:\n${stderr}`));
+    });
+  });
+}
+
+async function launchBrowser() {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--no-first-run',
+      '--disable-quic',
+      '--disable-sync',
+    ],
+    timeout: SERVER_MS,
+  });
+}
+
+/**
+ * Opens the chat in a fresh browser context (its own cookie jar and connection pool,
+ * like a second person) and waits until its transport is live. The returned page has
+ * `errors`: uncaught exceptions and console errors seen on it.
+ */
+async function openChat(browser, url, { viewport = { width: 1280, height: 900 } } = {}) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  page.setDefaultTimeout(WAIT_MS);
+  page.errors = [];
+  page.on('pageerror', (error) => page.errors.push(`pageerror: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error') page.errors.push(`console: ${message.text()}`);
+  });
+  await page.goto(url);
+  await waitLive(page);
+  return page;
+}
+
+/** Waits until the page's active transport (optionally a given one) is live. */
+async function waitLive(page, transport) {
+  const selector = transport
+    ? `#status[data-state="live"][data-transport="${transport}"]`
+    : '#status[data-state="live"]';
+  await page.waitForSelector(selector, { timeout: WAIT_MS });
+}
+
+/** Picks a transport with the keyboard-free path a reader would use: its label. */
+async function chooseTransport(page, transport) {
+  await page.click(`label[for="t-${transport}"]`);
+}
+
+/** Sends `body` through the page's form and waits for the POST to be answered. */
+async function send(page, body) {
+  await page.fill('#body', body);
+  const answered = page.waitForResponse((r) => r.url().endsWith('/a/message/new') && r.request().method() === 'POST', {
+    timeout: WAIT_MS,
+  });
+  await page.press('#body', 'Enter');
+  const response = await answered;
+  assert.equal(response.status(), 200, `POST of ${JSON.stringify(body)}`);
+  return response.json();
+}
+
+/** The current (not greyed-out) messages on the page, in page order. */
+async function messages(page) {
+  return page.$$eval('#inbox .msg:not(.stale)', (items) =>
+    items.map((item) => ({
+      id: item.dataset.id,
+      seq: Number(item.dataset.seq),
+      body: item.querySelector('.body').textContent,
+    })),
+  );
+}
+
+/** Waits until every body in `bodies` is shown (not greyed out) on the page. */
+async function waitForBodies(page, bodies) {
+  await page.waitForFunction(
+    (expected) => {
+      const shown = new Set([...document.querySelectorAll('#inbox .msg:not(.stale) .body')].map((b) => b.textContent));
+      return expected.every((body) => shown.has(body));
+    },
+    bodies,
+    { timeout: WAIT_MS },
+  );
+}
+
+/**
+ * Waits until a cell of the "Under the hood" table (`row` is its label, `transport` its
+ * column) matches `pattern`, and returns its text. The page redraws its panels a moment
+ * after each event, hence the wait.
+ */
+async function hood(page, row, transport, pattern = /^/) {
+  const cell = await page.waitForFunction(
+    ([label, name, source, flags]) => {
+      const tr = [...document.querySelectorAll('#hood tbody tr')].find((r) => r.cells[0].textContent === label);
+      const text = tr?.querySelector(`td[data-transport="${name}"]`)?.textContent;
+      return text !== undefined && new RegExp(source, flags).test(text) ? text : null;
+    },
+    [row, transport, pattern.source, pattern.flags],
+    { timeout: WAIT_MS },
+  );
+  return cell.jsonValue();
+}
+
+/** Waits until the latency chart of `transport` holds `count` round trips. */
+async function waitSamples(page, transport, count) {
+  await page.waitForSelector(`.chart-box[data-transport="${transport}"][data-samples="${count}"]`, {
+    timeout: WAIT_MS,
+  });
+}
+
+/** `promise`, or a failure naming `what` after WAIT_MS. */
+async function withTimeout(promise, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), WAIT_MS);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function screenshot(page, name, options = {}) {
+  fs.mkdirSync(SCREENSHOTS, { recursive: true });
+  await page.screenshot({
+    path: path.join(SCREENSHOTS, `${name}.png`),
+    fullPage: true,
+    animations: 'disabled',
+    ...options,
+  });
+}
+
+/** Asserts that the page ran without uncaught errors or console errors, except those
+ *  matching `allowed` (e.g. the failed requests a server restart causes). */
+function assertNoErrors(page, allowed = []) {
+  const unexpected = page.errors.filter((e) => !allowed.some((pattern) => pattern.test(e)));
+  assert.deepEqual(unexpected, [], 'errors on the page');
+}
+
+module.exports = {
+  WAIT_MS,
+  startServer,
+  launchBrowser,
+  openChat,
+  waitLive,
+  chooseTransport,
+  send,
+  messages,
+  waitForBodies,
+  hood,
+  waitSamples,
+  withTimeout,
+  screenshot,
+  assertNoErrors,
+};

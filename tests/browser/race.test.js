@@ -1,0 +1,95 @@
+// Race mode: all three transports subscribed at once, each message timed on each.
+'use strict';
+
+const assert = require('node:assert/strict');
+const { after, before, test } = require('node:test');
+const h = require('./harness');
+
+let server;
+let browser;
+
+before(async () => {
+  server = await h.startServer();
+  browser = await h.launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+test('race mode shows three arrivals for every message, a burst included', { timeout: 90000 }, async () => {
+  const racer = await h.openChat(browser, server.url);
+  const other = await h.openChat(browser, server.url);
+  await h.send(other, 'before the race');
+  await h.waitForBodies(racer, ['before the race']);
+
+  await racer.click('label[for="race"]');
+  await racer.waitForFunction(() => document.querySelectorAll('#hood td.running .state-live').length === 3, null, {
+    timeout: h.WAIT_MS,
+  });
+
+  const burst = 15;
+  await racer.fill('#burst-count', String(burst));
+  await racer.click('#burst');
+  for (const body of ['other 1', 'other 2', 'other 3']) await h.send(other, body);
+  await racer.locator('#burst-progress', { hasText: `${burst} sent` }).waitFor({ timeout: h.WAIT_MS });
+  await racer.waitForFunction(() => document.querySelectorAll('#burst:disabled').length === 0, null, {
+    timeout: h.WAIT_MS,
+  });
+
+  const total = burst + 3;
+  await racer.waitForFunction(
+    (expected) => {
+      const rows = [...document.querySelectorAll('#race-table tbody tr')];
+      return rows.length === expected && rows.every((row) => row.querySelectorAll('td[data-arrived]').length === 3);
+    },
+    total,
+    { timeout: h.WAIT_MS },
+  );
+
+  const rows = await racer.$$eval('#race-table tbody tr', (trs) =>
+    trs.map((tr) => ({
+      id: tr.dataset.id,
+      winners: tr.querySelectorAll('td.winner').length,
+      cells: [...tr.querySelectorAll('td')].map((td) => td.textContent),
+    })),
+  );
+  assert.equal(new Set(rows.map((r) => r.id)).size, total, 'one row per message');
+  for (const row of rows) {
+    assert.equal(row.winners, 1, `one winner for ${row.id}`);
+    for (const cell of row.cells) assert.match(cell, /^(first|\+[\d.]+ (ms|s))$/);
+  }
+  // The message from before the race has no row: only arrivals during the race count.
+  const before = (await h.messages(racer)).find((m) => m.body === 'before the race');
+  assert.ok(!rows.some((r) => r.id === before.id));
+
+  // Wins add up, and each transport's "behind" percentiles are filled in.
+  await racer.waitForFunction(
+    (expected) =>
+      [...document.querySelectorAll('#race-summary tbody tr')].reduce(
+        (sum, tr) => sum + Number(tr.cells[1].textContent),
+        0,
+      ) === expected,
+    total,
+    { timeout: h.WAIT_MS },
+  );
+  const summary = await racer.$$eval('#race-summary tbody tr', (trs) =>
+    trs.map((tr) => [...tr.cells].map((c) => c.textContent)),
+  );
+  for (const cells of summary) assert.match(cells[2], /^[\d.]+ (ms|s)$/, `p50 of ${cells[0]}`);
+
+  // Each burst message is the racer's own: a round trip on all three transports.
+  for (const transport of ['long-poll', 'websocket', 'sse']) await h.waitSamples(racer, transport, burst);
+  // The page shows every message once even though it got each three times.
+  const shown = await h.messages(racer);
+  assert.equal(new Set(shown.map((m) => m.id)).size, shown.length);
+  assert.equal(shown.length, total + 1);
+
+  await h.screenshot(racer, 'race');
+  await h.screenshot(racer, 'race-viewport', { fullPage: false });
+  h.assertNoErrors(racer);
+  h.assertNoErrors(other);
+  await racer.context().close();
+  await other.context().close();
+});

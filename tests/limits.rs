@@ -1,0 +1,122 @@
+//! Bad input and floods: each gets a precise status (or close code), is counted in
+//! `pushwire_requests_rejected_total` by reason, and the server keeps serving everyone
+//! else: a subscriber connected throughout receives every valid message.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestApp, spawn_app, within};
+use pushwire::Config;
+use reqwest::StatusCode;
+use tokio::io::AsyncReadExt;
+use tokio_tungstenite::tungstenite::Message as Frame;
+
+fn rejected(app: &TestApp, reason: &str) -> f64 {
+    app.metric(&format!("pushwire_requests_rejected_total{{reason=\"{reason}\"}}"))
+}
+
+#[tokio::test]
+async fn every_bad_request_is_refused_and_counted_while_a_subscriber_keeps_receiving() {
+    let app = spawn_app(Config { max_body: 1024, ..Config::default() }).await;
+    let browser = app.browser().await;
+    let mut witness = app.sse(None, None).await;
+    let xsrf = browser.xsrf.clone();
+    let huge = "x".repeat(1025);
+    let cases: Vec<(&str, Vec<(&str, &str)>, StatusCode, &str)> = vec![
+        ("/a/message/new", vec![("body", "hi")], StatusCode::FORBIDDEN, "xsrf_missing"),
+        (
+            "/a/message/new",
+            vec![("body", "hi"), ("_xsrf", "0123456789abcdef0123456789abcdef")],
+            StatusCode::FORBIDDEN,
+            "xsrf_mismatch",
+        ),
+        ("/a/message/updates", vec![], StatusCode::FORBIDDEN, "xsrf_missing"),
+        ("/a/message/new", vec![("_xsrf", &xsrf)], StatusCode::BAD_REQUEST, "missing_field"),
+        ("/a/message/new", vec![("body", " \n "), ("_xsrf", &xsrf)], StatusCode::BAD_REQUEST, "empty_body"),
+        ("/a/message/new", vec![("body", "bell\u{7}"), ("_xsrf", &xsrf)], StatusCode::BAD_REQUEST, "control_character"),
+        ("/a/message/new", vec![("body", &huge), ("_xsrf", &xsrf)], StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+        (
+            "/a/message/new",
+            vec![("body", "hi"), ("next", "//evil.example"), ("_xsrf", &xsrf)],
+            StatusCode::BAD_REQUEST,
+            "offsite_redirect",
+        ),
+    ];
+    for (round, (path, fields, status, reason)) in cases.into_iter().enumerate() {
+        let before = rejected(&app, reason);
+        let response = browser.post(path, &fields).await;
+        assert_eq!(response.status(), status, "{path} {fields:?}");
+        let text = response.text().await.expect("an error body");
+        assert!(!text.trim().is_empty(), "{path} {fields:?}: the refusal explains itself");
+        assert_eq!(rejected(&app, reason), before + 1.0, "{reason} was not counted");
+        // Nothing was published, and the server still serves the witness.
+        let sent = browser.publish(&format!("still here {round}")).await;
+        assert_eq!(witness.next_message().await["id"], sent["id"], "after {reason}");
+    }
+
+    // A malformed cursor is not an error: the answer says there is a gap.
+    let answer = browser.poll(Some("not-a-cursor")).await;
+    assert_eq!(answer["gap"]["reason"], "malformed");
+    assert_eq!(app.metric("pushwire_gaps_total{transport=\"long_poll\",reason=\"malformed\"}"), 1.0);
+
+    // A bad WebSocket frame closes that socket only.
+    let mut socket = app.websocket(Some("")).await;
+    for _ in 0..8 {
+        socket.next_message().await; // the history
+    }
+    socket.send(Frame::text("not json")).await;
+    assert_eq!(socket.close_frame().await.0, 1007);
+    let sent = browser.publish("after the bad frame").await;
+    assert_eq!(witness.next_message().await["id"], sent["id"]);
+    assert_eq!(rejected(&app, "ws_not_json"), 1.0);
+}
+
+#[tokio::test]
+async fn subscribers_beyond_the_cap_get_503_with_retry_after_on_every_transport() {
+    let app = spawn_app(Config { max_subscribers: 2, ..Config::default() }).await;
+    let first = app.sse(None, None).await;
+    let _second = app.websocket(None).await;
+    app.wait_for_open_subscriptions(2).await;
+
+    let browser = app.browser().await;
+    let refusals = [
+        browser.http.get(app.url("/a/message/events")).send().await.expect("SSE request"),
+        browser.post("/a/message/updates", &[("_xsrf", &browser.xsrf)]).await,
+    ];
+    for response in refusals {
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()["retry-after"], "5");
+    }
+    match app.try_websocket(None, None).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE)
+        }
+        Err(other) => panic!("expected a 503 answer to the upgrade, got {other}"),
+        Ok(_) => panic!("a third subscriber was let in past a cap of 2"),
+    }
+    assert_eq!(rejected(&app, "over_capacity"), 3.0);
+
+    // Publishing is not a subscription: it still works at the cap.
+    browser.publish("at the cap").await;
+    // A slot freed is a slot available.
+    drop(first);
+    app.wait_for_open_subscriptions(1).await;
+    app.sse(None, None).await;
+}
+
+#[tokio::test]
+async fn a_client_that_sends_its_headers_too_slowly_is_disconnected() {
+    let app = spawn_app(Config { header_timeout: Duration::from_millis(300), ..Config::default() }).await;
+    let mut slowloris = app.raw("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n").await; // and never the blank line
+    let mut buffer = [0; 1024];
+    // The server hangs up: end of stream (possibly after a 408) or a reset.
+    loop {
+        match within("the server to drop the slow client", slowloris.read(&mut buffer)).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    // Others are unaffected.
+    app.browser().await.publish("after the slowloris").await;
+}
