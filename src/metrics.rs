@@ -11,7 +11,8 @@
 //! | `pushwire_delivery_latency_seconds` | histogram: publish → handed to the socket | `transport` |
 //!
 //! Transports fetch their per-transport handles once per connection ([`Metrics::transport`]),
-//! so the delivery path only bumps atomics.
+//! so the delivery path only bumps atomics. Per-transport series exist from start-up at
+//! zero; `gaps` and `requests_rejected` series appear with their first occurrence.
 
 use std::time::Duration;
 
@@ -100,7 +101,14 @@ impl Default for Metrics {
             "From publish to handing the message to the socket",
             latency.clone(),
         );
-        Metrics { registry, published, subscribers, deliveries, gaps, slow_disconnects, rejected, latency }
+        let metrics =
+            Metrics { registry, published, subscribers, deliveries, gaps, slow_disconnects, rejected, latency };
+        // Every per-transport series exists from the start, at zero, so dashboards and
+        // readers see all three transports before any traffic.
+        for transport in [Transport::LongPoll, Transport::WebSocket, Transport::Sse] {
+            metrics.transport(transport);
+        }
+        metrics
     }
 }
 

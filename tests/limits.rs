@@ -12,6 +12,10 @@ use reqwest::StatusCode;
 use tokio::io::AsyncReadExt;
 use tokio_tungstenite::tungstenite::Message as Frame;
 
+/// A bad request: the path, its form fields, the status it must get and the reason it
+/// must be counted under.
+type BadRequest<'a> = (&'a str, Vec<(&'a str, &'a str)>, StatusCode, &'a str);
+
 fn rejected(app: &TestApp, reason: &str) -> f64 {
     app.metric(&format!("pushwire_requests_rejected_total{{reason=\"{reason}\"}}"))
 }
@@ -23,7 +27,7 @@ async fn every_bad_request_is_refused_and_counted_while_a_subscriber_keeps_recei
     let mut witness = app.sse(None, None).await;
     let xsrf = browser.xsrf.clone();
     let huge = "x".repeat(1025);
-    let cases: Vec<(&str, Vec<(&str, &str)>, StatusCode, &str)> = vec![
+    let cases: Vec<BadRequest> = vec![
         ("/a/message/new", vec![("body", "hi")], StatusCode::FORBIDDEN, "xsrf_missing"),
         (
             "/a/message/new",
