@@ -2,21 +2,10 @@
 'use strict';
 
 const assert = require('node:assert/strict');
-const { after, before, test } = require('node:test');
+const { test } = require('node:test');
 const h = require('./harness');
 
-let server;
-let browser;
-
-before(async () => {
-  server = await h.startServer();
-  browser = await h.launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = h.useServerAndBrowser();
 
 /** Every message once, in `seq` order. */
 function assertInOrderOnce(list, label) {
@@ -31,8 +20,8 @@ function assertInOrderOnce(list, label) {
 }
 
 test('two pages chat: each sees both messages once, and its own with a round trip', { timeout: 60000 }, async () => {
-  const alice = await h.openChat(browser, server.url);
-  const bob = await h.openChat(browser, server.url);
+  const alice = await h.openChat(env.browser, env.server.url);
+  const bob = await h.openChat(env.browser, env.server.url);
 
   await h.send(alice, 'hello from alice');
   await h.send(bob, 'hi alice, bob here — see https://example.com/docs.');
@@ -70,8 +59,8 @@ test(
   'switching Long-poll → WebSocket → SSE → Long-poll mid-conversation loses and repeats nothing',
   { timeout: 120000 },
   async () => {
-    const alice = await h.openChat(browser, server.url);
-    const bob = await h.openChat(browser, server.url);
+    const alice = await h.openChat(env.browser, env.server.url);
+    const bob = await h.openChat(env.browser, env.server.url);
     const before = (await h.messages(alice)).length;
 
     const sequence = ['websocket', 'sse', 'long-poll'];
@@ -127,7 +116,7 @@ test(
 );
 
 test('in-band WebSocket sends come back and are measured', { timeout: 60000 }, async () => {
-  const alice = await h.openChat(browser, server.url);
+  const alice = await h.openChat(env.browser, env.server.url);
   await h.chooseTransport(alice, 'websocket');
   await h.waitLive(alice, 'websocket');
   await alice.check('#inband');
@@ -140,7 +129,7 @@ test('in-band WebSocket sends come back and are measured', { timeout: 60000 }, a
 });
 
 test('the transport toggle and race switch work from the keyboard', { timeout: 60000 }, async () => {
-  const page = await h.openChat(browser, server.url);
+  const page = await h.openChat(env.browser, env.server.url);
   await page.focus('#t-long-poll');
   await page.keyboard.press('ArrowRight');
   await h.waitLive(page, 'websocket');
@@ -163,9 +152,9 @@ test('the transport toggle and race switch work from the keyboard', { timeout: 6
 });
 
 test('without JavaScript the form still posts to the Tornado endpoint', { timeout: 60000 }, async () => {
-  const context = await browser.newContext({ javaScriptEnabled: false });
+  const context = await env.browser.newContext({ javaScriptEnabled: false });
   const page = await context.newPage();
-  await page.goto(server.url);
+  await page.goto(env.server.url);
   const form = await page.$eval('#compose', (f) => ({
     action: f.getAttribute('action'),
     method: f.getAttribute('method'),
@@ -177,7 +166,7 @@ test('without JavaScript the form still posts to the Tornado endpoint', { timeou
 });
 
 test('the page is usable on a phone-sized screen', { timeout: 60000 }, async () => {
-  const phone = await h.openChat(browser, server.url, { viewport: { width: 390, height: 844 } });
+  const phone = await h.openChat(env.browser, env.server.url, { viewport: { width: 390, height: 844 } });
   await h.send(phone, 'typed on a phone');
   await h.waitForBodies(phone, ['typed on a phone']);
   const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);

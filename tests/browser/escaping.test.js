@@ -2,21 +2,10 @@
 'use strict';
 
 const assert = require('node:assert/strict');
-const { after, before, test } = require('node:test');
+const { test } = require('node:test');
 const h = require('./harness');
 
-let server;
-let browser;
-
-before(async () => {
-  server = await h.startServer();
-  browser = await h.launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = h.useServerAndBrowser();
 
 const HOSTILE = [
   '<script>window.__pwned = "script"</script>',
@@ -28,7 +17,7 @@ const HOSTILE = [
 test('<script> and <img onerror> render as text on every transport', { timeout: 90000 }, async () => {
   const pages = {};
   for (const transport of ['long-poll', 'websocket', 'sse']) {
-    const page = await h.openChat(browser, server.url);
+    const page = await h.openChat(env.browser, env.server.url);
     await h.chooseTransport(page, transport);
     await h.waitLive(page, transport);
     pages[transport] = page;

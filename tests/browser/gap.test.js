@@ -3,29 +3,18 @@
 'use strict';
 
 const assert = require('node:assert/strict');
-const { after, before, test } = require('node:test');
+const { test } = require('node:test');
 const h = require('./harness');
 
 const HISTORY = 5;
-let server;
-let browser;
-
-before(async () => {
-  server = await h.startServer('127.0.0.1:0', ['--history', String(HISTORY)]);
-  browser = await h.launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = h.useServerAndBrowser('127.0.0.1:0', ['--history', String(HISTORY)]);
 
 test(
   'a long-poll held back past the history shows "N messages missed — history reloaded"',
   { timeout: 60000 },
   async () => {
-    const reader = await h.openChat(browser, server.url);
-    const writer = await h.openChat(browser, server.url);
+    const reader = await h.openChat(env.browser, env.server.url);
+    const writer = await h.openChat(env.browser, env.server.url);
     await h.send(writer, 'm1');
     await h.waitForBodies(reader, ['m1']);
 

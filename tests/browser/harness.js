@@ -4,6 +4,8 @@
 // Every wait has an upper bound; none sleeps to wait for a condition.
 'use strict';
 
+const { after, before } = require('node:test');
+
 const assert = require('node:assert/strict');
 const { spawn, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -214,8 +216,28 @@ function assertNoErrors(page, allowed = []) {
   assert.deepEqual(unexpected, [], 'errors on the page');
 }
 
+/**
+ * Registers `before`/`after` hooks that start a server (with `startServer`'s arguments)
+ * and a browser for the test file, and returns the object that holds them once started:
+ * `{ server, browser }`. A test may replace `server` (e.g. after a restart); the `after`
+ * hook stops whichever one is current.
+ */
+function useServerAndBrowser(...serverArgs) {
+  const env = {};
+  before(async () => {
+    env.server = await startServer(...serverArgs);
+    env.browser = await launchBrowser();
+  });
+  after(async () => {
+    await env.browser?.close();
+    await env.server?.stop();
+  });
+  return env;
+}
+
 module.exports = {
   WAIT_MS,
+  useServerAndBrowser,
   startServer,
   launchBrowser,
   openChat,

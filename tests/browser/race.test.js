@@ -2,25 +2,14 @@
 'use strict';
 
 const assert = require('node:assert/strict');
-const { after, before, test } = require('node:test');
+const { test } = require('node:test');
 const h = require('./harness');
 
-let server;
-let browser;
-
-before(async () => {
-  server = await h.startServer();
-  browser = await h.launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = h.useServerAndBrowser();
 
 test('race mode shows three arrivals for every message, a burst included', { timeout: 90000 }, async () => {
-  const racer = await h.openChat(browser, server.url);
-  const other = await h.openChat(browser, server.url);
+  const racer = await h.openChat(env.browser, env.server.url);
+  const other = await h.openChat(env.browser, env.server.url);
   await h.send(other, 'before the race');
   await h.waitForBodies(racer, ['before the race']);
 

@@ -4,21 +4,10 @@
 'use strict';
 
 const assert = require('node:assert/strict');
-const { after, before, test } = require('node:test');
+const { test } = require('node:test');
 const h = require('./harness');
 
-let server;
-let browser;
-
-before(async () => {
-  server = await h.startServer();
-  browser = await h.launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = h.useServerAndBrowser();
 
 /** While the server is down the browser logs the refused requests; that is expected. */
 const REFUSED = [/ERR_CONNECTION_REFUSED/, /WebSocket connection to .* failed/, /Failed to load resource/];
@@ -29,7 +18,7 @@ test(
   async () => {
     const pages = {};
     for (const transport of ['long-poll', 'websocket', 'sse']) {
-      const page = await h.openChat(browser, server.url);
+      const page = await h.openChat(env.browser, env.server.url);
       await h.chooseTransport(page, transport);
       await h.waitLive(page, transport);
       pages[transport] = page;
@@ -37,8 +26,8 @@ test(
     await h.send(pages['long-poll'], 'before the restart');
     for (const page of Object.values(pages)) await h.waitForBodies(page, ['before the restart']);
 
-    const { port } = server;
-    await server.stop();
+    const { port } = env.server;
+    await env.server.stop();
     for (const [transport, page] of Object.entries(pages)) {
       await page.waitForSelector(`#status[data-state="waiting"][data-transport="${transport}"]`, {
         timeout: h.WAIT_MS,
@@ -47,7 +36,7 @@ test(
     }
     await h.screenshot(pages.sse, 'restart-waiting');
 
-    server = await h.startServer(`127.0.0.1:${port}`);
+    env.server = await h.startServer(`127.0.0.1:${port}`);
     for (const [transport, page] of Object.entries(pages)) {
       await h.waitLive(page, transport);
       await page.locator('#inbox .notice.reset').waitFor({ timeout: h.WAIT_MS });
