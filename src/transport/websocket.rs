@@ -20,9 +20,10 @@
 //!   connection while idle; a peer that has not answered by the next ping is dead and
 //!   its connection is dropped.
 //! - A client that leaves `--outbound-limit` bytes (1 MiB) unread for
-//!   `--slow-consumer-timeout` (5 s) gets what was queued, then close 1013 ("try again later", reason "slow consumer"); it reconnects
-//!   with `?cursor=` and loses nothing the history still holds. If it does not read
-//!   even that within a grace period, the TCP connection is cut.
+//!   `--slow-consumer-timeout` (5 s) gets what was queued, then close 1013 ("try again
+//!   later", reason "slow consumer"); it reconnects with `?cursor=` and loses nothing
+//!   the history still holds. If it does not read even that within a grace period,
+//!   the TCP connection is cut.
 
 use std::time::{Duration, Instant};
 
