@@ -198,6 +198,7 @@ impl Shared {
 
 /// What one subscriber saw of the scenario's messages.
 struct Tracker {
+    messages: u64,
     seen: Vec<u64>,
     highest: Option<u64>,
     distinct: u64,
@@ -209,6 +210,7 @@ struct Tracker {
 impl Tracker {
     fn new(messages: u64) -> Tracker {
         Tracker {
+            messages,
             seen: vec![0; messages.div_ceil(64) as usize],
             highest: None,
             distinct: 0,
@@ -220,8 +222,11 @@ impl Tracker {
 
     /// Notes `seq`; true when it is new.
     fn see(&mut self, seq: u64) -> bool {
+        if seq >= self.messages {
+            return false;
+        }
         let (word, bit) = ((seq / 64) as usize, 1u64 << (seq % 64));
-        let Some(slot) = self.seen.get_mut(word) else { return false };
+        let slot = &mut self.seen[word];
         if *slot & bit != 0 {
             self.duplicated += 1;
             return false;
