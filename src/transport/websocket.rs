@@ -19,13 +19,14 @@
 //! - A ping goes out every 25 s (default), which also keeps proxies from cutting the
 //!   connection while idle; a peer that has not answered by the next ping is dead and
 //!   its connection is dropped.
-//! - A client that leaves `--outbound-limit` bytes (1 MiB) unread for
-//!   `--slow-consumer-timeout` (5 s) gets what was queued, then close 1013 ("try again
-//!   later", reason "slow consumer"); it reconnects with `?cursor=` and loses nothing
-//!   the history still holds. If it does not read even that within a grace period,
-//!   the TCP connection is cut.
+//! - At most `--outbound-limit` bytes (1 MiB) are buffered for a client: then they are
+//!   flushed. A client that does not take them within `--slow-consumer-timeout` (5 s)
+//!   gets close 1013 ("try again later", reason "slow consumer") after what was
+//!   buffered; it reconnects with `?cursor=` and loses nothing the history still
+//!   holds. If it does not read even that within a grace period, the TCP connection
+//!   is cut.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ws::{CloseFrame, Message as Frame, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
@@ -33,24 +34,23 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use axum::routing::get;
-use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::time::{MissedTickBehavior, interval, timeout};
 
-use super::outbox::{Inbox, outbox};
 use super::{AppError, CursorQuery, SubscriberSlot};
 use crate::AppState;
-use crate::bus::{Delivery, PublishError};
+use crate::bus::{Delivery, PublishError, Subscription};
 use crate::metrics::{Transport, TransportMetrics};
 
 /// The read buffer each connection allocates up front. tungstenite's default is
 /// 128 KiB, which at 10,000 idle sockets is 1.3 GB; chat frames are small, and the
 /// buffer still grows for a large frame when one comes.
 const READ_BUFFER: usize = 4 * 1024;
-/// Frames are buffered up to this size before a write: a burst goes out in one syscall.
+/// Frames are buffered up to this size before tungstenite writes: a burst goes out in
+/// few syscalls.
 const WRITE_BUFFER: usize = 16 * 1024;
-/// How long a closing connection gets to send what is queued and its close frame.
+/// How long a closing connection gets to send what is buffered and its close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Close code for a slow consumer: "try again later", the client should reconnect.
 const SLOW_CONSUMER: u16 = close_code::AGAIN;
@@ -100,15 +100,12 @@ impl Closing {
 }
 
 /// Runs one connection until either side closes, the client stops answering pings or
-/// reading, or the server shuts down. The subscription side queues frames into a
-/// bounded outbox; a writer task drains it into the socket.
-async fn serve(socket: WebSocket, state: AppState, cursor: Option<String>, _slot: SubscriberSlot) {
+/// reading, or the server shuts down. One task does it all, so a delivery costs one
+/// wake-up: frames are fed to the socket as deliveries come and flushed once none is
+/// ready (a burst goes out in few writes).
+async fn serve(mut socket: WebSocket, state: AppState, cursor: Option<String>, _slot: SubscriberSlot) {
     let metrics = state.metrics.transport(Transport::WebSocket);
     let _subscriber = metrics.subscriber();
-    let (sink, mut frames) = socket.split();
-    let (outbox, inbox) = outbox(state.config.outbound_limit);
-    let mut writer = tokio::spawn(write(sink, inbox, metrics.clone()));
-    let mut writer_done = false;
     let mut subscription = state.bus.subscribe(cursor.as_deref().filter(|c| !c.is_empty())).await;
     let mut ping = interval(state.config.ws_ping);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -118,21 +115,19 @@ async fn serve(socket: WebSocket, state: AppState, cursor: Option<String>, _slot
     let closing: Option<Closing> = loop {
         tokio::select! {
             delivery = subscription.next() => {
-                let (text, created) = match delivery {
-                    Some(Delivery::Message(message)) => (message.json.clone(), Some(message.created)),
-                    Some(Delivery::Gap(gap)) => {
-                        metrics.gap(gap.reason);
-                        (Utf8Bytes::from(format!(r#"{{"gap":{}}}"#, gap.to_json())), None)
-                    }
-                    None => break Some(Closing::new(close_code::AWAY, "server is going away")),
+                let Some(first) = delivery else {
+                    break Some(Closing::new(close_code::AWAY, "server is going away"));
                 };
-                let size = text.len();
-                if outbox.send((Frame::Text(text), created), size, state.config.slow_consumer_timeout).await.is_err() {
-                    metrics.slow_disconnect();
-                    break Some(Closing::new(SLOW_CONSUMER, "slow consumer: fell too far behind"));
+                match deliver(&mut socket, &mut subscription, first, &state, &metrics).await {
+                    Ok(()) => {}
+                    Err(Stall::Slow) => {
+                        metrics.slow_disconnect();
+                        break Some(Closing::new(SLOW_CONSUMER, "slow consumer: fell too far behind"));
+                    }
+                    Err(Stall::Failed) => break None,
                 }
             }
-            frame = frames.next() => match frame {
+            frame = socket.next() => match frame {
                 Some(Ok(Frame::Text(text))) => {
                     if let Err(refusal) = publish(&state, &text).await {
                         break Some(refusal);
@@ -153,11 +148,14 @@ async fn serve(socket: WebSocket, state: AppState, cursor: Option<String>, _slot
                     break None; // a dead peer: nobody would read a close frame
                 }
                 awaiting_pong = true;
-                outbox.force((Frame::Ping(Default::default()), None), 0);
-            }
-            _ = &mut writer => {
-                writer_done = true;
-                break None; // the socket failed
+                match timeout(state.config.slow_consumer_timeout, socket.send(Frame::Ping(Default::default()))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break None,
+                    Err(_) => {
+                        metrics.slow_disconnect();
+                        break Some(Closing::new(SLOW_CONSUMER, "slow consumer: fell too far behind"));
+                    }
+                }
             }
             () = state.shutdown.cancelled() => break Some(Closing::new(close_code::AWAY, "server shutting down")),
         }
@@ -168,42 +166,62 @@ async fn serve(socket: WebSocket, state: AppState, cursor: Option<String>, _slot
             state.metrics.rejected(label);
         }
         let frame = CloseFrame { code: closing.code, reason: Utf8Bytes::from_static(closing.reason) };
-        outbox.force((Frame::Close(Some(frame)), None), 0);
-    }
-    drop(outbox);
-    // The writer sends what is queued, then stops; a client that does not read
-    // (a slow consumer) is cut off after the grace period.
-    if !writer_done && timeout(CLOSE_GRACE, &mut writer).await.is_err() {
-        writer.abort();
+        // What is buffered goes first; a client that does not read even that within
+        // the grace period (a slow consumer) is cut off when the socket is dropped.
+        let _ = timeout(CLOSE_GRACE, socket.send(Frame::Close(Some(frame)))).await;
     }
 }
 
-/// Drains the outbox into the socket, writing every frame that is ready before
-/// flushing, until the outbox is dropped or a close frame has gone out.
-async fn write(
-    mut sink: SplitSink<WebSocket, Frame>,
-    mut inbox: Inbox<(Frame, Option<Instant>)>,
-    metrics: TransportMetrics,
-) {
-    while let Some(first) = inbox.recv().await {
-        let mut next = Some(first);
-        while let Some((frame, created)) = next.take() {
-            let is_close = matches!(frame, Frame::Close(_));
-            if sink.feed(frame).await.is_err() {
-                return;
+/// Why writing to the client stopped.
+enum Stall {
+    /// The socket did not take the frames within the slow-consumer timeout.
+    Slow,
+    /// The socket failed (the client went away).
+    Failed,
+}
+
+/// Writes `first` and every delivery ready behind it, flushing each time
+/// `--outbound-limit` bytes are buffered and at the end. So at most that much waits
+/// in memory for this client; a write or flush that does not finish within
+/// `--slow-consumer-timeout` means the client is not reading.
+async fn deliver(
+    socket: &mut WebSocket,
+    subscription: &mut Subscription,
+    first: Delivery,
+    state: &AppState,
+    metrics: &TransportMetrics,
+) -> Result<(), Stall> {
+    let patience = state.config.slow_consumer_timeout;
+    let mut buffered = 0;
+    let mut next = Some(first);
+    while let Some(delivery) = next {
+        let (text, created) = match delivery {
+            Delivery::Message(message) => (message.json.clone(), Some(message.created)),
+            Delivery::Gap(gap) => {
+                metrics.gap(gap.reason);
+                (Utf8Bytes::from(format!(r#"{{"gap":{}}}"#, gap.to_json())), None)
             }
-            if let Some(created) = created {
-                metrics.delivered(created.elapsed());
-            }
-            if is_close {
-                let _ = sink.flush().await;
-                return;
-            }
-            next = inbox.try_recv();
+        };
+        buffered += text.len();
+        within(patience, socket.feed(Frame::Text(text))).await?;
+        if let Some(created) = created {
+            metrics.delivered(created.elapsed());
         }
-        if sink.flush().await.is_err() {
-            return;
+        if buffered >= state.config.outbound_limit {
+            within(patience, socket.flush()).await?;
+            buffered = 0;
         }
+        next = subscription.try_next();
+    }
+    within(patience, socket.flush()).await
+}
+
+/// Runs a socket operation with the slow-consumer timeout.
+async fn within(patience: Duration, operation: impl Future<Output = Result<(), axum::Error>>) -> Result<(), Stall> {
+    match timeout(patience, operation).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Stall::Failed),
+        Err(_) => Err(Stall::Slow),
     }
 }
 
