@@ -1,46 +1,90 @@
 //! The load generator's quick matrix against a real pushwire child process: every
 //! scenario completes and every message arrives exactly once, in order, on every
 //! transport. A check that the tool works and that its loss accounting holds, never
-//! a timing assertion (the machine is shared and noisy).
+//! a timing assertion (the machine is shared and noisy). With the `redis` feature, the
+//! quick scale-out scenario too: publish on one instance, receive on another through a
+//! real redis-server, against one in-memory instance.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
 
-#[test]
-fn the_quick_matrix_delivers_every_message_once_and_in_order_on_every_transport() {
-    let out = std::env::temp_dir().join(format!("pushwire-bench-quick-{}", std::process::id()));
+/// Runs pushwire-bench's quick matrix with `args` into a fresh directory; returns
+/// the directory and its results.json.
+fn quick_run(name: &str, args: &[&str]) -> (PathBuf, Value) {
+    let out = std::env::temp_dir().join(format!("pushwire-bench-{name}-{}", std::process::id()));
     let status = Command::new(env!("CARGO_BIN_EXE_pushwire-bench"))
         .args(["--matrix", "quick", "--max-minutes", "5", "--pushwire-bin", env!("CARGO_BIN_EXE_pushwire")])
+        .args(args)
         .arg("--out")
         .arg(&out)
         .status()
         .expect("run pushwire-bench");
     assert!(status.success(), "pushwire-bench failed: {status}");
-
     let json = std::fs::read_to_string(out.join("results.json")).expect("results.json is written");
-    let run: Value = serde_json::from_str(&json).expect("results.json is JSON");
+    (out, serde_json::from_str(&json).expect("results.json is JSON"))
+}
+
+/// Asserts that a delivery outcome is complete and clean: every subscriber connected
+/// and got every message once, in order, with no gap or error.
+fn assert_delivered_exactly_once_in_order(outcome: &Value) {
+    let what = format!("{} {} {} {}", outcome["server"], outcome["kind"], outcome["transport"], outcome["subscribers"]);
+    for field in ["lost", "duplicated", "out_of_order", "gaps", "publish_errors", "connect_errors", "subscriber_errors"]
+    {
+        assert_eq!(outcome[field], 0, "{what}: {field} in {outcome:#}");
+    }
+    assert_eq!(outcome["connected"], outcome["subscribers"], "{what}");
+    assert!(outcome["published"].as_u64().unwrap() > 0, "{what}: nothing published");
+    assert_eq!(outcome["delivered"], outcome["expected"], "{what}");
+    assert!(outcome["latency_us"]["samples"].as_u64().unwrap() > 0, "{what}: no latency samples");
+}
+
+#[test]
+fn the_quick_matrix_delivers_every_message_once_and_in_order_on_every_transport() {
+    let (out, run) = quick_run("quick", &[]);
     let outcomes = run["outcomes"].as_array().expect("outcomes");
     let mut transports_delivered = std::collections::BTreeSet::new();
     for outcome in outcomes {
-        let what = format!("{} {} {}", outcome["kind"], outcome["transport"], outcome["subscribers"]);
-        for field in ["lost", "duplicated", "out_of_order", "gaps", "publish_errors", "connect_errors"] {
-            assert_eq!(outcome[field], 0, "{what}: {field} in {outcome:#}");
-        }
-        assert_eq!(outcome["connected"], outcome["subscribers"], "{what}");
         if outcome["kind"] != "idle" {
-            assert!(outcome["published"].as_u64().unwrap() > 0, "{what}: nothing published");
-            assert_eq!(outcome["delivered"], outcome["expected"], "{what}");
-            assert!(outcome["latency_us"]["samples"].as_u64().unwrap() > 0, "{what}: no latency samples");
+            assert_delivered_exactly_once_in_order(outcome);
             transports_delivered.insert(outcome["transport"].as_str().unwrap().to_owned());
         } else {
+            let what = format!("idle {}", outcome["transport"]);
+            for field in ["publish_errors", "connect_errors"] {
+                assert_eq!(outcome[field], 0, "{what}: {field} in {outcome:#}");
+            }
+            assert_eq!(outcome["connected"], outcome["subscribers"], "{what}");
             assert!(outcome["memory"].is_object(), "{what}: the child's /proc was not read");
         }
     }
     assert_eq!(transports_delivered.into_iter().collect::<Vec<_>>(), ["long-poll", "sse", "websocket"]);
     for generated in ["tables.md", "fanout-latency.svg", "throughput.svg", "idle-memory.svg", "bytes-per-message.svg"] {
-        assert!(PathBuf::from(&out).join(generated).is_file(), "{generated} is written");
+        assert!(out.join(generated).is_file(), "{generated} is written");
     }
+    assert!(!out.join("scale-out.md").exists(), "no scale-out fragment without the scale-out scenario");
+    std::fs::remove_dir_all(&out).expect("remove the output directory");
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn the_quick_scale_out_scenario_delivers_every_message_once_and_in_order_across_instances() {
+    let (out, run) = quick_run("scale-out", &["--scale-out-only"]);
+    let outcomes = run["outcomes"].as_array().expect("outcomes");
+    let mut measured = std::collections::BTreeSet::new();
+    for outcome in outcomes {
+        assert_eq!(outcome["kind"], "scale-out", "only the scale-out scenario ran: {outcome:#}");
+        assert_delivered_exactly_once_in_order(outcome);
+        measured.insert((outcome["server"].as_str().unwrap().to_owned(), outcome["transport"].as_str().unwrap()));
+        assert!(outcome["server_cpu_ms"].is_number(), "CPU of every server-side process is read: {outcome:#}");
+    }
+    let expected: std::collections::BTreeSet<_> = ["pushwire-memory", "pushwire-redis"]
+        .into_iter()
+        .flat_map(|server| ["long-poll", "sse", "websocket"].map(|transport| (server.to_owned(), transport)))
+        .collect();
+    assert_eq!(measured, expected, "both setups on every transport");
+    let fragment = std::fs::read_to_string(out.join("scale-out.md")).expect("scale-out.md is written");
+    assert!(fragment.contains("Scale-out: cross-instance through Redis vs in-memory"), "{fragment}");
+    assert!(!out.join("tables.md").exists(), "no matrix tables without the matrix");
     std::fs::remove_dir_all(&out).expect("remove the output directory");
 }

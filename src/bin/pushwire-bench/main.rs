@@ -9,6 +9,7 @@
 //! ```text
 //! pushwire-bench --pushwire-bin target/release/pushwire --nchan-conf bench/nchan/nginx.conf --out DIR
 //! pushwire-bench --report-from DIR/results.json      # regenerate tables and plots only
+//! pushwire-bench --pushwire-bin target/release/pushwire --scale-out-only   # built with --features redis
 //! ```
 //!
 //! `bench/run-matrix` is the one documented command around it.
@@ -19,11 +20,13 @@
 //! - `clients`: publisher and long-poll/SSE/WebSocket subscribers per server protocol;
 //! - `servers`: starting servers, `/proc` sampling, machine facts;
 //! - `scenario`: one measurement and its figures;
+//! - `scaleout`: cross-instance delivery through Redis against one in-memory instance;
 //! - `report`: the JSON record, Markdown tables and SVG plots.
 
 mod clients;
 mod payload;
 mod report;
+mod scaleout;
 mod scenario;
 mod servers;
 mod wire;
@@ -87,6 +90,14 @@ struct Args {
     /// Only regenerate tables.md and the plots from this results.json.
     #[arg(long)]
     report_from: Option<PathBuf>,
+    /// After the matrix, measure cross-instance delivery through Redis against one
+    /// in-memory instance: starts redis-server and pushwire instances from
+    /// --pushwire-bin, which must be built with `--features redis`.
+    #[arg(long, requires = "pushwire_bin")]
+    scale_out: bool,
+    /// Run only the scale-out scenario, not the matrix.
+    #[arg(long, requires = "pushwire_bin")]
+    scale_out_only: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -114,6 +125,8 @@ struct Matrix {
     round_trips: u64,
     idle_connections: usize,
     idle_hold: Duration,
+    /// Scale-out (subscribers, messages per second, messages), both setups.
+    scale_out: Vec<(usize, f64, u64)>,
 }
 
 impl Matrix {
@@ -129,6 +142,7 @@ impl Matrix {
                 round_trips: 10,
                 idle_connections: 50,
                 idle_hold: Duration::from_millis(500),
+                scale_out: vec![(20, 20.0, 10)],
             },
             // Fan-out keeps deliveries near 10–20k/s so a 2-core machine shared by
             // server and load generator measures latency, not saturation; saturation
@@ -144,6 +158,9 @@ impl Matrix {
                 round_trips: 200,
                 idle_connections: 10_000,
                 idle_hold: Duration::from_secs(3),
+                // The fan-out loads of the same sizes, so the in-memory rows can be
+                // checked against the fan-out table.
+                scale_out: vec![(100, 10.0, 50), (1000, 10.0, 50)],
             },
         }
     }
@@ -199,37 +216,22 @@ async fn run(args: Args, threads: usize, nofile: u64) -> Result<PathBuf, String>
     let deadline = begun + Duration::from_secs_f64(args.max_minutes * 60.0);
     let mut machine = Machine::describe();
     let date = utc_now();
-    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("bench/results").join(&date[..10]));
+    let scale_out = args.scale_out || args.scale_out_only;
+    let default_out = if args.scale_out_only { format!("scale-out-{}", &date[..10]) } else { date[..10].to_owned() };
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("bench/results").join(default_out));
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
 
-    let mut servers = Vec::new();
-    let start = |name: &str, protocol, launch| {
-        Server::start(name, protocol, launch).map_err(|e| format!("cannot start {name}: {e}"))
-    };
-    if let Some(binary) = &args.pushwire_bin {
-        servers.push(start("pushwire", Protocol::Pushwire, Launch::Pushwire { binary: binary.clone() })?);
-    } else if let Some(addr) = &args.pushwire_addr {
-        let launch = Launch::External { addr: loopback(addr)?, pid: args.pushwire_pid };
-        servers.push(start("pushwire", Protocol::Pushwire, launch)?);
-    }
-    let nchan_addr = loopback(&args.nchan_addr)?;
-    if let Some(conf) = &args.nchan_conf {
-        servers.push(start("nchan", Protocol::Nchan, Launch::Nginx { conf: conf.clone(), addr: nchan_addr })?);
-    } else if args.nchan_running {
-        servers.push(start("nchan", Protocol::Nchan, Launch::External { addr: nchan_addr, pid: args.nchan_pid })?);
-    }
-    if let Some(addr) = &args.tornado_addr {
-        let launch = Launch::External { addr: loopback(addr)?, pid: None };
-        servers.push(start("tornado", Protocol::Tornado, launch)?);
-    }
-    if servers.is_empty() {
+    // The scale-out scenario starts its own servers.
+    let mut servers = if args.scale_out_only { Vec::new() } else { start_servers(&args)? };
+    if servers.is_empty() && !scale_out {
         return Err("nothing to measure: give --pushwire-bin, --pushwire-addr, --nchan-conf or --tornado-addr".into());
     }
 
     let matrix = Matrix::of(args.matrix);
     let transports = if args.transports.is_empty() { Transport::ALL.to_vec() } else { args.transports.clone() };
-    let steps = plan(&matrix, &transports);
-    let progress = ProgressBar::new((steps.len() * servers.len()) as u64);
+    let steps = if args.scale_out_only { Vec::new() } else { plan(&matrix, &transports) };
+    let scale_out_loads = if scale_out { scaleout::loads(&matrix.scale_out, &transports) } else { Vec::new() };
+    let progress = ProgressBar::new((steps.len() * servers.len() + scale_out_loads.len() * 2) as u64);
     progress.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
             .expect("a valid progress template")
@@ -253,39 +255,53 @@ async fn run(args: Args, threads: usize, nofile: u64) -> Result<PathBuf, String>
             {
                 continue;
             }
-            let mut bench = Bench { server, progress: &progress, deadline };
+            let mut bench = Bench { server, subscribe_on: None, also_measured: &[], progress: &progress, deadline };
             let outcome = match step {
                 Step::Deliver(load) => scenario::deliver(&mut bench, load).await,
                 Step::Idle(transport) => {
                     scenario::idle(&mut bench, *transport, matrix.idle_connections, matrix.idle_hold).await
                 }
             };
-            let line = summary(&outcome);
-            if progress.is_hidden() {
-                eprintln!("{line}");
-            } else {
-                progress.println(line);
-            }
+            announce(&progress, &outcome);
             outcomes.push(outcome);
             // Let the server close the last scenario's connections before the next.
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
-    progress.finish_and_clear();
     for server in &mut servers {
         server.stop();
     }
+    let mut server_facts: Vec<_> = servers.iter().map(|s| s.facts.clone()).collect();
+    // A scale-out part that cannot start (no redis-server, a binary without the
+    // feature) fails the run, after the matrix's results are written.
+    let mut failure = None;
+    if let Some(binary) = args.pushwire_bin.as_ref().filter(|_| scale_out) {
+        match scaleout::run(binary, &scale_out_loads, &progress, deadline, |o| announce(&progress, o)).await {
+            Ok((facts, measured)) => {
+                server_facts.extend(facts);
+                outcomes.extend(measured);
+            }
+            Err(e) => failure = Some(format!("scale-out: {e}")),
+        }
+    }
+    progress.finish_and_clear();
     machine.load_average_after = servers::load_average();
+    if outcomes.is_empty()
+        && let Some(failure) = failure
+    {
+        return Err(failure);
+    }
 
     let run = Run {
         tool: format!("pushwire-bench {}", env!("CARGO_PKG_VERSION")),
         date,
         command: std::env::args().collect::<Vec<_>>().join(" "),
-        matrix: format!("{:?}", args.matrix).to_lowercase(),
+        matrix: format!("{:?}{}", args.matrix, if args.scale_out_only { ", scale-out only" } else { "" })
+            .to_lowercase(),
         machine,
         client_worker_threads: threads,
         client_nofile_limit: nofile,
-        servers: servers.iter().map(|s| s.facts.clone()).collect(),
+        servers: server_facts,
         outcomes,
         wall_time_s: begun.elapsed().as_secs_f64(),
     };
@@ -293,7 +309,45 @@ async fn run(args: Args, threads: usize, nofile: u64) -> Result<PathBuf, String>
     let json = serde_json::to_string_pretty(&run).expect("the run serializes");
     std::fs::write(&json_path, json).map_err(|e| format!("{}: {e}", json_path.display()))?;
     report::write(&run, &out, &json_path.display().to_string()).map_err(|e| e.to_string())?;
-    Ok(json_path)
+    match failure {
+        Some(failure) => Err(format!("{failure} (the other results are in {})", json_path.display())),
+        None => Ok(json_path),
+    }
+}
+
+/// Prints one outcome's summary line above the progress bar (or alone without one).
+fn announce(progress: &ProgressBar, outcome: &Outcome) {
+    let line = summary(outcome);
+    if progress.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        progress.println(line);
+    }
+}
+
+/// The servers of the matrix, started or attached to as the arguments say.
+fn start_servers(args: &Args) -> Result<Vec<Server>, String> {
+    let mut servers = Vec::new();
+    let start = |name: &str, protocol, launch| {
+        Server::start(name, protocol, launch).map_err(|e| format!("cannot start {name}: {e}"))
+    };
+    if let Some(binary) = &args.pushwire_bin {
+        servers.push(start("pushwire", Protocol::Pushwire, Launch::Pushwire { binary: binary.clone(), bus: None })?);
+    } else if let Some(addr) = &args.pushwire_addr {
+        let launch = Launch::External { addr: loopback(addr)?, pid: args.pushwire_pid };
+        servers.push(start("pushwire", Protocol::Pushwire, launch)?);
+    }
+    let nchan_addr = loopback(&args.nchan_addr)?;
+    if let Some(conf) = &args.nchan_conf {
+        servers.push(start("nchan", Protocol::Nchan, Launch::Nginx { conf: conf.clone(), addr: nchan_addr })?);
+    } else if args.nchan_running {
+        servers.push(start("nchan", Protocol::Nchan, Launch::External { addr: nchan_addr, pid: args.nchan_pid })?);
+    }
+    if let Some(addr) = &args.tornado_addr {
+        let launch = Launch::External { addr: loopback(addr)?, pid: None };
+        servers.push(start("tornado", Protocol::Tornado, launch)?);
+    }
+    Ok(servers)
 }
 
 /// One entry of the plan, run for every server.

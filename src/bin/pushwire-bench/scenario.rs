@@ -55,6 +55,9 @@ pub enum Kind {
     RoundTripInBand,
     /// N connections held open with nothing to deliver.
     Idle,
+    /// Fan-out across instances: publish on one, subscribers on another, sharing the
+    /// conversation through Redis; or the same load on one in-memory instance.
+    ScaleOut,
 }
 
 /// The shape of one measurement.
@@ -250,7 +253,12 @@ enum Sender {
 
 /// The per-run context: the server, its address and the progress bar.
 pub struct Bench<'a> {
+    /// Where the publisher (and, without `subscribe_on`, the subscribers) connects.
     pub server: &'a mut Server,
+    /// Scale-out: the instance the subscribers connect to, sharing `server`'s bus.
+    pub subscribe_on: Option<&'a Server>,
+    /// Scale-out: more server-side processes (redis-server) whose CPU counts too.
+    pub also_measured: &'a [u32],
     pub progress: &'a ProgressBar,
     /// No new phase starts after this instant.
     pub deadline: Instant,
@@ -260,11 +268,32 @@ impl Bench<'_> {
     fn endpoint(&self) -> Endpoint {
         Endpoint { protocol: self.server.facts.protocol, dialer: Dialer::new(self.server.addr) }
     }
+
+    fn subscriber_endpoint(&self) -> Endpoint {
+        match self.subscribe_on {
+            Some(peer) => Endpoint { protocol: peer.facts.protocol, dialer: Dialer::new(peer.addr) },
+            None => self.endpoint(),
+        }
+    }
+
+    /// CPU and memory of every server-side process together; `None` when one of them
+    /// cannot be read, so a figure never silently leaves a process out.
+    fn sample(&self) -> Option<ProcSample> {
+        let mut sample = self.server.sample()?;
+        if let Some(peer) = self.subscribe_on {
+            sample.add(&peer.sample()?);
+        }
+        for &pid in self.also_measured {
+            sample.add(&process_sample(pid)?);
+        }
+        Some(sample)
+    }
 }
 
 /// Runs one publish-and-deliver measurement.
 pub async fn deliver(bench: &mut Bench<'_>, load: &Load) -> Outcome {
     let endpoint = bench.endpoint();
+    let subscriber_endpoint = bench.subscriber_endpoint();
     let name = bench.server.facts.name.clone();
     let mut outcome = empty_outcome(&name, load);
     let publish_traffic = Arc::new(Traffic::default());
@@ -308,7 +337,7 @@ pub async fn deliver(bench: &mut Bench<'_>, load: &Load) -> Outcome {
     };
     let mut tasks = Vec::with_capacity(load.subscribers);
     for index in 0..load.subscribers {
-        let (endpoint, cursor, traffic) = (endpoint.clone(), cursor.clone(), subscriber_traffic.clone());
+        let (endpoint, cursor, traffic) = (subscriber_endpoint.clone(), cursor.clone(), subscriber_traffic.clone());
         let (shared, stop, inband) = (shared.clone(), stop.clone(), if index == 0 { inband_rx.take() } else { None });
         let (transport, messages) = (load.transport, load.messages);
         tasks.push(tokio::spawn(async move {
@@ -342,7 +371,7 @@ pub async fn deliver(bench: &mut Bench<'_>, load: &Load) -> Outcome {
         Some(tx) => Sender::InBand(tx),
         None => Sender::Http(publisher),
     };
-    let server_before = bench.server.sample();
+    let server_before = bench.sample();
     let busy_before = machine_busy_ns();
     let self_before = process_sample(std::process::id());
     let publish_before = publish_traffic.snapshot();
@@ -389,7 +418,7 @@ pub async fn deliver(bench: &mut Bench<'_>, load: &Load) -> Outcome {
     } else {
         started.elapsed()
     };
-    let server_after = bench.server.sample();
+    let server_after = bench.sample();
     let busy_after = machine_busy_ns();
     let self_after = process_sample(std::process::id());
     let publish_after = publish_traffic.snapshot();
@@ -672,6 +701,7 @@ pub fn describe(load: &Load) -> String {
         Kind::RoundTrip => "round trip",
         Kind::RoundTripInBand => "in-band round trip",
         Kind::Idle => "idle",
+        Kind::ScaleOut => "scale-out",
     };
     format!("{} {kind} {}×{}B", load.transport.name(), load.subscribers, load.payload_bytes)
 }

@@ -31,8 +31,9 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
 /// How to get a server to talk to.
 #[derive(Clone, Debug)]
 pub enum Launch {
-    /// Run this pushwire binary on an ephemeral loopback port.
-    Pushwire { binary: PathBuf },
+    /// Run this pushwire binary on an ephemeral loopback port; with `bus`
+    /// (`redis://…`), sharing the conversation with other instances through Redis.
+    Pushwire { binary: PathBuf, bus: Option<String> },
     /// Run nginx with this nchan configuration, which listens on `addr`.
     Nginx { conf: PathBuf, addr: SocketAddr },
     /// A server someone else runs; `pid` (if given) is read for CPU and memory.
@@ -98,9 +99,9 @@ impl Server {
 
     fn launch_process(&mut self) -> io::Result<()> {
         match &self.launch {
-            Launch::Pushwire { binary } => {
+            Launch::Pushwire { binary, bus } => {
                 let mut child = Command::new(binary)
-                    .args(pushwire_args())
+                    .args(pushwire_args(bus.as_deref()))
                     .env("TOKIO_WORKER_THREADS", SERVER_WORKERS.to_string())
                     .env("RUST_LOG", "warn")
                     .stdout(Stdio::piped())
@@ -210,17 +211,24 @@ impl Drop for Server {
 }
 
 /// The flags the benchmark starts pushwire with.
-fn pushwire_args() -> Vec<String> {
-    ["--addr", "127.0.0.1:0", "--history", &HISTORY.to_string(), "--max-body", &MAX_BODY.to_string()]
-        .map(str::to_owned)
-        .to_vec()
+fn pushwire_args(bus: Option<&str>) -> Vec<String> {
+    let mut args: Vec<String> =
+        ["--addr", "127.0.0.1:0", "--history", &HISTORY.to_string(), "--max-body", &MAX_BODY.to_string()]
+            .map(str::to_owned)
+            .to_vec();
+    if let Some(bus) = bus {
+        args.extend(["--bus".to_owned(), bus.to_owned()]);
+    }
+    args
 }
 
 fn command_of(launch: &Launch) -> String {
     match launch {
-        Launch::Pushwire { binary } => {
-            format!("TOKIO_WORKER_THREADS={SERVER_WORKERS} {} {}", binary.display(), pushwire_args().join(" "))
-        }
+        Launch::Pushwire { binary, bus } => format!(
+            "TOKIO_WORKER_THREADS={SERVER_WORKERS} {} {}",
+            binary.display(),
+            pushwire_args(bus.as_deref()).join(" ")
+        ),
         Launch::Nginx { conf, .. } => format!("nginx -p <temp dir> -c {} -g 'daemon off;'", conf.display()),
         Launch::External { addr, .. } => format!("external server at {addr}"),
     }
@@ -228,7 +236,7 @@ fn command_of(launch: &Launch) -> String {
 
 fn version_of(launch: &Launch) -> String {
     let output = match launch {
-        Launch::Pushwire { binary } => Command::new(binary).arg("--version").output(),
+        Launch::Pushwire { binary, .. } => Command::new(binary).arg("--version").output(),
         Launch::Nginx { .. } => {
             let nginx = Command::new("nginx").arg("-v").output();
             let nchan = Command::new("dpkg-query").args(["-W", "-f", "${Version}", "libnginx-mod-nchan"]).output();
@@ -266,7 +274,7 @@ pub struct ProcSample {
 }
 
 impl ProcSample {
-    fn add(&mut self, other: &ProcSample) {
+    pub fn add(&mut self, other: &ProcSample) {
         self.cpu_ns += other.cpu_ns;
         self.rss_kib += other.rss_kib;
         self.pss_kib += other.pss_kib;
