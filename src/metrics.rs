@@ -10,7 +10,7 @@
 //! | `pushwire_requests_rejected_total` | counter | `reason` |
 //! | `pushwire_delivery_latency_seconds` | histogram: publish → handed to the socket | `transport` |
 //!
-//! Transports fetch their per-transport handles once per connection ([`Metrics::transport`]),
+//! Each transport's handles are looked up once, at start-up ([`Metrics::transport`]),
 //! so the delivery path only bumps atomics. Per-transport series exist from start-up at
 //! zero; `gaps` and `requests_rejected` series appear with their first occurrence.
 
@@ -29,7 +29,8 @@ use prometheus_client::registry::Registry;
 use crate::AppState;
 use crate::bus::GapReason;
 
-/// The three push transports, as metric labels.
+/// The three push transports, as metric labels. The order of the variants is the
+/// order of `Metrics::by_transport`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Transport {
     LongPoll,
@@ -68,12 +69,10 @@ struct ReasonLabel {
 pub struct Metrics {
     registry: Registry,
     published: Counter,
-    subscribers: Family<TransportLabel, Gauge>,
-    deliveries: Family<TransportLabel, Counter>,
-    gaps: Family<GapLabel, Counter>,
-    slow_disconnects: Family<TransportLabel, Counter>,
     rejected: Family<ReasonLabel, Counter>,
-    latency: Family<TransportLabel, Histogram>,
+    /// The handles of each transport, looked up once here rather than per connection,
+    /// in the order of [`Transport`]'s variants.
+    by_transport: [TransportMetrics; 3],
 }
 
 impl Default for Metrics {
@@ -101,14 +100,20 @@ impl Default for Metrics {
             "From publish to handing the message to the socket",
             latency.clone(),
         );
-        let metrics =
-            Metrics { registry, published, subscribers, deliveries, gaps, slow_disconnects, rejected, latency };
-        // Every per-transport series exists from the start, at zero, so dashboards and
-        // readers see all three transports before any traffic.
-        for transport in [Transport::LongPoll, Transport::WebSocket, Transport::Sse] {
-            metrics.transport(transport);
-        }
-        metrics
+        // Creating the handles also creates every per-transport series, at zero, so
+        // dashboards and readers see all three transports before any traffic.
+        let by_transport = [Transport::LongPoll, Transport::WebSocket, Transport::Sse].map(|transport| {
+            let label = TransportLabel { transport: transport.as_str() };
+            TransportMetrics {
+                transport,
+                subscribers: subscribers.get_or_create_owned(&label),
+                deliveries: deliveries.get_or_create_owned(&label),
+                slow_disconnects: slow_disconnects.get_or_create_owned(&label),
+                latency: latency.get_or_create_owned(&label),
+                gaps: gaps.clone(),
+            }
+        });
+        Metrics { registry, published, rejected, by_transport }
     }
 }
 
@@ -123,17 +128,9 @@ impl Metrics {
         self.rejected.get_or_create(&ReasonLabel { reason }).inc();
     }
 
-    /// The handles of one transport, fetched once per connection.
-    pub fn transport(&self, transport: Transport) -> TransportMetrics {
-        let label = TransportLabel { transport: transport.as_str() };
-        TransportMetrics {
-            transport,
-            subscribers: self.subscribers.get_or_create_owned(&label),
-            deliveries: self.deliveries.get_or_create_owned(&label),
-            slow_disconnects: self.slow_disconnects.get_or_create_owned(&label),
-            latency: self.latency.get_or_create_owned(&label),
-            gaps: self.gaps.clone(),
-        }
+    /// The handles of one transport.
+    pub fn transport(&self, transport: Transport) -> &TransportMetrics {
+        &self.by_transport[transport as usize]
     }
 
     /// The text exposition of every metric.

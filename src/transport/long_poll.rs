@@ -45,7 +45,7 @@ async fn poll(
     let _pending = metrics.subscriber();
     let mut subscription = state.bus.subscribe(cursor).await;
 
-    let mut answer = Answer { metrics, messages: Vec::new(), gap: None };
+    let mut answer = Answer::new(metrics);
     tokio::select! {
         Some(delivery) = subscription.next() => answer.add(delivery),
         () = tokio::time::sleep(state.config.long_poll_hold) => {}
@@ -57,19 +57,28 @@ async fn poll(
     Ok(super::json_response(answer.into_json()))
 }
 
-/// The body of one long-poll answer, assembled from the pre-encoded message objects.
-struct Answer {
-    metrics: TransportMetrics,
-    messages: Vec<String>,
+/// The body of one long-poll answer, `{"messages":[…]}` (plus `"gap"`), written
+/// straight from the pre-encoded message objects into one buffer.
+struct Answer<'a> {
+    metrics: &'a TransportMetrics,
+    json: String,
+    empty: bool,
     gap: Option<String>,
 }
 
-impl Answer {
+impl<'a> Answer<'a> {
+    fn new(metrics: &'a TransportMetrics) -> Self {
+        Answer { metrics, json: String::from(r#"{"messages":["#), empty: true, gap: None }
+    }
+
     fn add(&mut self, delivery: Delivery) {
         match delivery {
             Delivery::Message(message) => {
                 self.metrics.delivered(message.created.elapsed());
-                self.messages.push(message.json.to_string());
+                if !std::mem::take(&mut self.empty) {
+                    self.json.push(',');
+                }
+                self.json.push_str(&message.json);
             }
             // At most one gap per answer in practice; if a second comes, the first
             // (earlier) one is what the client needs to hear about.
@@ -80,8 +89,13 @@ impl Answer {
         }
     }
 
-    fn into_json(self) -> String {
-        let gap = self.gap.map_or(String::new(), |gap| format!(r#","gap":{gap}"#));
-        format!(r#"{{"messages":[{}]{gap}}}"#, self.messages.join(","))
+    fn into_json(mut self) -> String {
+        self.json.push(']');
+        if let Some(gap) = self.gap {
+            self.json.push_str(r#","gap":"#);
+            self.json.push_str(&gap);
+        }
+        self.json.push('}');
+        self.json
     }
 }

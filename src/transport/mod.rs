@@ -31,7 +31,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use tokio::sync::OwnedSemaphorePermit;
-use tower_http::trace::TraceLayer;
 
 pub use error::{AppError, Rejected};
 pub use form::Form;
@@ -51,7 +50,6 @@ pub fn routes(state: AppState) -> Router<AppState> {
         // decoded text, this only stops absurd uploads before they are buffered.
         .layer(DefaultBodyLimit::max(state.config.max_body * 3 + 4096))
         .layer(middleware::from_fn_with_state(state, count_rejections))
-        .layer(TraceLayer::new_for_http())
 }
 
 /// Counts every refused request by reason: ours carry [`Rejected`]; axum's own

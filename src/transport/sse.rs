@@ -99,7 +99,7 @@ async fn events(
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
             (header::HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no")),
         ],
-        Body::from_stream(body(inbox, metrics)),
+        Body::from_stream(body(inbox, metrics.clone())),
     )
         .into_response()
 }

@@ -118,7 +118,7 @@ async fn serve(mut socket: WebSocket, state: AppState, cursor: Option<String>, _
                 let Some(first) = delivery else {
                     break Some(Closing::new(close_code::AWAY, "server is going away"));
                 };
-                match deliver(&mut socket, &mut subscription, first, &state, &metrics).await {
+                match deliver(&mut socket, &mut subscription, first, &state, metrics).await {
                     Ok(()) => {}
                     Err(Stall::Slow) => {
                         metrics.slow_disconnect();

@@ -142,6 +142,7 @@ pub fn tables(run: &Run, json: &str) -> String {
     }
     md.push('\n');
     ratio_table(&mut md, run);
+    md.push_str(&crate::targets::table(run));
     throughput_table(&mut md, run);
 
     let _ = writeln!(md, "#### Payload size (fan-out)\n");

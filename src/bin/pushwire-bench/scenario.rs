@@ -693,17 +693,22 @@ fn failed(mut outcome: Outcome, error: String) -> Outcome {
     outcome
 }
 
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::FanOut => "fan-out",
+            Kind::Throughput => "throughput",
+            Kind::Payload => "payload",
+            Kind::RoundTrip => "round trip",
+            Kind::RoundTripInBand => "in-band round trip",
+            Kind::Idle => "idle",
+            Kind::ScaleOut => "scale-out",
+        }
+    }
+}
+
 pub fn describe(load: &Load) -> String {
-    let kind = match load.kind {
-        Kind::FanOut => "fan-out",
-        Kind::Throughput => "throughput",
-        Kind::Payload => "payload",
-        Kind::RoundTrip => "round trip",
-        Kind::RoundTripInBand => "in-band round trip",
-        Kind::Idle => "idle",
-        Kind::ScaleOut => "scale-out",
-    };
-    format!("{} {kind} {}×{}B", load.transport.name(), load.subscribers, load.payload_bytes)
+    format!("{} {} {}×{}B", load.transport.name(), load.kind.name(), load.subscribers, load.payload_bytes)
 }
 
 #[cfg(test)]
