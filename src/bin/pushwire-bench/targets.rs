@@ -9,7 +9,7 @@ use crate::report::{Run, ms};
 use crate::scenario::{Kind, Outcome};
 
 /// The pushwire and nchan outcomes of one scenario in one run.
-fn pair<'a>(run: &'a Run, kind: Kind, transport: Transport, subscribers: usize) -> [Option<&'a Outcome>; 2] {
+fn pair(run: &Run, kind: Kind, transport: Transport, subscribers: usize) -> [Option<&Outcome>; 2] {
     ["pushwire", "nchan"].map(|server| {
         run.outcomes
             .iter()
