@@ -32,12 +32,18 @@ use bus::Bus;
 pub use config::Config;
 use metrics::Metrics;
 
-/// What every handler can reach: the bus, the settings and the shutdown signal.
+/// What every handler can reach: the bus, the settings and the shutdown signal. One
+/// pointer to [`Shared`]: axum clones the state for every request, and a clone of the
+/// fields themselves would touch a shared lock (the cancellation token's) each time.
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// The fields of [`AppState`], reached through it (`state.bus`, `state.config`, …).
+#[derive(Debug)]
+pub struct Shared {
     pub bus: Bus,
-    pub config: Arc<Config>,
-    pub metrics: Arc<Metrics>,
+    pub config: Config,
+    pub metrics: Metrics,
     /// One permit per open subscription, `config.max_subscribers` in all.
     pub subscriber_slots: Arc<Semaphore>,
     /// Tasks that outlive their request (WebSocket connections, SSE pumps); [`run`]
@@ -58,14 +64,22 @@ impl AppState {
     /// State around a bus built elsewhere, such as one shared with other instances
     /// through Redis (`Bus::redis`, cargo feature `redis`).
     pub fn with_bus(config: Config, bus: Bus) -> Self {
-        AppState {
+        AppState(Arc::new(Shared {
             bus,
             subscriber_slots: Arc::new(Semaphore::new(config.max_subscribers)),
-            config: Arc::new(config),
-            metrics: Arc::default(),
+            config,
+            metrics: Metrics::default(),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
-        }
+        }))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
     }
 }
 

@@ -151,10 +151,15 @@ pub fn before_after(before: &Run, before_json: &str, after: &Run, after_json: &s
                 ms(if p99 { o.latency_us.p99 } else { o.latency_us.p50 })
             }
         };
+        // A scenario whose publish rate changed between the runs says so.
+        let scenario = if a.target_rate == b.target_rate {
+            a.kind.name().to_owned()
+        } else {
+            format!("{} ({} → {} msg/s)", a.kind.name(), b.target_rate, a.target_rate)
+        };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} → {} | {} → {} | {cpu} | {memory} |",
-            a.kind.name(),
+            "| {scenario} | {} | {} | {} → {} | {} → {} | {cpu} | {memory} |",
             a.transport.name(),
             a.subscribers,
             latency(b, false),
