@@ -40,7 +40,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::stream::{self, Stream};
-use tokio::time::sleep;
+use tokio::time::{self, sleep};
 
 use super::outbox::{Inbox, Outbox, outbox};
 use super::{CursorQuery, SubscriberSlot};
@@ -116,6 +116,11 @@ async fn pump(
 ) {
     let _subscriber = metrics.subscriber();
     let keepalive = state.config.sse_keepalive;
+    // One timer for the keep-alive, re-armed when it fires rather than after every
+    // delivery: a busy stream then costs no timer work per message.
+    let mut last_sent = time::Instant::now();
+    let quiet = sleep(keepalive);
+    tokio::pin!(quiet);
     loop {
         let chunk = tokio::select! {
             delivery = subscription.next() => match delivery {
@@ -128,10 +133,19 @@ async fn pump(
                 }
                 None => return,
             },
-            () = sleep(keepalive) => Chunk::notice(Bytes::from_static(KEEPALIVE)),
+            () = &mut quiet => {
+                let due = last_sent + keepalive;
+                if time::Instant::now() < due {
+                    quiet.as_mut().reset(due);
+                    continue;
+                }
+                quiet.as_mut().reset(time::Instant::now() + keepalive);
+                Chunk::notice(Bytes::from_static(KEEPALIVE))
+            }
             () = outbox.closed() => return, // the client went away and the body was dropped
             () = state.shutdown.cancelled() => return,
         };
+        last_sent = time::Instant::now();
         let size = chunk.bytes.len();
         if outbox.send(chunk, size, state.config.slow_consumer_timeout).await.is_err() {
             metrics.slow_disconnect();
