@@ -64,16 +64,34 @@ async fn every_bad_request_is_refused_and_counted_while_a_subscriber_keeps_recei
     assert_eq!(answer["gap"]["reason"], "malformed");
     assert_eq!(app.metric("pushwire_gaps_total{transport=\"long_poll\",reason=\"malformed\"}"), 1.0);
 
-    // A bad WebSocket frame closes that socket only.
-    let mut socket = app.websocket(Some("")).await;
-    for _ in 0..8 {
-        socket.next_message().await; // the history
+    // A bad WebSocket frame closes that socket only, with its own close code.
+    let too_long = serde_json::json!({ "body": "x".repeat(2000) }).to_string();
+    let frames = [
+        (Frame::text("not json"), 1007, "ws_not_json"),
+        (Frame::text(r#"{"text": "no body"}"#), 1008, "ws_no_body"),
+        (Frame::binary(vec![1, 2, 3]), 1003, "ws_binary"),
+        (Frame::text(too_long), 1009, "ws_too_large"),
+    ];
+    for (frame, code, reason) in frames {
+        // Start the socket after the newest message, which the witness also receives.
+        let newest = browser.publish(&format!("before {reason}")).await;
+        assert_eq!(witness.next_message().await["id"], newest["id"]);
+        let mut socket = app.websocket(newest["id"].as_str()).await;
+        socket.send(frame).await;
+        assert_eq!(socket.close_frame().await.0, code, "{reason}");
+        assert_eq!(rejected(&app, reason), 1.0, "{reason} was not counted");
+        let sent = browser.publish(&format!("after {reason}")).await;
+        assert_eq!(witness.next_message().await["id"], sent["id"], "after {reason}");
     }
-    socket.send(Frame::text("not json")).await;
-    assert_eq!(socket.close_frame().await.0, 1007);
-    let sent = browser.publish("after the bad frame").await;
+
+    // So does an upgrade from another origin, refused before it starts.
+    match app.try_websocket(None, Some("http://evil.example")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
+        other => panic!("a cross-origin upgrade was not refused: {:?}", other.map(|_| "upgraded")),
+    }
+    assert_eq!(rejected(&app, "cross_origin"), 1.0);
+    let sent = browser.publish("after the cross-origin attempt").await;
     assert_eq!(witness.next_message().await["id"], sent["id"]);
-    assert_eq!(rejected(&app, "ws_not_json"), 1.0);
 }
 
 #[tokio::test]

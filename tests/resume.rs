@@ -150,23 +150,43 @@ async fn without_a_cursor_every_transport_replays_only_the_retained_history_and_
     assert_eq!(ids(&next_sse_messages(&mut app.sse(None, None).await, 5).await), retained);
 }
 
+/// Resumes from `cursor` on each transport of `app` and expects a gap notice with
+/// `reason`, then the whole retained history (`published`, five messages m1..m5).
+async fn assert_gap_then_history_on_every_transport(
+    app: &TestApp,
+    browser: &Browser,
+    published: &[String],
+    cursor: &str,
+    reason: &str,
+) {
+    let answer = browser.poll(Some(cursor)).await;
+    assert_gap(&answer["gap"], reason, None);
+    assert_eq!(ids(answer["messages"].as_array().unwrap()), published);
+
+    let mut socket = app.websocket(Some(cursor)).await;
+    assert_gap(&socket.next_json().await["gap"], reason, None);
+    assert_eq!(bodies(&next_websocket_messages(&mut socket, 5).await), ["m1", "m2", "m3", "m4", "m5"]);
+
+    let mut events = app.sse(None, Some(cursor)).await;
+    let notice = events.next_event().await;
+    assert_eq!(notice.event.as_deref(), Some("gap"));
+    assert_gap(&notice.json(), reason, None);
+    assert_eq!(ids(&next_sse_messages(&mut events, 5).await), published);
+}
+
 #[tokio::test]
 async fn a_cursor_from_another_server_run_gives_a_gap_notice_on_every_transport() {
     let (app, browser, published) = five_messages().await;
     // Another run of the server: same wire format, another epoch.
     let earlier_run = spawn_app(Config::default()).await;
     let foreign = earlier_run.browser().await.publish("m1").await["id"].as_str().unwrap().to_owned();
-    let answer = browser.poll(Some(&foreign)).await;
-    assert_gap(&answer["gap"], "unknown_epoch", None);
-    assert_eq!(ids(answer["messages"].as_array().unwrap()), published);
+    assert_gap_then_history_on_every_transport(&app, &browser, &published, &foreign, "unknown_epoch").await;
+}
 
-    let mut socket = app.websocket(Some(&foreign)).await;
-    assert_gap(&socket.next_json().await["gap"], "unknown_epoch", None);
-    assert_eq!(bodies(&next_websocket_messages(&mut socket, 5).await), ["m1", "m2", "m3", "m4", "m5"]);
-
-    let mut events = app.sse(None, Some(&foreign)).await;
-    let notice = events.next_event().await;
-    assert_eq!(notice.event.as_deref(), Some("gap"));
-    assert_gap(&notice.json(), "unknown_epoch", None);
-    assert_eq!(ids(&next_sse_messages(&mut events, 5).await), published);
+#[tokio::test]
+async fn a_malformed_cursor_gives_a_gap_notice_on_every_transport() {
+    let (app, browser, published) = five_messages().await;
+    for malformed in ["not-a-cursor", "12", "zzzzzzzzzzzzzzzz-1"] {
+        assert_gap_then_history_on_every_transport(&app, &browser, &published, malformed, "malformed").await;
+    }
 }
