@@ -15,13 +15,7 @@ const HOSTILE = [
 ];
 
 test('<script> and <img onerror> render as text on every transport', { timeout: 90000 }, async () => {
-  const pages = {};
-  for (const transport of ['long-poll', 'websocket', 'sse']) {
-    const page = await h.openChat(env.browser, env.server.url);
-    await h.chooseTransport(page, transport);
-    await h.waitLive(page, transport);
-    pages[transport] = page;
-  }
+  const pages = await h.pagePerTransport(env);
   for (const body of HOSTILE) await h.send(pages['long-poll'], body);
 
   for (const [transport, page] of Object.entries(pages)) {

@@ -235,8 +235,21 @@ function useServerAndBrowser(...serverArgs) {
   return env;
 }
 
+/** One live page per transport: `{ 'long-poll': page, websocket: page, sse: page }`. */
+async function pagePerTransport(env) {
+  const pages = {};
+  for (const transport of ['long-poll', 'websocket', 'sse']) {
+    const page = await openChat(env.browser, env.server.url);
+    await chooseTransport(page, transport);
+    await waitLive(page, transport);
+    pages[transport] = page;
+  }
+  return pages;
+}
+
 module.exports = {
   WAIT_MS,
+  pagePerTransport,
   useServerAndBrowser,
   startServer,
   launchBrowser,

@@ -16,13 +16,7 @@ test(
   'every transport reconnects after a restart, shows the history reset and keeps working',
   { timeout: 120000 },
   async () => {
-    const pages = {};
-    for (const transport of ['long-poll', 'websocket', 'sse']) {
-      const page = await h.openChat(env.browser, env.server.url);
-      await h.chooseTransport(page, transport);
-      await h.waitLive(page, transport);
-      pages[transport] = page;
-    }
+    const pages = await h.pagePerTransport(env);
     await h.send(pages['long-poll'], 'before the restart');
     for (const page of Object.values(pages)) await h.waitForBodies(page, ['before the restart']);
 
