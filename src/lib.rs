@@ -46,7 +46,7 @@ pub struct Shared {
     pub metrics: Metrics,
     /// One permit per open subscription, `config.max_subscribers` in all.
     pub subscriber_slots: Arc<Semaphore>,
-    /// Tasks that outlive their request (WebSocket connections, SSE pumps); [`run`]
+    /// Tasks that outlive their request (WebSocket connections, SSE watchdogs); [`run`]
     /// waits for them before returning.
     pub tasks: TaskTracker,
     /// Cancelled at shutdown. Long-lived handlers (held polls, SSE streams, WebSocket
@@ -91,8 +91,9 @@ pub fn app(state: AppState) -> Router {
 /// Serves `listener` until `state.shutdown` is cancelled, then lets open requests
 /// finish: held polls are answered, SSE streams end, WebSockets close with 1001.
 pub async fn run(listener: TcpListener, state: AppState) -> std::io::Result<()> {
-    let (shutdown, tasks, header_timeout) = (state.shutdown.clone(), state.tasks.clone(), state.config.header_timeout);
-    server::serve(listener, app(state), header_timeout, shutdown).await?;
+    let (shutdown, tasks) = (state.shutdown.clone(), state.tasks.clone());
+    let limits = server::Limits { header_timeout: state.config.header_timeout, outbound: state.config.outbound_limit };
+    server::serve(listener, app(state), limits, shutdown).await?;
     tasks.close();
     tasks.wait().await;
     Ok(())

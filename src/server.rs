@@ -5,6 +5,8 @@
 //!   Nagle's algorithm waits for an ACK.
 //! - A header read timeout: a client that sends its request head too slowly (a
 //!   slowloris) is dropped instead of holding a socket forever.
+//! - A write buffer limit (`--outbound-limit`): what hyper holds for a client that
+//!   does not read.
 //! - Accept errors (e.g. out of file descriptors) pause the loop briefly instead of
 //!   ending the server.
 //! - Every request carries a [`ConnectionCloser`], so a transport can cut its own TCP
@@ -25,6 +27,19 @@ use tower::ServiceExt;
 /// How long the accept loop pauses after an accept error, e.g. EMFILE.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
+/// The smallest buffer limit hyper accepts.
+const MIN_BUFFER: usize = 8 * 1024;
+
+/// The per-connection limits the accept loop applies.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// How long a client may take to send its request head.
+    pub header_timeout: Duration,
+    /// How many bytes of a response hyper buffers for a client before it stops
+    /// asking the body for more.
+    pub outbound: usize,
+}
+
 /// Closes the TCP connection a request arrived on, whatever it is doing.
 #[derive(Clone, Debug)]
 pub struct ConnectionCloser(CancellationToken);
@@ -41,11 +56,17 @@ impl ConnectionCloser {
 pub async fn serve(
     listener: TcpListener,
     app: Router,
-    header_timeout: Duration,
+    limits: Limits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        // hyper stops asking a streaming body for more once this much is buffered:
+        // the SSE outbound limit. hyper refuses less than 8 KiB.
+        .max_buf_size(limits.outbound.max(MIN_BUFFER));
     let graceful = GracefulShutdown::new();
 
     loop {

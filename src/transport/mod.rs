@@ -10,13 +10,11 @@
 //! | [`crate::metrics`] | `GET /metrics`                       | Prometheus         |
 //!
 //! A new transport is one new module and one `.merge` below. The streaming transports
-//! share [`outbox`] (the bounded per-connection queue) and [`SubscriberSlot`] (the
-//! connection cap).
+//! share [`SubscriberSlot`] (the connection cap).
 
 mod error;
 mod form;
 pub mod long_poll;
-pub mod outbox;
 pub mod page;
 pub mod publish;
 pub mod sse;

@@ -20,18 +20,23 @@
 //! - Gap notices are events of their own type: `event: gap` / `id: <cursor>` /
 //!   `data: {"reason": …, "missed": N|null, "cursor": …}`. Their `id:` moves the
 //!   browser's `Last-Event-ID` past the gap, so a reconnect is not told it twice.
-//! - A client that leaves `--outbound-limit` bytes (1 MiB) unread for
-//!   `--slow-consumer-timeout` (5 s) receives what was already queued, then
-//!   `event: slow` / `data: {"reason":"slow_consumer"}`, and the stream ends (or, if it
-//!   does not read even that within a grace period, the connection is cut). It reconnects with `Last-Event-ID` and loses nothing the
-//!   history still holds.
 //! - The stream ends at server shutdown; `EventSource` then retries by itself.
 //!
-//! Two halves: a pump task moves deliveries from the subscription into a bounded
-//! [`outbox`](super::outbox), and the response body drains it as hyper writes.
+//! The response body reads the subscription itself: hyper asks it for the next chunk
+//! whenever the socket can take more, so a delivery costs one task wake-up, and
+//! several events that are ready together go out as one chunk. hyper buffers at most
+//! `--outbound-limit` bytes (1 MiB) of it; beyond that it stops asking. A watchdog
+//! notices a body that has had something to send but was not asked for it during
+//! `--slow-consumer-timeout` (5 s): that client is a slow consumer. Its stream's next
+//! chunk is `event: slow` / `data: {"reason":"slow_consumer"}`, and then the stream
+//! ends; if hyper does not take even that within a grace period, the connection is
+//! cut. The client reconnects with `Last-Event-ID` and loses nothing the history
+//! still holds.
 
 use std::convert::Infallible;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -39,14 +44,14 @@ use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use futures::stream::{self, Stream};
-use tokio::time::{self, sleep};
+use bytes::BytesMut;
+use futures::stream::{self, Stream, StreamExt};
+use tokio::time::{Instant, sleep, sleep_until};
 
-use super::outbox::{Inbox, Outbox, outbox};
 use super::{CursorQuery, SubscriberSlot};
 use crate::AppState;
 use crate::bus::{Delivery, Subscription};
-use crate::metrics::{Transport, TransportMetrics};
+use crate::metrics::{SubscriberGuard, Transport, TransportMetrics};
 use crate::server::ConnectionCloser;
 
 /// Sent first: flushes the headers and tells the browser to retry after 1 s if cut.
@@ -57,24 +62,11 @@ const KEEPALIVE: &[u8] = b": keep-alive\n\n";
 const SLOW: &[u8] = b"event: slow\ndata: {\"reason\":\"slow_consumer\"}\n\n";
 /// How long a slow consumer gets to read its last events before the connection is cut.
 const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(2);
+/// Events that are ready together are joined into one chunk up to this size.
+const BATCH_BYTES: usize = 64 * 1024;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/a/message/events", get(events))
-}
-
-/// One chunk of the stream.
-struct Chunk {
-    bytes: Bytes,
-    /// When the message it carries was created (none for comments and notices).
-    created: Option<Instant>,
-    /// The body ends after this chunk.
-    last: bool,
-}
-
-impl Chunk {
-    fn notice(bytes: Bytes) -> Self {
-        Chunk { bytes, created: None, last: false }
-    }
 }
 
 async fn events(
@@ -88,88 +80,173 @@ async fn events(
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let cursor = last_event_id.or(query.cursor.as_deref()).filter(|c| !c.is_empty());
     let subscription = state.bus.subscribe(cursor).await;
-    let metrics = state.metrics.transport(Transport::Sse);
-    let (outbox, inbox) = outbox(state.config.outbound_limit);
-    outbox.force(Chunk::notice(Bytes::from_static(OPENING)), OPENING.len());
+    let metrics = state.metrics.transport(Transport::Sse).clone();
+    let progress = Arc::new(Progress::new());
     let closer = closer.map(|Extension(closer)| closer);
-    state.tasks.spawn(pump(subscription, outbox, state.clone(), metrics.clone(), closer, slot));
+    state.tasks.spawn(watchdog(Arc::downgrade(&progress), state.clone(), metrics.clone(), closer));
+    let keepalive_due = Instant::now() + state.config.sse_keepalive;
+    let reader = Reader {
+        _subscriber: metrics.subscriber(),
+        _slot: slot,
+        subscription,
+        state,
+        metrics,
+        progress,
+        keepalive_due,
+    };
     (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
             (header::HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no")),
         ],
-        Body::from_stream(body(inbox, metrics.clone())),
+        Body::from_stream(body(reader)),
     )
         .into_response()
 }
 
-/// Moves deliveries and keep-alives into the outbox until the client leaves, falls
-/// too far behind, or the server shuts down. Holds the subscriber slot meanwhile.
-async fn pump(
-    mut subscription: Subscription,
-    outbox: Outbox<Chunk>,
+/// What the body and its watchdog share.
+#[derive(Debug)]
+struct Progress {
+    /// The origin of `asked_at`, on tokio's clock (so paused test time applies).
+    start: Instant,
+    /// Milliseconds after `start` at which hyper last asked the body for a chunk.
+    asked_at: AtomicU64,
+    /// The body is waiting for something to send: the client has everything.
+    caught_up: AtomicBool,
+    /// Set by the watchdog: the body's next chunk is the slow notice, its last.
+    slow: AtomicBool,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Progress {
+            start: Instant::now(),
+            asked_at: AtomicU64::new(0),
+            caught_up: AtomicBool::new(false),
+            slow: AtomicBool::new(false),
+        }
+    }
+
+    /// Milliseconds since `start`.
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+}
+
+/// The state of one stream's body.
+struct Reader {
+    subscription: Subscription,
     state: AppState,
     metrics: TransportMetrics,
-    closer: Option<ConnectionCloser>,
+    progress: Arc<Progress>,
+    /// When the next keep-alive is due unless something is sent before.
+    keepalive_due: Instant,
+    /// Hold the subscriber count and the slot for as long as the body lives.
+    _subscriber: SubscriberGuard,
     _slot: SubscriberSlot,
-) {
-    let _subscriber = metrics.subscriber();
-    let keepalive = state.config.sse_keepalive;
-    // One timer for the keep-alive, re-armed when it fires rather than after every
-    // delivery: a busy stream then costs no timer work per message.
-    let mut last_sent = time::Instant::now();
-    let quiet = sleep(keepalive);
-    tokio::pin!(quiet);
-    loop {
-        let chunk = tokio::select! {
-            delivery = subscription.next() => match delivery {
-                Some(Delivery::Message(message)) => {
-                    Chunk { bytes: message.sse_event.clone(), created: Some(message.created), last: false }
-                }
-                Some(Delivery::Gap(gap)) => {
-                    metrics.gap(gap.reason);
-                    Chunk::notice(Bytes::from(format!("event: gap\nid: {}\ndata: {}\n\n", gap.resume, gap.to_json())))
-                }
-                None => return,
-            },
-            () = &mut quiet => {
-                let due = last_sent + keepalive;
-                if time::Instant::now() < due {
-                    quiet.as_mut().reset(due);
-                    continue;
-                }
-                quiet.as_mut().reset(time::Instant::now() + keepalive);
-                Chunk::notice(Bytes::from_static(KEEPALIVE))
+}
+
+impl Reader {
+    /// The next chunk: events (several joined when they are ready together), a
+    /// keep-alive, or `None` at shutdown or after the slow notice.
+    async fn next(&mut self) -> Option<Bytes> {
+        let progress = &self.progress;
+        progress.asked_at.store(progress.now(), Ordering::Relaxed);
+        if progress.slow.load(Ordering::Acquire) {
+            return None;
+        }
+        let first = match self.subscription.try_next() {
+            Some(delivery) => delivery,
+            None => {
+                progress.caught_up.store(true, Ordering::Relaxed);
+                let keepalive = self.state.config.sse_keepalive;
+                let waited = tokio::select! {
+                    delivery = self.subscription.next() => delivery,
+                    () = sleep_until(self.keepalive_due) => {
+                        progress.caught_up.store(false, Ordering::Relaxed);
+                        self.keepalive_due = Instant::now() + keepalive;
+                        return Some(Bytes::from_static(KEEPALIVE));
+                    }
+                    () = self.state.shutdown.cancelled() => None,
+                };
+                progress.caught_up.store(false, Ordering::Relaxed);
+                waited?
             }
-            () = outbox.closed() => return, // the client went away and the body was dropped
-            () = state.shutdown.cancelled() => return,
         };
-        last_sent = time::Instant::now();
-        let size = chunk.bytes.len();
-        if outbox.send(chunk, size, state.config.slow_consumer_timeout).await.is_err() {
-            metrics.slow_disconnect();
-            outbox.force(Chunk { bytes: Bytes::from_static(SLOW), created: None, last: true }, SLOW.len());
-            tokio::select! {
-                () = outbox.closed() => {}
-                () = sleep(SLOW_CONSUMER_GRACE) => closer.iter().for_each(ConnectionCloser::close),
+        self.keepalive_due = Instant::now() + self.state.config.sse_keepalive;
+        let mut chunk = self.encode(first);
+        // Whatever else is ready goes in the same chunk: one write for a burst.
+        while chunk.len() < BATCH_BYTES {
+            let Some(delivery) = self.subscription.try_next() else { break };
+            let more = self.encode(delivery);
+            let mut joined = BytesMut::with_capacity(chunk.len() + more.len());
+            joined.extend_from_slice(&chunk);
+            joined.extend_from_slice(&more);
+            chunk = joined.freeze();
+        }
+        Some(chunk)
+    }
+
+    fn encode(&self, delivery: Delivery) -> Bytes {
+        match delivery {
+            Delivery::Message(message) => {
+                self.metrics.delivered(message.created.elapsed());
+                message.sse_event.clone()
             }
-            return;
+            Delivery::Gap(gap) => {
+                self.metrics.gap(gap.reason);
+                Bytes::from(format!("event: gap\nid: {}\ndata: {}\n\n", gap.resume, gap.to_json()))
+            }
         }
     }
 }
 
-/// The response body: the outbox's chunks as hyper asks for them. It ends after a
-/// `last` chunk, or when the pump has finished and everything queued was sent;
-/// dropping it (at the end, or when the client goes away) tells the pump.
-fn body(inbox: Inbox<Chunk>, metrics: TransportMetrics) -> impl Stream<Item = Result<Bytes, Infallible>> {
-    stream::unfold(Some((inbox, metrics)), |state| async move {
-        let (mut inbox, metrics) = state?;
-        let chunk = inbox.recv().await?;
-        if let Some(created) = chunk.created {
-            metrics.delivered(created.elapsed());
+/// The response body: the opening comment, then the reader's chunks, then the slow
+/// notice if the watchdog called for it.
+fn body(reader: Reader) -> impl Stream<Item = Result<Bytes, Infallible>> {
+    let opening = stream::once(async { Bytes::from_static(OPENING) });
+    let chunks = stream::unfold(Some(reader), |reader| async move {
+        let mut reader = reader?;
+        match reader.next().await {
+            Some(chunk) => Some((chunk, Some(reader))),
+            None if reader.progress.slow.load(Ordering::Acquire) => Some((Bytes::from_static(SLOW), None)),
+            None => None,
         }
-        let next = (!chunk.last).then_some((inbox, metrics));
-        Some((Ok(chunk.bytes), next))
-    })
+    });
+    opening.chain(chunks).map(Ok)
+}
+
+/// Watches one stream for a client that stopped reading: the body had something to
+/// send and hyper has not asked for it for the whole slow-consumer timeout. Ends when
+/// the body is dropped (the client left or the stream ended) or at shutdown.
+async fn watchdog(
+    progress: Weak<Progress>,
+    state: AppState,
+    metrics: TransportMetrics,
+    closer: Option<ConnectionCloser>,
+) {
+    let timeout = state.config.slow_consumer_timeout;
+    loop {
+        tokio::select! {
+            () = sleep(timeout) => {}
+            () = state.shutdown.cancelled() => return,
+        }
+        let Some(shared) = progress.upgrade() else { return };
+        let waiting = shared.now().saturating_sub(shared.asked_at.load(Ordering::Relaxed));
+        if shared.caught_up.load(Ordering::Relaxed) || waiting < timeout.as_millis() as u64 {
+            continue;
+        }
+        metrics.slow_disconnect();
+        shared.slow.store(true, Ordering::Release);
+        drop(shared);
+        tokio::select! {
+            () = sleep(SLOW_CONSUMER_GRACE) => {}
+            () = state.shutdown.cancelled() => return,
+        }
+        if progress.upgrade().is_some() {
+            closer.iter().for_each(ConnectionCloser::close);
+        }
+        return;
+    }
 }
