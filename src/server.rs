@@ -1,6 +1,11 @@
-//! The accept loop: HTTP/1.1 and HTTP/2 connections served by hyper with the limits
+//! The accept loop: HTTP/1.1 connections served by hyper with the limits
 //! `axum::serve` does not offer, and a graceful shutdown.
 //!
+//! - HTTP/1.1 only, served by hyper's `http1` builder directly. Sniffing for cleartext
+//!   HTTP/2 (hyper-util's `auto` builder) reads the first 24 bytes ahead, which makes
+//!   hyper grow every connection's read buffer from 8 to 16 KiB: 8 KiB more per idle
+//!   SSE stream or pending long-poll. Browsers speak HTTP/2 only over TLS, so HTTP/2
+//!   belongs to the TLS-terminating proxy in front (see README, "Scaling out").
 //! - `TCP_NODELAY` on every socket: a pushed message goes out at once, not after
 //!   Nagle's algorithm waits for an ACK.
 //! - A header read timeout: a client that sends its request head too slowly (a
@@ -17,11 +22,11 @@ use std::time::Duration;
 
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 /// How long the accept loop pauses after an accept error, e.g. EMFILE.
@@ -59,15 +64,14 @@ pub async fn serve(
     limits: Limits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let mut builder = Builder::new(TokioExecutor::new());
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         // hyper stops asking a streaming body for more once this much is buffered:
         // the SSE outbound limit. hyper refuses less than 8 KiB.
         .max_buf_size(limits.outbound.max(MIN_BUFFER));
-    let graceful = GracefulShutdown::new();
+    let connections = TaskTracker::new();
 
     loop {
         let stream = tokio::select! {
@@ -92,20 +96,30 @@ pub async fn serve(
                 app.clone().oneshot(request)
             })
         };
-        let connection =
-            graceful.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned());
-        tokio::spawn(async move {
-            tokio::select! {
-                result = connection => {
-                    if let Err(error) = result {
-                        tracing::debug!(%error, "connection ended with an error");
+        let connection = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = closer.0.cancelled() => return tracing::debug!("connection closed by the server"),
+                // Finish the request in progress (handlers end their own long-lived
+                // work at shutdown), then close instead of waiting for another.
+                () = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    tokio::select! {
+                        result = connection => result,
+                        () = closer.0.cancelled() => return tracing::debug!("connection closed by the server"),
                     }
                 }
-                () = closer.0.cancelled() => tracing::debug!("connection closed by the server"),
+            };
+            if let Err(error) = result {
+                tracing::debug!(%error, "connection ended with an error");
             }
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    connections.close();
+    connections.wait().await;
     Ok(())
 }

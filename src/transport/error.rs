@@ -19,6 +19,10 @@ pub enum AppError {
     MissingField(&'static str),
     /// The body is not `application/x-www-form-urlencoded` text in UTF-8.
     MalformedForm,
+    /// The form body is larger than any message could need.
+    BodyTooLarge,
+    /// The body ended early or could not be read.
+    BodyUnreadable,
     /// `next` does not name a path on this site.
     OffsiteRedirect,
     /// The bus refused the message body.
@@ -45,6 +49,8 @@ impl AppError {
             AppError::XsrfMismatch => "xsrf_mismatch",
             AppError::MissingField(_) => "missing_field",
             AppError::MalformedForm => "malformed_form",
+            AppError::BodyTooLarge => "body_too_large",
+            AppError::BodyUnreadable => "body_unreadable",
             AppError::OffsiteRedirect => "offsite_redirect",
             AppError::Publish(PublishError::Empty) => "empty_body",
             AppError::Publish(PublishError::TooLarge { .. }) => "body_too_large",
@@ -60,13 +66,15 @@ impl AppError {
             AppError::XsrfMissing | AppError::XsrfNoCookie | AppError::XsrfMismatch | AppError::CrossOrigin => {
                 StatusCode::FORBIDDEN
             }
-            AppError::Publish(PublishError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::Publish(PublishError::TooLarge { .. }) | AppError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             // Redis is down: the client did nothing wrong and may retry.
             AppError::Publish(PublishError::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::OverCapacity => StatusCode::SERVICE_UNAVAILABLE,
-            AppError::MissingField(_) | AppError::MalformedForm | AppError::OffsiteRedirect | AppError::Publish(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            AppError::MissingField(_)
+            | AppError::MalformedForm
+            | AppError::BodyUnreadable
+            | AppError::OffsiteRedirect
+            | AppError::Publish(_) => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -77,6 +85,8 @@ impl AppError {
             AppError::XsrfMismatch => "XSRF cookie does not match POST argument".to_owned(),
             AppError::MissingField(name) => format!("missing form field '{name}'"),
             AppError::MalformedForm => "body is not a UTF-8 url-encoded form".to_owned(),
+            AppError::BodyTooLarge => "request body too large".to_owned(),
+            AppError::BodyUnreadable => "request body could not be read".to_owned(),
             AppError::OffsiteRedirect => "'next' must be a path on this site, starting with a single '/'".to_owned(),
             AppError::Publish(error) => error.to_string(),
             AppError::CrossOrigin => "cross-origin WebSocket refused".to_owned(),

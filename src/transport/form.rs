@@ -5,39 +5,90 @@
 //! `_xsrf` or the header `X-XSRFToken`. A page of another origin cannot read the cookie,
 //! so it cannot forge the field.
 
+use std::ops::Range;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, HeaderValue, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use percent_encoding::percent_decode;
 use subtle::ConstantTimeEq;
 
 use super::AppError;
+use crate::AppState;
 
 /// The name of the XSRF cookie and form field.
 pub const XSRF: &str = "_xsrf";
 
-/// A decoded `application/x-www-form-urlencoded` body.
-#[derive(Debug, Default)]
+/// A decoded `application/x-www-form-urlencoded` body. As an extractor it is the
+/// whole front door of a POST: the body is read up to a limit, decoded, and its XSRF
+/// token checked against the cookie before the handler runs.
+#[derive(Debug)]
 pub struct Form {
-    fields: Vec<(String, String)>,
+    body: Bytes,
+    /// (name, value) in body order.
+    fields: Vec<(Text, Text)>,
+}
+
+/// A field's name or value: most need no decoding and stay where they are in the body.
+#[derive(Debug)]
+enum Text {
+    /// Bytes of the body that are valid UTF-8 with nothing to decode.
+    Verbatim(Range<usize>),
+    /// Decoded from `+` and `%XX` escapes.
+    Decoded(String),
+}
+
+impl FromRequest<AppState> for Form {
+    type Rejection = AppError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, AppError> {
+        let (parts, body) = request.into_parts();
+        // Percent-encoding can triple a body; the bus enforces the exact limit on the
+        // decoded text, this only stops absurd uploads before they are buffered.
+        let limit = state.config.max_body * 3 + 4096;
+        let body = match Limited::new(body, limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(error) if error.is::<LengthLimitError>() => return Err(AppError::BodyTooLarge),
+            Err(_) => return Err(AppError::BodyUnreadable),
+        };
+        let form = Form::parse(body)?;
+        form.check_xsrf(&parts.headers)?;
+        Ok(form)
+    }
 }
 
 impl Form {
     /// Decodes a form body, refusing percent-escapes that are not UTF-8 rather than
     /// replacing them: a message is published as sent or not at all.
-    pub fn parse(body: &[u8]) -> Result<Self, AppError> {
+    pub fn parse(body: Bytes) -> Result<Self, AppError> {
         let mut fields = Vec::new();
-        for pair in body.split(|&b| b == b'&').filter(|pair| !pair.is_empty()) {
+        let mut start = 0;
+        for pair in body.split(|&b| b == b'&') {
+            let whole = start..start + pair.len();
+            start = whole.end + 1;
+            if pair.is_empty() {
+                continue;
+            }
             let (name, value) = match pair.iter().position(|&b| b == b'=') {
-                Some(at) => (&pair[..at], &pair[at + 1..]),
-                None => (pair, &pair[..0]),
+                Some(at) => (whole.start..whole.start + at, whole.start + at + 1..whole.end),
+                None => (whole.clone(), whole.end..whole.end),
             };
-            fields.push((decode(name)?, decode(value)?));
+            fields.push((Text::decode(&body, name)?, Text::decode(&body, value)?));
         }
-        Ok(Form { fields })
+        Ok(Form { body, fields })
     }
 
     /// The last value of `name` (Tornado's `get_argument`), if present.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.fields.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.fields.iter().rev().find(|(n, _)| self.text(n) == name).map(|(_, v)| self.text(v))
+    }
+
+    fn text<'a>(&'a self, text: &'a Text) -> &'a str {
+        match text {
+            Text::Verbatim(range) => std::str::from_utf8(&self.body[range.clone()]).unwrap_or_default(),
+            Text::Decoded(decoded) => decoded,
+        }
     }
 
     /// Checks the request's XSRF token (form field or header) against its cookie.
@@ -51,10 +102,17 @@ impl Form {
     }
 }
 
-fn decode(raw: &[u8]) -> Result<String, AppError> {
-    let spaced: Vec<u8> = raw.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
-    let decoded = percent_decode(&spaced).decode_utf8().map_err(|_| AppError::MalformedForm)?;
-    Ok(decoded.into_owned())
+impl Text {
+    fn decode(body: &[u8], range: Range<usize>) -> Result<Text, AppError> {
+        let raw = &body[range.clone()];
+        if !raw.iter().any(|&b| b == b'+' || b == b'%') {
+            std::str::from_utf8(raw).map_err(|_| AppError::MalformedForm)?;
+            return Ok(Text::Verbatim(range));
+        }
+        let spaced: Vec<u8> = raw.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
+        let decoded = percent_decode(&spaced).decode_utf8().map_err(|_| AppError::MalformedForm)?;
+        Ok(Text::Decoded(decoded.into_owned()))
+    }
 }
 
 /// The request's `_xsrf` cookie, if it has one of the form we issue.
@@ -87,7 +145,7 @@ mod tests {
 
     #[test]
     fn parse_decodes_plus_and_percent_and_keeps_the_last_value() {
-        let form = Form::parse(b"body=a+b%26c&x=1&x=2&flag").unwrap();
+        let form = Form::parse(Bytes::from_static(b"body=a+b%26c&x=1&x=2&flag")).unwrap();
         assert_eq!(form.get("body"), Some("a b&c"));
         assert_eq!(form.get("x"), Some("2"));
         assert_eq!(form.get("flag"), Some(""));
@@ -96,7 +154,8 @@ mod tests {
 
     #[test]
     fn parse_refuses_invalid_utf8() {
-        assert!(matches!(Form::parse(b"body=%FF%FE"), Err(AppError::MalformedForm)));
+        assert!(matches!(Form::parse(Bytes::from_static(b"body=%FF%FE")), Err(AppError::MalformedForm)));
+        assert!(matches!(Form::parse(Bytes::from_static(b"body=\xFF")), Err(AppError::MalformedForm)));
     }
 
     #[test]

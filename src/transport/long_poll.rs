@@ -17,9 +17,7 @@
 //! pending drops this handler, and with it its subscription, at once.
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::post;
 
@@ -32,14 +30,7 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/a/message/updates", post(poll))
 }
 
-async fn poll(
-    State(state): State<AppState>,
-    _slot: SubscriberSlot,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, AppError> {
-    let form = Form::parse(&body)?;
-    form.check_xsrf(&headers)?;
+async fn poll(State(state): State<AppState>, _slot: SubscriberSlot, form: Form) -> Result<Response, AppError> {
     let cursor = form.get("cursor").filter(|c| !c.is_empty());
     let metrics = state.metrics.transport(Transport::LongPoll);
     let _pending = metrics.subscriber();

@@ -21,14 +21,14 @@ pub mod sse;
 pub mod websocket;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use tokio::sync::OwnedSemaphorePermit;
+use tower::util::MapResponseLayer;
 
 pub use error::{AppError, Rejected};
 pub use form::Form;
@@ -44,16 +44,14 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .merge(websocket::routes())
         .merge(sse::routes())
         .route("/metrics", get(crate::metrics::serve))
-        // Percent-encoding can triple a body; the bus enforces the exact limit on the
-        // decoded text, this only stops absurd uploads before they are buffered.
-        .layer(DefaultBodyLimit::max(state.config.max_body * 3 + 4096))
-        .layer(middleware::from_fn_with_state(state, count_rejections))
+        // A plain function of the response: no boxed future per request, unlike
+        // `middleware::from_fn`, and this runs on every request.
+        .layer(MapResponseLayer::new(move |response| count_rejection(&state, response)))
 }
 
 /// Counts every refused request by reason: ours carry [`Rejected`]; axum's own
-/// refusals (wrong method, body over the limit, bad upgrade) are named by status.
-async fn count_rejections(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+/// refusals (wrong method, bad upgrade) are named by status.
+fn count_rejection(state: &AppState, response: Response) -> Response {
     let status = response.status();
     if status.is_client_error() || status.is_server_error() {
         let reason = match (response.extensions().get::<Rejected>(), status) {
@@ -96,5 +94,6 @@ pub struct CursorQuery {
 
 /// A JSON answer, typed as Tornado types its own.
 fn json_response(json: String) -> Response {
-    ([(header::CONTENT_TYPE, "application/json; charset=UTF-8")], json).into_response()
+    const JSON: HeaderValue = HeaderValue::from_static("application/json; charset=UTF-8");
+    ([(header::CONTENT_TYPE, JSON)], json).into_response()
 }

@@ -5,9 +5,8 @@
 //! form does that). The message reaches subscribers of every transport.
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
@@ -18,9 +17,7 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/a/message/new", post(publish))
 }
 
-async fn publish(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, AppError> {
-    let form = Form::parse(&body)?;
-    form.check_xsrf(&headers)?;
+async fn publish(State(state): State<AppState>, form: Form) -> Result<Response, AppError> {
     // Refuse a bad `next` before publishing: a refused request must change nothing.
     let next = form.get("next").filter(|next| !next.is_empty()).map(local_path).transpose()?;
     let text = form.get("body").ok_or(AppError::MissingField("body"))?;
