@@ -69,6 +69,18 @@ pub fn opt(value: Option<f64>, decimals: usize) -> String {
     value.map_or("–".to_owned(), |v| format!("{v:.decimals$}"))
 }
 
+/// Server CPU ms per 1,000 deliveries (µs per delivery), with the user-space share
+/// when the run recorded it.
+fn cpu_per_delivery(o: &Outcome) -> String {
+    let Some(total) = o.server_cpu_us_per_1000_deliveries else {
+        return "–".to_owned();
+    };
+    match o.server_cpu_user_us_per_1000_deliveries {
+        Some(user) if total > 0.0 => format!("{:.2} ({:.0} %)", total / 1000.0, user / total * 100.0),
+        _ => format!("{:.2}", total / 1000.0),
+    }
+}
+
 pub fn checks(o: &Outcome) -> String {
     let mut text = format!("{}/{}/{}", o.lost, o.duplicated, o.out_of_order);
     let errors = o.gaps + o.publish_errors + o.connect_errors + o.subscriber_errors;
@@ -108,15 +120,18 @@ pub fn tables(run: &Run, json: &str) -> String {
         md,
         "Latencies in ms, publisher send → subscriber receive on one clock. `lost/dup/ooo` are checked per \
          subscriber (⚠ counts gaps and connection or publish errors). CPU is the server's, from /proc. Bytes are \
-         counted at the client's sockets (HTTP headers and framing included). `other load` is the share of both \
-         cores busy with neither server nor load generator during the measurement (other engineers' builds).\n"
+         counted at the client's sockets (HTTP headers and framing included). In brackets after the server CPU per \
+         delivery: the share of it spent in user space (the rest is the kernel's, mostly the TCP stack), where the \
+         run recorded it. `other load` is the share of both cores busy with neither server nor load generator \
+         during the measurement (other engineers' builds).\n"
     );
 
     let _ = writeln!(md, "#### Fan-out\n");
     let _ = writeln!(
         md,
         "| server | transport | subscribers | msg/s | p50 | p90 | p99 | p99.9 | max | delivered/s | lost/dup/ooo | \
-         server CPU ms per 1,000 deliveries | bytes in per delivery | bytes out per delivery | other load |"
+         server CPU ms per 1,000 deliveries (user share) | bytes in per delivery | bytes out per delivery | \
+         other load |"
     );
     let _ = writeln!(md, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     for o in run.outcomes.iter().filter(|o| o.kind == Kind::FanOut) {
@@ -134,7 +149,7 @@ pub fn tables(run: &Run, json: &str) -> String {
             ms(o.latency_us.max),
             o.delivered_per_s,
             checks(o),
-            opt(o.server_cpu_us_per_1000_deliveries.map(|us| us / 1000.0), 2),
+            cpu_per_delivery(o),
             o.bytes.down_per_delivery,
             o.bytes.up_per_delivery,
             opt(o.other_load.map(|l| l * 100.0), 0) + "%",
@@ -149,7 +164,7 @@ pub fn tables(run: &Run, json: &str) -> String {
     let _ = writeln!(
         md,
         "| server | transport | payload B | subscribers | p50 | p99 | max | lost/dup/ooo | bytes in per delivery | \
-         publish bytes out per message | server CPU ms per 1,000 deliveries |"
+         publish bytes out per message | server CPU ms per 1,000 deliveries (user share) |"
     );
     let _ = writeln!(md, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     for o in run.outcomes.iter().filter(|o| o.kind == Kind::Payload) {
@@ -166,7 +181,7 @@ pub fn tables(run: &Run, json: &str) -> String {
             checks(o),
             o.bytes.down_per_delivery,
             o.bytes.publish_up_per_message,
-            opt(o.server_cpu_us_per_1000_deliveries.map(|us| us / 1000.0), 2),
+            cpu_per_delivery(o),
         );
     }
     md.push('\n');
@@ -298,40 +313,80 @@ fn ratio_table(md: &mut String, run: &Run) {
     md.push('\n');
 }
 
+/// One server's throughput ramp on one transport.
+pub struct Ramp<'a> {
+    /// The steps run, in rising publish rate.
+    pub steps: Vec<&'a Outcome>,
+    /// The highest step sustained ([`sustained`]).
+    pub best: Option<&'a Outcome>,
+    /// The first step not sustained, where the ramp stopped; `None` when it ran out
+    /// of rates (or time) first.
+    pub stop: Option<&'a Outcome>,
+}
+
+/// Every ramp of the run, by server and transport.
+pub fn ramps(run: &Run) -> BTreeMap<(String, Transport), Ramp<'_>> {
+    let mut steps: BTreeMap<(String, Transport), Vec<&Outcome>> = BTreeMap::new();
+    for o in run.outcomes.iter().filter(|o| o.kind == Kind::Throughput) {
+        steps.entry((o.server.clone(), o.transport)).or_default().push(o);
+    }
+    steps
+        .into_iter()
+        .map(|(key, steps)| {
+            let best = steps.iter().rev().find(|o| sustained(o)).copied();
+            let stop = steps.iter().find(|o| !sustained(o)).copied();
+            (key, Ramp { steps, best, stop })
+        })
+        .collect()
+}
+
 /// The highest step of each ramp that stayed clean with p99 ≤ 100 ms.
 fn throughput_table(md: &mut String, run: &Run) {
-    let mut ramps: BTreeMap<(String, Transport), Vec<&Outcome>> = BTreeMap::new();
-    for o in run.outcomes.iter().filter(|o| o.kind == Kind::Throughput) {
-        ramps.entry((o.server.clone(), o.transport)).or_default().push(o);
-    }
+    let ramps = ramps(run);
     if ramps.is_empty() {
         return;
     }
     let _ = writeln!(
         md,
-        "#### Throughput ramp (publish rate doubles until p99 > 100 ms, a loss, or the publisher falls behind)\n"
+        "#### Throughput ramp (publish rate rises step by step until p99 > 100 ms, a loss, or the publisher falls \
+         behind)\n"
     );
     let _ = writeln!(
         md,
-        "| server | transport | subscribers | highest sustained msg/s | deliveries/s there | p99 there | stopped at msg/s | why |"
+        "One message published is delivered once to every subscriber: deliveries/s = msg/s × subscribers. The CPU \
+         column shows how the machine's cores were shared at the highest sustained step: server and load generator \
+         together near the core count means the machine, not one of them, was the limit; a load generator busier \
+         than the server means the ramp may have measured the tool.\n"
     );
-    let _ = writeln!(md, "|---|---|--:|--:|--:|--:|--:|---|");
-    for ((server, transport), steps) in ramps {
-        let best = steps.iter().rev().find(|o| sustained(o));
-        let stop = steps.iter().find(|o| !sustained(o));
-        let why = stop.map_or("ramp ended".to_owned(), |o| why_not_sustained(o));
+    let _ = writeln!(
+        md,
+        "| server | transport | subscribers | highest sustained msg/s published | deliveries/s there | p99 there | \
+         CPU there, cores: server / load generator | stopped at msg/s | why |"
+    );
+    let _ = writeln!(md, "|---|---|--:|--:|--:|--:|--:|--:|---|");
+    for ((server, transport), ramp) in ramps {
+        let best = ramp.best;
+        let why = ramp.stop.map_or("ramp ended".to_owned(), why_not_sustained);
         let _ = writeln!(
             md,
-            "| {server} | {} | {} | {} | {} | {} | {} | {why} |",
+            "| {server} | {} | {} | {} | {} | {} | {} | {} | {why} |",
             transport.name(),
-            steps[0].subscribers,
+            ramp.steps[0].subscribers,
             best.map_or("–".to_owned(), |o| format!("{:.0}", o.achieved_rate)),
             best.map_or("–".to_owned(), |o| format!("{:.0}", o.delivered_per_s)),
             best.map_or("–".to_owned(), |o| ms(o.latency_us.p99)),
-            stop.map_or("–".to_owned(), |o| format!("{:.0}", o.target_rate)),
+            best.map_or("–".to_owned(), cores),
+            ramp.stop.map_or("–".to_owned(), |o| format!("{:.0}", o.target_rate)),
         );
     }
     md.push('\n');
+}
+
+/// Server and load-generator CPU during a measurement, in cores busy on average.
+fn cores(o: &Outcome) -> String {
+    let per_core =
+        |cpu_ms: Option<f64>| opt(cpu_ms.filter(|_| o.duration_s > 0.0).map(|ms| ms / 1e3 / o.duration_s), 2);
+    format!("{} / {}", per_core(o.server_cpu_ms), per_core(o.load_generator_cpu_ms))
 }
 
 /// The ramp's criterion: clean, p99 within 100 ms, publisher kept 90 % of the rate.
@@ -339,9 +394,10 @@ pub fn sustained(o: &Outcome) -> bool {
     o.clean() && o.latency_us.p99 <= 100_000 && o.achieved_rate >= 0.9 * o.target_rate
 }
 
-fn why_not_sustained(o: &Outcome) -> String {
+/// Why a ramp step was not sustained, in a few words.
+pub fn why_not_sustained(o: &Outcome) -> String {
     if !o.clean() {
-        format!("lost/dup/ooo {} ", checks(o))
+        format!("lost/dup/ooo {}", checks(o))
     } else if o.latency_us.p99 > 100_000 {
         format!("p99 {} ms", ms(o.latency_us.p99))
     } else {

@@ -8,8 +8,10 @@
 //! 2. connect the subscribers (bounded concurrency, bounded time) and let them settle;
 //! 3. publish `messages` payloads at `rate` on one keep-alive connection, one request
 //!    at a time so the server sees them in order (closed loop for round trips: the next
-//!    goes out when the previous one has arrived);
-//! 4. wait until every subscriber has every message, or the drain timeout;
+//!    goes out when the previous one has arrived), for at most [`PUBLISH_OVERRUN`]
+//!    times the planned time;
+//! 4. wait until every subscriber has every message, or the drain timeout (a ramp step:
+//!    or until nothing has arrived for [`RAMP_DRAIN_STALL`]);
 //! 5. disconnect and count lost, duplicated and out-of-order messages per subscriber.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -38,9 +40,17 @@ const CONNECT_PHASE_TIMEOUT: Duration = Duration::from_secs(90);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 /// A round trip slower than this counts its message as lost and moves on.
 const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(5);
+/// An open-loop publisher stops after this multiple of its planned time (plus a
+/// second): by then it has reached less than half its rate, which fails a ramp step
+/// anyway, and publishing the rest would only lengthen the run.
+const PUBLISH_OVERRUN: f64 = 2.0;
+/// A ramp step's drain ends early when no delivery arrives for this long: its
+/// subscribers have lost messages (lagged past the history), so waiting out
+/// [`DRAIN_TIMEOUT`] would add nothing but time.
+const RAMP_DRAIN_STALL: Duration = Duration::from_secs(3);
 
 /// Which question a measurement answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
     /// One publisher at a steady rate, N subscribers.
@@ -152,6 +162,15 @@ pub struct Outcome {
     pub delivered_per_s: f64,
     pub server_cpu_ms: Option<f64>,
     pub server_cpu_us_per_1000_deliveries: Option<f64>,
+    /// `server_cpu_us_per_1000_deliveries` split into user and kernel time; `None` in
+    /// runs before the split was recorded, or when too little CPU time passed to tell.
+    #[serde(default)]
+    pub server_cpu_user_us_per_1000_deliveries: Option<f64>,
+    #[serde(default)]
+    pub server_cpu_system_us_per_1000_deliveries: Option<f64>,
+    /// CPU time of this tool (publisher and subscribers) during the measurement.
+    #[serde(default)]
+    pub load_generator_cpu_ms: Option<f64>,
     /// Busy CPU of the machine not used by the server or this tool, as a share of all
     /// cores during the measurement: how much the run was disturbed.
     pub other_load: Option<f64>,
@@ -378,10 +397,17 @@ pub async fn deliver(bench: &mut Bench<'_>, load: &Load) -> Outcome {
     let subscribers_before = subscriber_traffic.snapshot();
     let started = Instant::now();
     let started_ns = now_ns();
+    let publish_until = (!shared.closed_loop).then(|| {
+        started + Duration::from_secs_f64(load.messages as f64 / load.rate * PUBLISH_OVERRUN) + Duration::from_secs(1)
+    });
     let mut published = 0u64;
     for seq in 0..load.messages {
         if Instant::now() >= bench.deadline {
             shared.record_error("time budget exhausted while publishing".into());
+            break;
+        }
+        // Not an error: the achieved rate shows the publisher fell behind.
+        if publish_until.is_some_and(|until| Instant::now() >= until) {
             break;
         }
         if !shared.closed_loop {
@@ -410,7 +436,7 @@ pub async fn deliver(bench: &mut Bench<'_>, load: &Load) -> Outcome {
 
     // 4. Drain.
     let expected = published * connected as u64;
-    wait_for(&shared, expected, DRAIN_TIMEOUT).await;
+    drain(&shared, expected, if load.kind == Kind::Throughput { RAMP_DRAIN_STALL } else { DRAIN_TIMEOUT }).await;
     let delivered = shared.delivered.load(Ordering::SeqCst);
     let last_ns = shared.last_delivery_ns.load(Ordering::SeqCst);
     let window = if delivered >= expected && last_ns > started_ns {
@@ -454,8 +480,17 @@ pub async fn deliver(bench: &mut Bench<'_>, load: &Load) -> Outcome {
         outcome.server_cpu_ms = Some(cpu_ns as f64 / 1e6);
         outcome.server_cpu_us_per_1000_deliveries =
             (delivered > 0).then(|| cpu_ns as f64 / 1e3 / delivered as f64 * 1e3);
+        if let (Some(per_1000), Some(user_share)) =
+            (outcome.server_cpu_us_per_1000_deliveries, after.user_share_since(&before))
+        {
+            outcome.server_cpu_user_us_per_1000_deliveries = Some(per_1000 * user_share);
+            outcome.server_cpu_system_us_per_1000_deliveries = Some(per_1000 * (1.0 - user_share));
+        }
         outcome.other_load =
             other_load((busy_before, busy_after), cpu_ns, (self_before, self_after), started.elapsed().max(window));
+    }
+    if let (Some(before), Some(after)) = (self_before, self_after) {
+        outcome.load_generator_cpu_ms = Some(after.cpu_ns.saturating_sub(before.cpu_ns) as f64 / 1e6);
     }
     let deliveries = delivered.max(1) as f64;
     let messages = published.max(1) as f64;
@@ -465,6 +500,20 @@ pub async fn deliver(bench: &mut Bench<'_>, load: &Load) -> Outcome {
     outcome.bytes.publish_down_per_message = (publish_after.0 - publish_before.0) as f64 / messages;
     outcome.note = shared.first_error.lock().unwrap_or_else(|p| p.into_inner()).take();
     outcome
+}
+
+/// Waits until `wanted` messages have been delivered in all, [`DRAIN_TIMEOUT`] passes,
+/// or nothing has arrived for `stall`.
+async fn drain(shared: &Shared, wanted: u64, stall: Duration) {
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    loop {
+        let before = shared.delivered.load(Ordering::SeqCst);
+        wait_for(shared, wanted, stall.min(deadline.saturating_duration_since(Instant::now()))).await;
+        let now = shared.delivered.load(Ordering::SeqCst);
+        if now >= wanted || now == before || Instant::now() >= deadline {
+            return;
+        }
+    }
 }
 
 /// Waits until `wanted` messages have been delivered in all, or `timeout` passes.
@@ -655,7 +704,8 @@ fn other_load(
     Some(other / (elapsed.as_nanos() as f64 * cores))
 }
 
-fn empty_outcome(server: &str, load: &Load) -> Outcome {
+/// An outcome with nothing measured yet.
+pub fn empty_outcome(server: &str, load: &Load) -> Outcome {
     Outcome {
         server: server.to_owned(),
         kind: load.kind,
@@ -680,6 +730,9 @@ fn empty_outcome(server: &str, load: &Load) -> Outcome {
         delivered_per_s: 0.0,
         server_cpu_ms: None,
         server_cpu_us_per_1000_deliveries: None,
+        server_cpu_user_us_per_1000_deliveries: None,
+        server_cpu_system_us_per_1000_deliveries: None,
+        load_generator_cpu_ms: None,
         other_load: None,
         bytes: WireBytes::default(),
         memory: None,

@@ -4,6 +4,10 @@
 //! CPU time is the sum of `/proc/<pid>/task/*/schedstat` run times (nanoseconds, so a
 //! few thousand deliveries are measurable, unlike the 10 ms ticks of `/proc/<pid>/stat`)
 //! over the server's processes: pushwire's one, or nginx's master and its workers.
+//! Its split into user and kernel time comes from `utime` and `stime` of
+//! `/proc/<pid>/stat`: clock ticks, so only a share (see [`ProcSample::user_share_since`]).
+//! Kernel time includes the TCP stack's work on loopback, some of which the kernel runs
+//! in whichever process is on the CPU, so part of it can be the load generator's.
 //! Memory is VmRSS and, because nginx workers share pages, also PSS
 //! (`/proc/<pid>/smaps_rollup`), which splits shared pages between the processes.
 
@@ -265,10 +269,19 @@ fn wait_until_listening(addr: SocketAddr) -> io::Result<()> {
     Err(io::Error::new(io::ErrorKind::TimedOut, format!("nothing listens on {addr}")))
 }
 
+/// Fewest clock ticks (10 ms each) of user plus kernel time between two samples for
+/// their user/kernel split to be given: each tick count is off by less than one, so at
+/// 20 the user share is within 5 percentage points.
+const MIN_SPLIT_TICKS: u64 = 20;
+
 /// CPU and memory of one or more processes at one moment.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ProcSample {
+    /// Run time of all threads, in nanoseconds.
     pub cpu_ns: u64,
+    /// User and kernel time (`utime`, `stime`) in clock ticks.
+    pub user_ticks: u64,
+    pub system_ticks: u64,
     pub rss_kib: u64,
     pub pss_kib: u64,
 }
@@ -276,23 +289,45 @@ pub struct ProcSample {
 impl ProcSample {
     pub fn add(&mut self, other: &ProcSample) {
         self.cpu_ns += other.cpu_ns;
+        self.user_ticks += other.user_ticks;
+        self.system_ticks += other.system_ticks;
         self.rss_kib += other.rss_kib;
         self.pss_kib += other.pss_kib;
     }
+
+    /// The share of the CPU time since `before` spent in user space, or `None` when
+    /// too few ticks passed to tell ([`MIN_SPLIT_TICKS`]). The kernel splits its
+    /// precise run time into `utime` and `stime` by the same ratio, so applying this
+    /// share to the `cpu_ns` difference is what the kernel itself reports.
+    pub fn user_share_since(&self, before: &ProcSample) -> Option<f64> {
+        let user = self.user_ticks.saturating_sub(before.user_ticks);
+        let system = self.system_ticks.saturating_sub(before.system_ticks);
+        (user + system >= MIN_SPLIT_TICKS).then(|| user as f64 / (user + system) as f64)
+    }
 }
 
-/// CPU run time of all threads of `pid`, its VmRSS and its PSS.
+/// CPU run time of all threads of `pid`, its user and kernel ticks, VmRSS and PSS.
 pub fn process_sample(pid: u32) -> Option<ProcSample> {
     let mut cpu_ns = 0;
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
         let schedstat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
         cpu_ns += schedstat.split_whitespace().next().and_then(|ns| ns.parse::<u64>().ok()).unwrap_or(0);
     }
+    let (user_ticks, system_ticks) =
+        user_and_system_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let rss_kib = kib_field(&status, "VmRSS:").unwrap_or(0);
     let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
     let pss_kib = kib_field(&rollup, "Pss:").unwrap_or(rss_kib);
-    Some(ProcSample { cpu_ns, rss_kib, pss_kib })
+    Some(ProcSample { cpu_ns, user_ticks, system_ticks, rss_kib, pss_kib })
+}
+
+/// `utime` and `stime` (fields 14 and 15) of a `/proc/<pid>/stat` line: all threads of
+/// the process, exited ones included. The command name (field 2) may hold spaces and
+/// parentheses, so fields are counted after its last `)`.
+fn user_and_system_ticks(stat: &str) -> Option<(u64, u64)> {
+    let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace().skip(11);
+    Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
 }
 
 fn kib_field(text: &str, name: &str) -> Option<u64> {
@@ -350,4 +385,24 @@ pub fn load_average() -> String {
 
 fn read_trimmed(path: impl AsRef<Path>) -> String {
     std::fs::read_to_string(path).map_or("unknown".to_owned(), |s| s.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_and_system_ticks_are_read_after_the_command_name() {
+        let stat = "4242 (nginx: worker) S 1 4242 4242 0 -1 4194624 96 0 0 0 731 2648 0 0 20 0 1 0 64887";
+        assert_eq!(user_and_system_ticks(stat), Some((731, 2648)));
+    }
+
+    #[test]
+    fn the_user_share_needs_enough_ticks() {
+        let before = ProcSample { user_ticks: 100, system_ticks: 300, ..ProcSample::default() };
+        let few = ProcSample { user_ticks: 105, system_ticks: 310, ..before };
+        assert_eq!(few.user_share_since(&before), None);
+        let enough = ProcSample { user_ticks: 110, system_ticks: 330, ..before };
+        assert_eq!(enough.user_share_since(&before), Some(0.25));
+    }
 }
