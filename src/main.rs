@@ -9,6 +9,14 @@ use pushwire::{AppState, Config, run};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc instead of the system allocator: each idle connection costs less resident
+/// memory with it (10,000 idle long-polls: 8.6 KiB each instead of 16; SSE streams: 10
+/// instead of 13). hyper allocates and frees an 8 KiB read buffer per request, which
+/// leaves glibc's heap fragmented; jemalloc's size classes pack such buffers. The idle
+/// rows of the benchmark (`bench/run-matrix`) measure it; COMPARISON.md has the figures.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// How long open connections get to close after a shutdown signal before we exit anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
