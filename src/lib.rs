@@ -46,9 +46,11 @@ pub struct Shared {
     pub metrics: Metrics,
     /// One permit per open subscription, `config.max_subscribers` in all.
     pub subscriber_slots: Arc<Semaphore>,
-    /// Tasks that outlive their request (WebSocket connections, SSE watchdogs); [`run`]
-    /// waits for them before returning.
+    /// Tasks that outlive their request (WebSocket connections, the SSE watchdog);
+    /// [`run`] waits for them before returning.
     pub tasks: TaskTracker,
+    /// The open SSE streams, watched for slow consumers by one task.
+    pub sse_watchlist: transport::sse::Watchlist,
     /// Cancelled at shutdown. Long-lived handlers (held polls, SSE streams, WebSocket
     /// tasks) select on it: axum's graceful shutdown does not end them by itself.
     pub shutdown: CancellationToken,
@@ -70,6 +72,7 @@ impl AppState {
             config,
             metrics: Metrics::default(),
             tasks: TaskTracker::new(),
+            sse_watchlist: Default::default(),
             shutdown: CancellationToken::new(),
         }))
     }

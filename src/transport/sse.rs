@@ -25,17 +25,17 @@
 //! The response body reads the subscription itself: hyper asks it for the next chunk
 //! whenever the socket can take more, so a delivery costs one task wake-up, and
 //! several events that are ready together go out as one chunk. hyper buffers at most
-//! `--outbound-limit` bytes (1 MiB) of it; beyond that it stops asking. A watchdog
-//! notices a body that has had something to send but was not asked for it during
-//! `--slow-consumer-timeout` (5 s): that client is a slow consumer. Its stream's next
-//! chunk is `event: slow` / `data: {"reason":"slow_consumer"}`, and then the stream
-//! ends; if hyper does not take even that within a grace period, the connection is
-//! cut. The client reconnects with `Last-Event-ID` and loses nothing the history
-//! still holds.
+//! `--outbound-limit` bytes (1 MiB) of it; beyond that it stops asking. One watchdog
+//! task for all streams looks, once per `--slow-consumer-timeout` (5 s), for a body
+//! that has had something to send but was not asked for it during a whole timeout:
+//! that client is a slow consumer. Its stream's next chunk is `event: slow` /
+//! `data: {"reason":"slow_consumer"}`, and then the stream ends; if hyper does not
+//! take even that within a grace period, the connection is cut. The client reconnects
+//! with `Last-Event-ID` and loses nothing the history still holds.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use axum::Router;
@@ -82,8 +82,7 @@ async fn events(
     let subscription = state.bus.subscribe(cursor).await;
     let metrics = state.metrics.transport(Transport::Sse).clone();
     let progress = Arc::new(Progress::new());
-    let closer = closer.map(|Extension(closer)| closer);
-    state.tasks.spawn(watchdog(Arc::downgrade(&progress), state.clone(), metrics.clone(), closer));
+    state.sse_watchlist.watch(&state, &progress, closer.map(|Extension(closer)| closer));
     let keepalive_due = Instant::now() + state.config.sse_keepalive;
     let reader = Reader {
         _subscriber: metrics.subscriber(),
@@ -217,36 +216,73 @@ fn body(reader: Reader) -> impl Stream<Item = Result<Bytes, Infallible>> {
     opening.chain(chunks).map(Ok)
 }
 
-/// Watches one stream for a client that stopped reading: the body had something to
-/// send and hyper has not asked for it for the whole slow-consumer timeout. Ends when
-/// the body is dropped (the client left or the stream ended) or at shutdown.
-async fn watchdog(
+/// The open streams, for the one watchdog task that looks for slow consumers among
+/// them. A stream is dropped from the list when its body is gone.
+#[derive(Debug, Default)]
+pub struct Watchlist {
+    streams: Mutex<Vec<Watched>>,
+    /// Set when the watchdog task has been started (with the first stream).
+    started: AtomicBool,
+}
+
+#[derive(Debug)]
+struct Watched {
     progress: Weak<Progress>,
-    state: AppState,
-    metrics: TransportMetrics,
     closer: Option<ConnectionCloser>,
-) {
+}
+
+impl Watchlist {
+    /// Puts a stream on the list; the first one starts the watchdog.
+    fn watch(&self, state: &AppState, progress: &Arc<Progress>, closer: Option<ConnectionCloser>) {
+        let watched = Watched { progress: Arc::downgrade(progress), closer };
+        self.streams.lock().unwrap_or_else(PoisonError::into_inner).push(watched);
+        if !self.started.swap(true, Ordering::AcqRel) {
+            state.tasks.spawn(watchdog(state.clone()));
+        }
+    }
+
+    /// Flags the streams that were not asked for a chunk they had ready for a whole
+    /// `timeout`, and returns them; forgets the streams whose body is gone.
+    fn sweep(&self, timeout: Duration) -> Vec<Watched> {
+        let timeout = timeout.as_millis() as u64;
+        let mut slow = Vec::new();
+        self.streams.lock().unwrap_or_else(PoisonError::into_inner).retain_mut(|watched| {
+            let Some(progress) = watched.progress.upgrade() else { return false };
+            let waiting = progress.now().saturating_sub(progress.asked_at.load(Ordering::Relaxed));
+            if progress.caught_up.load(Ordering::Relaxed) || waiting < timeout {
+                return true;
+            }
+            progress.slow.store(true, Ordering::Release);
+            slow.push(Watched { progress: watched.progress.clone(), closer: watched.closer.take() });
+            false
+        });
+        slow
+    }
+}
+
+/// Looks over every open stream once per slow-consumer timeout until shutdown. A
+/// flagged stream's body sends the slow notice and ends; if it is still there after
+/// the grace period (hyper never took the notice), its connection is cut.
+async fn watchdog(state: AppState) {
     let timeout = state.config.slow_consumer_timeout;
+    let metrics = state.metrics.transport(Transport::Sse);
     loop {
         tokio::select! {
             () = sleep(timeout) => {}
             () = state.shutdown.cancelled() => return,
         }
-        let Some(shared) = progress.upgrade() else { return };
-        let waiting = shared.now().saturating_sub(shared.asked_at.load(Ordering::Relaxed));
-        if shared.caught_up.load(Ordering::Relaxed) || waiting < timeout.as_millis() as u64 {
-            continue;
+        for stream in state.sse_watchlist.sweep(timeout) {
+            metrics.slow_disconnect();
+            let shutdown = state.shutdown.clone();
+            state.tasks.spawn(async move {
+                tokio::select! {
+                    () = sleep(SLOW_CONSUMER_GRACE) => {}
+                    () = shutdown.cancelled() => return,
+                }
+                if stream.progress.upgrade().is_some() {
+                    stream.closer.iter().for_each(ConnectionCloser::close);
+                }
+            });
         }
-        metrics.slow_disconnect();
-        shared.slow.store(true, Ordering::Release);
-        drop(shared);
-        tokio::select! {
-            () = sleep(SLOW_CONSUMER_GRACE) => {}
-            () = state.shutdown.cancelled() => return,
-        }
-        if progress.upgrade().is_some() {
-            closer.iter().for_each(ConnectionCloser::close);
-        }
-        return;
     }
 }
