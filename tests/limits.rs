@@ -27,6 +27,8 @@ async fn every_bad_request_is_refused_and_counted_while_a_subscriber_keeps_recei
     let mut witness = app.sse(None, None).await;
     let xsrf = browser.xsrf.clone();
     let huge = "x".repeat(1025);
+    // Past what percent-encoding could make of the largest message: refused before decoding.
+    let absurd = "x".repeat(1024 * 3 + 4096 + 1);
     let cases: Vec<BadRequest> = vec![
         ("/a/message/new", vec![("body", "hi")], StatusCode::FORBIDDEN, "xsrf_missing"),
         (
@@ -40,6 +42,7 @@ async fn every_bad_request_is_refused_and_counted_while_a_subscriber_keeps_recei
         ("/a/message/new", vec![("body", " \n "), ("_xsrf", &xsrf)], StatusCode::BAD_REQUEST, "empty_body"),
         ("/a/message/new", vec![("body", "bell\u{7}"), ("_xsrf", &xsrf)], StatusCode::BAD_REQUEST, "control_character"),
         ("/a/message/new", vec![("body", &huge), ("_xsrf", &xsrf)], StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+        ("/a/message/updates", vec![("x", &absurd), ("_xsrf", &xsrf)], StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
         (
             "/a/message/new",
             vec![("body", "hi"), ("next", "//evil.example"), ("_xsrf", &xsrf)],
@@ -92,6 +95,30 @@ async fn every_bad_request_is_refused_and_counted_while_a_subscriber_keeps_recei
     assert_eq!(rejected(&app, "cross_origin"), 1.0);
     let sent = browser.publish("after the cross-origin attempt").await;
     assert_eq!(witness.next_message().await["id"], sent["id"]);
+}
+
+#[tokio::test]
+async fn a_form_body_cut_short_is_refused_and_counted() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app(Config::default()).await;
+    let mut stream = app
+        .raw(&format!(
+            "POST /a/message/new HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: 100\r\n\r\nbody=only+half",
+            app.addr
+        ))
+        .await;
+    stream.shutdown().await.expect("end the request early");
+    let mut answer = String::new();
+    // The 400 may or may not make it back before hyper closes; the count must.
+    let _ = within("the server to answer or close", stream.read_to_string(&mut answer)).await;
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while rejected(&app, "body_unreadable") < 1.0 {
+        assert!(tokio::time::Instant::now() < deadline, "the cut-short body was not counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(app.history().await.is_empty(), "half a request published something");
 }
 
 #[tokio::test]

@@ -191,6 +191,12 @@ impl Publisher {
     /// Publishes `payload`; returns the new message's id (its resume cursor). After a
     /// failure the next call reconnects.
     pub async fn publish(&mut self, payload: &str) -> Result<String, ClientError> {
+        // Servers close keep-alive connections left idle (pushwire after its header
+        // timeout, 10 s; the publisher idles that long while 10,000 subscribers
+        // connect). Like a browser, open a new connection instead of failing.
+        if self.connection.sender.is_closed() {
+            self.connection = HttpConnection::open(&self.endpoint, &self.traffic).await?;
+        }
         let result = self.try_publish(payload).await;
         if result.is_err() {
             self.connection = HttpConnection::open(&self.endpoint, &self.traffic).await?;
