@@ -88,7 +88,10 @@ pub async fn serve(
         // Best effort: a socket that refuses NODELAY still works, just with more delay.
         let _ = stream.set_nodelay(true);
 
-        let closer = ConnectionCloser(CancellationToken::new());
+        // A child of `shutdown`, so it fires at shutdown too: the connection task polls
+        // one token per wake-up, and a child's lock is its own, where `shutdown`'s is
+        // shared by every connection (it was the top user-space cost of long-polling).
+        let closer = ConnectionCloser(shutdown.child_token());
         let service = {
             let (app, closer) = (app.clone(), closer.clone());
             hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
@@ -102,15 +105,14 @@ pub async fn serve(
             let mut connection = std::pin::pin!(connection);
             let result = tokio::select! {
                 result = connection.as_mut() => result,
-                () = closer.0.cancelled() => return tracing::debug!("connection closed by the server"),
-                // Finish the request in progress (handlers end their own long-lived
-                // work at shutdown), then close instead of waiting for another.
-                () = shutdown.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    tokio::select! {
-                        result = connection => result,
-                        () = closer.0.cancelled() => return tracing::debug!("connection closed by the server"),
+                () = closer.0.cancelled() => {
+                    if !shutdown.is_cancelled() {
+                        return tracing::debug!("connection closed by the server");
                     }
+                    // Shutdown: finish the request in progress (handlers end their own
+                    // long-lived work), then close instead of waiting for another.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
                 }
             };
             if let Err(error) = result {
