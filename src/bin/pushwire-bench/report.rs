@@ -426,13 +426,16 @@ type Series = BTreeMap<(String, Transport), Vec<(f64, f64)>>;
 
 fn line_plot(path: &Path, title: &str, x_label: &str, series: &Series) -> Result<(), String> {
     let points = series.values().flatten();
-    let (mut x_max, mut y_min, mut y_max) = (1.0f64, f64::MAX, 0.0f64);
+    let (mut x_min, mut x_max, mut y_min, mut y_max) = (f64::MAX, 1.0f64, f64::MAX, 0.0f64);
     for &(x, y) in points {
+        x_min = x_min.min(x);
         x_max = x_max.max(x);
         y_min = y_min.min(y);
         y_max = y_max.max(y);
     }
     let y_min = (y_min.min(y_max) * 0.5).max(0.001);
+    // From the power of ten below the smallest x (0.8 for 1), so the axis is labelled.
+    let x_start = if x_min <= 1.0 { 0.8 } else { 10f64.powf(x_min.log10().floor()) };
     let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let mut chart = ChartBuilder::on(&root)
@@ -440,7 +443,7 @@ fn line_plot(path: &Path, title: &str, x_label: &str, series: &Series) -> Result
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(70)
-        .build_cartesian_2d((0.8f64..x_max * 1.5).log_scale(), (y_min..y_max.max(y_min) * 2.0).log_scale())
+        .build_cartesian_2d((x_start..x_max * 1.5).log_scale(), (y_min..y_max.max(y_min) * 2.0).log_scale())
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
