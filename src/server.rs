@@ -14,20 +14,26 @@
 //!   does not read.
 //! - Accept errors (e.g. out of file descriptors) pause the loop briefly instead of
 //!   ending the server.
-//! - Every request carries a [`ConnectionCloser`], so a transport can cut its own TCP
+//! - Every request carries its [`Connection`], so a transport can cut its own TCP
 //!   connection (the SSE slow-consumer rule needs that: a client that stops reading
-//!   cannot be reached with an in-band goodbye).
+//!   cannot be reached with an in-band goodbye), and long-lived handlers wait for the
+//!   end of their connection rather than on the shutdown token every connection shares.
 
+use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
+
+use crate::AppState;
 
 /// How long the accept loop pauses after an accept error, e.g. EMFILE.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
@@ -45,13 +51,36 @@ pub struct Limits {
     pub outbound: usize,
 }
 
-/// Closes the TCP connection a request arrived on, whatever it is doing.
+/// The TCP connection a request arrived on: a handler can close it, whatever it is
+/// doing, and wait for it to end. It ends when closed or when the server shuts down.
+///
+/// It is a child of the shutdown token. Waiting on a token takes its lock at every
+/// poll, and the shutdown token's lock is shared by every connection (waiting on it was
+/// the top user-space cost of long-polling); a connection's lock is its own.
 #[derive(Clone, Debug)]
-pub struct ConnectionCloser(CancellationToken);
+pub struct Connection(CancellationToken);
 
-impl ConnectionCloser {
+impl Connection {
     pub fn close(&self) {
         self.0.cancel();
+    }
+
+    /// Resolves when the connection is closed or the server shuts down.
+    pub fn ended(&self) -> WaitForCancellationFuture<'_> {
+        self.0.cancelled()
+    }
+}
+
+/// From the accept loop below; a request served some other way (a router test through
+/// `oneshot`) gets a connection of its own that ends at shutdown.
+impl FromRequestParts<AppState> for Connection {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
+        Ok(match parts.extensions.get::<Connection>() {
+            Some(connection) => connection.clone(),
+            None => Connection(state.shutdown.child_token()),
+        })
     }
 }
 
@@ -88,10 +117,7 @@ pub async fn serve(
         // Best effort: a socket that refuses NODELAY still works, just with more delay.
         let _ = stream.set_nodelay(true);
 
-        // A child of `shutdown`, so it fires at shutdown too: the connection task polls
-        // one token per wake-up, and a child's lock is its own, where `shutdown`'s is
-        // shared by every connection (it was the top user-space cost of long-polling).
-        let closer = ConnectionCloser(shutdown.child_token());
+        let closer = Connection(shutdown.child_token());
         let service = {
             let (app, closer) = (app.clone(), closer.clone());
             hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {

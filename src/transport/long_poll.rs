@@ -25,22 +25,31 @@ use super::{AppError, Form, SubscriberSlot};
 use crate::AppState;
 use crate::bus::Delivery;
 use crate::metrics::{Transport, TransportMetrics};
+use crate::server::Connection;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/a/message/updates", post(poll))
 }
 
-async fn poll(State(state): State<AppState>, _slot: SubscriberSlot, form: Form) -> Result<Response, AppError> {
+async fn poll(
+    State(state): State<AppState>,
+    _slot: SubscriberSlot,
+    connection: Connection,
+    form: Form,
+) -> Result<Response, AppError> {
     let cursor = form.get("cursor").filter(|c| !c.is_empty());
     let metrics = state.metrics.transport(Transport::LongPoll);
     let _pending = metrics.subscriber();
     let mut subscription = state.bus.subscribe(cursor).await;
+    // The body shares hyper's read buffer; holding it while the poll waits would make
+    // hyper allocate a new buffer to watch the connection.
+    drop(form);
 
     let mut answer = Answer::new(metrics);
     tokio::select! {
         Some(delivery) = subscription.next() => answer.add(delivery),
         () = tokio::time::sleep(state.config.long_poll_hold) => {}
-        () = state.shutdown.cancelled() => {}
+        () = connection.ended() => {}
     }
     while let Some(delivery) = subscription.try_next() {
         answer.add(delivery);

@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Extension, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -52,7 +52,7 @@ use super::{CursorQuery, SubscriberSlot};
 use crate::AppState;
 use crate::bus::{Delivery, Subscription};
 use crate::metrics::{SubscriberGuard, Transport, TransportMetrics};
-use crate::server::ConnectionCloser;
+use crate::server::Connection;
 
 /// Sent first: flushes the headers and tells the browser to retry after 1 s if cut.
 const OPENING: &[u8] = b"retry: 1000\n: connected\n\n";
@@ -72,8 +72,7 @@ pub fn routes() -> Router<AppState> {
 async fn events(
     State(state): State<AppState>,
     slot: SubscriberSlot,
-    // Absent when the app is driven without `server::serve` (router tests).
-    closer: Option<Extension<ConnectionCloser>>,
+    connection: Connection,
     headers: HeaderMap,
     Query(query): Query<CursorQuery>,
 ) -> Response {
@@ -82,11 +81,12 @@ async fn events(
     let subscription = state.bus.subscribe(cursor).await;
     let metrics = state.metrics.transport(Transport::Sse).clone();
     let progress = Arc::new(Progress::new());
-    state.sse_watchlist.watch(&state, &progress, closer.map(|Extension(closer)| closer));
+    state.sse_watchlist.watch(&state, &progress, connection.clone());
     let keepalive_due = Instant::now() + state.config.sse_keepalive;
     let reader = Reader {
         _subscriber: metrics.subscriber(),
         _slot: slot,
+        connection,
         subscription,
         state,
         metrics,
@@ -139,6 +139,8 @@ struct Reader {
     state: AppState,
     metrics: TransportMetrics,
     progress: Arc<Progress>,
+    /// The stream ends with its connection (or at shutdown).
+    connection: Connection,
     /// When the next keep-alive is due unless something is sent before.
     keepalive_due: Instant,
     /// Hold the subscriber count and the slot for as long as the body lives.
@@ -167,7 +169,7 @@ impl Reader {
                         self.keepalive_due = Instant::now() + keepalive;
                         return Some(Bytes::from_static(KEEPALIVE));
                     }
-                    () = self.state.shutdown.cancelled() => None,
+                    () = self.connection.ended() => None,
                 };
                 progress.caught_up.store(false, Ordering::Relaxed);
                 waited?
@@ -228,13 +230,13 @@ pub struct Watchlist {
 #[derive(Debug)]
 struct Watched {
     progress: Weak<Progress>,
-    closer: Option<ConnectionCloser>,
+    connection: Connection,
 }
 
 impl Watchlist {
     /// Puts a stream on the list; the first one starts the watchdog.
-    fn watch(&self, state: &AppState, progress: &Arc<Progress>, closer: Option<ConnectionCloser>) {
-        let watched = Watched { progress: Arc::downgrade(progress), closer };
+    fn watch(&self, state: &AppState, progress: &Arc<Progress>, connection: Connection) {
+        let watched = Watched { progress: Arc::downgrade(progress), connection };
         self.streams.lock().unwrap_or_else(PoisonError::into_inner).push(watched);
         if !self.started.swap(true, Ordering::AcqRel) {
             state.tasks.spawn(watchdog(state.clone()));
@@ -253,7 +255,7 @@ impl Watchlist {
                 return true;
             }
             progress.slow.store(true, Ordering::Release);
-            slow.push(Watched { progress: watched.progress.clone(), closer: watched.closer.take() });
+            slow.push(Watched { progress: watched.progress.clone(), connection: watched.connection.clone() });
             false
         });
         slow
@@ -280,7 +282,7 @@ async fn watchdog(state: AppState) {
                     () = shutdown.cancelled() => return,
                 }
                 if stream.progress.upgrade().is_some() {
-                    stream.closer.iter().for_each(ConnectionCloser::close);
+                    stream.connection.close();
                 }
             });
         }

@@ -42,6 +42,7 @@ use super::{AppError, CursorQuery, SubscriberSlot};
 use crate::AppState;
 use crate::bus::{Delivery, PublishError, Subscription};
 use crate::metrics::{Transport, TransportMetrics};
+use crate::server::Connection;
 
 /// The read buffer each connection allocates up front. tungstenite's default is
 /// 128 KiB, which at 10,000 idle sockets is 1.3 GB; chat frames are small, and the
@@ -62,6 +63,7 @@ pub fn routes() -> Router<AppState> {
 async fn upgrade(
     State(state): State<AppState>,
     slot: SubscriberSlot,
+    connection: Connection,
     headers: HeaderMap,
     Query(query): Query<CursorQuery>,
     ws: WebSocketUpgrade,
@@ -71,7 +73,7 @@ async fn upgrade(
     let ws = ws.max_message_size(max).max_frame_size(max).read_buffer_size(READ_BUFFER).write_buffer_size(WRITE_BUFFER);
     Ok(ws.on_upgrade(move |socket| {
         let tasks = state.tasks.clone();
-        tasks.track_future(serve(socket, state, query.cursor, slot))
+        tasks.track_future(serve(socket, state, connection, query.cursor, slot))
     }))
 }
 
@@ -103,7 +105,13 @@ impl Closing {
 /// reading, or the server shuts down. One task does it all, so a delivery costs one
 /// wake-up: frames are fed to the socket as deliveries come and flushed once none is
 /// ready (a burst goes out in few writes).
-async fn serve(mut socket: WebSocket, state: AppState, cursor: Option<String>, _slot: SubscriberSlot) {
+async fn serve(
+    mut socket: WebSocket,
+    state: AppState,
+    connection: Connection,
+    cursor: Option<String>,
+    _slot: SubscriberSlot,
+) {
     let metrics = state.metrics.transport(Transport::WebSocket);
     let _subscriber = metrics.subscriber();
     let mut subscription = state.bus.subscribe(cursor.as_deref().filter(|c| !c.is_empty())).await;
@@ -157,7 +165,7 @@ async fn serve(mut socket: WebSocket, state: AppState, cursor: Option<String>, _
                     }
                 }
             }
-            () = state.shutdown.cancelled() => break Some(Closing::new(close_code::AWAY, "server shutting down")),
+            () = connection.ended() => break Some(Closing::new(close_code::AWAY, "server shutting down")),
         }
     };
     drop(subscription);
