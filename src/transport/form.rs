@@ -25,7 +25,9 @@ pub const XSRF: &str = "_xsrf";
 /// token checked against the cookie before the handler runs.
 #[derive(Debug)]
 pub struct Form {
-    body: Bytes,
+    /// The body, copied out of hyper's buffer (so that buffer is free while a poll is
+    /// held) and checked to be UTF-8 once.
+    body: String,
     /// (name, value) in body order.
     fields: Vec<(Text, Text)>,
 }
@@ -33,7 +35,7 @@ pub struct Form {
 /// A field's name or value: most need no decoding and stay where they are in the body.
 #[derive(Debug)]
 enum Text {
-    /// Bytes of the body that are valid UTF-8 with nothing to decode.
+    /// A slice of the body with nothing to decode.
     Verbatim(Range<usize>),
     /// Decoded from `+` and `%XX` escapes.
     Decoded(String),
@@ -62,9 +64,11 @@ impl Form {
     /// Decodes a form body, refusing percent-escapes that are not UTF-8 rather than
     /// replacing them: a message is published as sent or not at all.
     pub fn parse(body: Bytes) -> Result<Self, AppError> {
+        // A form body is ASCII (anything else is percent-encoded), so UTF-8 is enough.
+        let body = String::from_utf8(body.into()).map_err(|_| AppError::MalformedForm)?;
         let mut fields = Vec::new();
         let mut start = 0;
-        for pair in body.split(|&b| b == b'&') {
+        for pair in body.as_bytes().split(|&b| b == b'&') {
             let whole = start..start + pair.len();
             start = whole.end + 1;
             if pair.is_empty() {
@@ -86,7 +90,7 @@ impl Form {
 
     fn text<'a>(&'a self, text: &'a Text) -> &'a str {
         match text {
-            Text::Verbatim(range) => std::str::from_utf8(&self.body[range.clone()]).unwrap_or_default(),
+            Text::Verbatim(range) => &self.body[range.clone()],
             Text::Decoded(decoded) => decoded,
         }
     }
@@ -103,10 +107,9 @@ impl Form {
 }
 
 impl Text {
-    fn decode(body: &[u8], range: Range<usize>) -> Result<Text, AppError> {
-        let raw = &body[range.clone()];
+    fn decode(body: &str, range: Range<usize>) -> Result<Text, AppError> {
+        let raw = &body.as_bytes()[range.clone()];
         if !raw.iter().any(|&b| b == b'+' || b == b'%') {
-            std::str::from_utf8(raw).map_err(|_| AppError::MalformedForm)?;
             return Ok(Text::Verbatim(range));
         }
         let spaced: Vec<u8> = raw.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();

@@ -41,12 +41,13 @@ async fn poll(
     let metrics = state.metrics.transport(Transport::LongPoll);
     let _pending = metrics.subscriber();
     let mut subscription = state.bus.subscribe(cursor).await;
-    // The body shares hyper's read buffer; holding it while the poll waits would make
-    // hyper allocate a new buffer to watch the connection.
+    // Nothing of the form is needed while the poll waits, which can be long.
     drop(form);
 
     let mut answer = Answer::new(metrics);
     tokio::select! {
+        // The delivery first: woken by it, the poll does not look at the timers again.
+        biased;
         Some(delivery) = subscription.next() => answer.add(delivery),
         () = tokio::time::sleep(state.config.long_poll_hold) => {}
         () = connection.ended() => {}
