@@ -163,6 +163,9 @@ impl Reader {
                 progress.caught_up.store(true, Ordering::Relaxed);
                 let keepalive = self.state.config.sse_keepalive;
                 let waited = tokio::select! {
+                    // The delivery first: woken by it, the body does not poll the timer
+                    // and the shutdown signal again.
+                    biased;
                     delivery = self.subscription.next() => delivery,
                     () = sleep_until(self.keepalive_due) => {
                         progress.caught_up.store(false, Ordering::Relaxed);

@@ -122,6 +122,10 @@ async fn serve(
 
     let closing: Option<Closing> = loop {
         tokio::select! {
+            // Deliveries first: woken by one, the task does not poll the socket, the
+            // ping timer and the shutdown signal on the way. They are polled whenever
+            // no delivery is ready, as on entering this loop after each burst.
+            biased;
             delivery = subscription.next() => {
                 let Some(first) = delivery else {
                     break Some(Closing::new(close_code::AWAY, "server is going away"));
