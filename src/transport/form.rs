@@ -118,15 +118,17 @@ impl Text {
     }
 }
 
-/// The request's `_xsrf` cookie, if it has one of the form we issue.
+/// The request's `_xsrf` cookie, if it has one of the form we issue. Scans bytes: the
+/// other cookies need not be text, and checking that they are cost every POST a pass.
 pub fn xsrf_cookie(headers: &HeaderMap) -> Option<&str> {
     headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().strip_prefix("_xsrf="))
+        .flat_map(|value| value.as_bytes().split(|&b| b == b';'))
+        .filter_map(|pair| pair.trim_ascii().strip_prefix(b"_xsrf="))
         .find(|token| is_token(token))
+        // A token is ASCII hex, so this cannot fail.
+        .and_then(|token| std::str::from_utf8(token).ok())
 }
 
 /// A fresh token and the `Set-Cookie` value that hands it to the page. The cookie is
@@ -138,8 +140,8 @@ pub fn new_xsrf_cookie() -> HeaderValue {
 }
 
 /// Tokens are 32 lowercase hex digits.
-fn is_token(text: &str) -> bool {
-    text.len() == 32 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+fn is_token(text: &[u8]) -> bool {
+    text.len() == 32 && text.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 #[cfg(test)]
@@ -168,5 +170,14 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::COOKIE, HeaderValue::from_str(&format!("other=1; {pair}")).unwrap());
         assert_eq!(xsrf_cookie(&headers), pair.strip_prefix("_xsrf="));
+    }
+
+    #[test]
+    fn cookies_that_are_not_text_do_not_hide_the_token() {
+        let token = "0123456789abcdef0123456789abcdef";
+        let mut headers = HeaderMap::new();
+        let value = [b"name=J\xc3\xbcrgen; _xsrf=".as_slice(), token.as_bytes()].concat();
+        headers.insert(header::COOKIE, HeaderValue::from_bytes(&value).unwrap());
+        assert_eq!(xsrf_cookie(&headers), Some(token));
     }
 }

@@ -119,11 +119,14 @@ async fn serve(
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     ping.reset(); // the first tick would fire at once
     let mut awaiting_pong = false;
+    // Made once: a fresh one at every turn of the loop would register with the
+    // connection's token again after each burst.
+    let mut ended = std::pin::pin!(connection.ended());
 
     let closing: Option<Closing> = loop {
         tokio::select! {
             // Deliveries first: woken by one, the task does not poll the socket, the
-            // ping timer and the shutdown signal on the way. They are polled whenever
+            // ping timer and the end of the connection on the way. They are polled whenever
             // no delivery is ready, as on entering this loop after each burst.
             biased;
             delivery = subscription.next() => {
@@ -169,7 +172,7 @@ async fn serve(
                     }
                 }
             }
-            () = connection.ended() => break Some(Closing::new(close_code::AWAY, "server shutting down")),
+            () = &mut ended => break Some(Closing::new(close_code::AWAY, "server shutting down")),
         }
     };
     drop(subscription);
