@@ -29,6 +29,14 @@ pub const DEFAULT_SLOW_CONSUMER_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_SUBSCRIBERS: usize = 32_768;
 /// A browser sends its request head in one go; 10 s is generous even on mobile.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// tokio's default is 61 task polls between two looks for I/O and timer events, and
+/// its documentation advises more when polls are short. Here a published message
+/// wakes every subscriber at once and each delivery is a short poll: looking for new
+/// events less often lets the burst finish before the requests that follow it
+/// (long-poll clients polling again) are taken in. `bench/event-interval/run`
+/// compares it with 61; COMPARISON.md has the figures. An idle worker still looks for
+/// events at once, so this only matters when every worker is busy.
+pub const DEFAULT_EVENT_INTERVAL: u32 = 1000;
 
 /// pushwire's settings.
 #[derive(Parser, Debug, Clone)]
@@ -77,6 +85,13 @@ pub struct Config {
     #[arg(long, env = "PUSHWIRE_HEADER_TIMEOUT", default_value = "10", value_parser = seconds)]
     pub header_timeout: Duration,
 
+    /// Task polls a busy worker thread runs between two looks for new I/O and timer
+    /// events (tokio's `event_interval`). Read by the `pushwire` binary, which builds
+    /// the runtime.
+    #[arg(long, env = "PUSHWIRE_EVENT_INTERVAL", default_value_t = DEFAULT_EVENT_INTERVAL,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub event_interval: u32,
+
     /// Extra origins allowed to open WebSockets (e.g. `https://chat.example`); the
     /// server's own origin is always allowed. Comma-separated in the env var.
     #[arg(long = "allow-origin", env = "PUSHWIRE_ALLOW_ORIGINS", value_delimiter = ',')]
@@ -102,6 +117,7 @@ impl Default for Config {
             slow_consumer_timeout: DEFAULT_SLOW_CONSUMER_TIMEOUT,
             max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
+            event_interval: DEFAULT_EVENT_INTERVAL,
             allowed_origins: Vec::new(),
             bus: None,
         }
@@ -151,6 +167,7 @@ mod tests {
             (parsed.outbound_limit, parsed.slow_consumer_timeout, parsed.max_subscribers, parsed.header_timeout),
             (default.outbound_limit, default.slow_consumer_timeout, default.max_subscribers, default.header_timeout)
         );
+        assert_eq!(parsed.event_interval, default.event_interval);
     }
 
     #[test]

@@ -20,9 +20,19 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// How long open connections get to close after a shutdown signal before we exit anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let config = Config::parse();
+    // Built by hand rather than by `#[tokio::main]` for the event interval (see `Config`).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .event_interval(config.event_interval)
+        .build()
+        .expect("start the tokio runtime");
+    runtime.block_on(serve(config))
+}
+
+/// Binds, serves until Ctrl-C or SIGTERM, and exits.
+async fn serve(config: Config) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
