@@ -126,8 +126,8 @@ async fn serve(
     let closing: Option<Closing> = loop {
         tokio::select! {
             // Deliveries first: woken by one, the task does not poll the socket, the
-            // ping timer and the end of the connection on the way. They are polled whenever
-            // no delivery is ready, as on entering this loop after each burst.
+            // ping timer and the end of the connection on the way. They are polled
+            // whenever no delivery is ready, as on entering this loop after each burst.
             biased;
             delivery = subscription.next() => {
                 let Some(first) = delivery else {
