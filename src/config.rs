@@ -178,6 +178,15 @@ mod tests {
     }
 
     #[test]
+    fn event_interval_must_be_positive() {
+        let parsed = Config::try_parse_from(["pushwire", "--event-interval", "1000"]).unwrap();
+        assert_eq!(parsed.event_interval, 1000);
+        for bad in ["0", "-1", "often"] {
+            assert!(Config::try_parse_from(["pushwire", "--event-interval", bad]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn only_redis_urls_select_a_shared_bus() {
         let parsed = Config::try_parse_from(["pushwire", "--bus", "redis://127.0.0.1:6379/2"]).unwrap();
         assert_eq!(parsed.bus.as_deref(), Some("redis://127.0.0.1:6379/2"));

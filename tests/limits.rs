@@ -97,6 +97,37 @@ async fn every_bad_request_is_refused_and_counted_while_a_subscriber_keeps_recei
     assert_eq!(witness.next_message().await["id"], sent["id"]);
 }
 
+/// The XSRF cookie as the server reads it from a raw `Cookie` header: missing or not of
+/// the form it issues is 403 with a message; other cookies, text or not, do not matter.
+#[tokio::test]
+async fn the_xsrf_cookie_is_found_among_any_cookies_and_refused_when_missing_or_malformed() {
+    let app = spawn_app(Config::default()).await;
+    let token = "0123456789abcdef0123456789abcdef";
+    let post = |cookie: Option<Vec<u8>>, body: &'static str| {
+        let mut request =
+            reqwest::Client::new().post(app.url("/a/message/new")).form(&[("body", body), ("_xsrf", token)]);
+        if let Some(cookie) = cookie {
+            let value = reqwest::header::HeaderValue::from_bytes(&cookie).expect("a header value");
+            request = request.header(reqwest::header::COOKIE, value);
+        }
+        async move { within("POST /a/message/new", request.send()).await.expect("POST") }
+    };
+
+    for (cookie, label) in [(None, "no cookie"), (Some(b"_xsrf=0123".to_vec()), "a short token")] {
+        let before = rejected(&app, "xsrf_no_cookie");
+        let response = post(cookie, "refused").await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{label}");
+        assert!(response.text().await.unwrap().contains("cookie"), "{label}: the refusal names the cookie");
+        assert_eq!(rejected(&app, "xsrf_no_cookie"), before + 1.0, "{label} was not counted");
+    }
+
+    // Another cookie holding UTF-8 (not visible ASCII) beside a good token.
+    let cookie = [b"name=J\xc3\xbcrgen; _xsrf=".as_slice(), token.as_bytes()].concat();
+    let response = post(Some(cookie), "accepted").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(app.history().await.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), ["accepted"]);
+}
+
 #[tokio::test]
 async fn a_form_body_cut_short_is_refused_and_counted() {
     use tokio::io::AsyncWriteExt;
