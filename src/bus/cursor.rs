@@ -42,9 +42,8 @@ impl FromStr for Cursor {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (epoch, seq) = s.split_once('-').ok_or(MalformedCursor)?;
-        let valid_epoch = epoch.len() == 16 && epoch.bytes().all(|b| b.is_ascii_hexdigit());
-        let valid_seq = !seq.is_empty() && seq.len() <= 20 && seq.bytes().all(|b| b.is_ascii_digit());
-        if !valid_epoch || !valid_seq {
+        // The integer parsers check the digits themselves, but accept a leading `+`.
+        if epoch.len() != 16 || epoch.starts_with('+') || seq.starts_with('+') {
             return Err(MalformedCursor);
         }
         let epoch = u64::from_str_radix(epoch, 16).map_err(|_| MalformedCursor)?;
@@ -75,6 +74,9 @@ mod tests {
             "0123456789abcdef-x",
             "0123456789abcdef--1",
             "0123456789abcdef-99999999999999999999999",
+            "+123456789abcdef-1",
+            "0123456789abcdef-+1",
+            "0123456789abcdef- 1",
         ] {
             assert_eq!(bad.parse::<Cursor>(), Err(MalformedCursor), "{bad:?}");
         }

@@ -198,9 +198,11 @@ impl Bus {
     /// [`Bus::subscribe`] as far as this process's ring can tell. Synchronous, so the
     /// lock is never held across an `.await`.
     fn subscribe_locally(&self, cursor: Option<&str>) -> Subscription {
+        // Parsed before the lock is taken: every subscriber of every worker waits on it.
+        let cursor = cursor.map(|text| text.parse::<Cursor>());
         let state = self.lock();
         let live = state.live.subscribe();
-        let (gap, replay) = match cursor.map(|text| self.resolve(text, &state)) {
+        let (gap, replay) = match cursor.map(|parsed| resolve(parsed, &state)) {
             None => (None, state.ring.all()),
             Some(Ok(seq)) => match state.ring.after(seq) {
                 After::Held(newer) => (None, newer),
@@ -225,22 +227,22 @@ impl Bus {
         Subscription { bus: self.clone(), epoch: state_epoch, pending, live, last_seq }
     }
 
-    /// The sequence number a cursor points at, or why it points nowhere here.
-    fn resolve(&self, text: &str, state: &State) -> Result<u64, GapReason> {
-        let cursor: Cursor = text.parse().map_err(|MalformedCursor| GapReason::Malformed)?;
-        if cursor.epoch != state.epoch {
-            Err(GapReason::UnknownEpoch)
-        } else if cursor.seq >= state.next_seq {
-            Err(GapReason::Ahead)
-        } else {
-            Ok(cursor.seq)
-        }
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding the lock would leave the ring consistent (every
         // mutation is a single push), so a poisoned lock is still usable.
         self.shared.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The sequence number a parsed cursor points at, or why it points nowhere here.
+fn resolve(parsed: Result<Cursor, MalformedCursor>, state: &State) -> Result<u64, GapReason> {
+    let cursor = parsed.map_err(|MalformedCursor| GapReason::Malformed)?;
+    if cursor.epoch != state.epoch {
+        Err(GapReason::UnknownEpoch)
+    } else if cursor.seq >= state.next_seq {
+        Err(GapReason::Ahead)
+    } else {
+        Ok(cursor.seq)
     }
 }
 

@@ -68,13 +68,13 @@ impl Form {
         let body = String::from_utf8(body.into()).map_err(|_| AppError::MalformedForm)?;
         let mut fields = Vec::new();
         let mut start = 0;
-        for pair in body.as_bytes().split(|&b| b == b'&') {
+        for pair in body.split('&') {
             let whole = start..start + pair.len();
             start = whole.end + 1;
             if pair.is_empty() {
                 continue;
             }
-            let (name, value) = match pair.iter().position(|&b| b == b'=') {
+            let (name, value) = match pair.find('=') {
                 Some(at) => (whole.start..whole.start + at, whole.start + at + 1..whole.end),
                 None => (whole.clone(), whole.end..whole.end),
             };
@@ -109,7 +109,7 @@ impl Form {
 impl Text {
     fn decode(body: &str, range: Range<usize>) -> Result<Text, AppError> {
         let raw = &body.as_bytes()[range.clone()];
-        if !raw.iter().any(|&b| b == b'+' || b == b'%') {
+        if memchr::memchr2(b'+', b'%', raw).is_none() {
             return Ok(Text::Verbatim(range));
         }
         let spaced: Vec<u8> = raw.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
