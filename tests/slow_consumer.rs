@@ -82,11 +82,13 @@ async fn a_client_that_stops_reading_is_cut_off_and_resumes_without_loss() {
             let _ = tx.send(("websocket", message["id"].as_str().unwrap().to_owned()));
         }
     });
-    tokio::spawn(async move {
+    // Kept open afterwards, so the SSE subscriber count below has one fast stream in it.
+    let fast_sse = tokio::spawn(async move {
         for _ in 0..MESSAGES {
             let message = fast_sse.next_message().await;
             let _ = fast_tx.send(("sse", message["id"].as_str().unwrap().to_owned()));
         }
+        fast_sse
     });
 
     // Two slow clients: upgraded or subscribed, then never read.
@@ -133,6 +135,18 @@ async fn a_client_that_stops_reading_is_cut_off_and_resumes_without_loss() {
         .await;
         assert_eq!(app.metric(&sample), 1.0, "{transport}: cut off more than once");
     }
+
+    // A stalled SSE client cannot take the slow notice, so after the grace period its
+    // TCP connection is cut, with the client still reading nothing: its stream is gone
+    // from the server (only the fast one is left), not parked until the client reads.
+    let _fast_sse = fast_sse.await.expect("the fast SSE client");
+    within("the stalled SSE client's connection to be cut", async {
+        while app.subscribers("sse") > 1.0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(app.subscribers("sse"), 1.0, "the fast SSE stream should still be open");
 
     // The stalled SSE client finally reads: what it got is an unbroken prefix of the
     // stream, and resuming from its last id brings the rest, with no gap.
