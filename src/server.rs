@@ -14,13 +14,12 @@
 //!   does not read.
 //! - Accept errors (e.g. out of file descriptors) pause the loop briefly instead of
 //!   ending the server.
-//! - Every handler can take its [`Connection`], so a transport can cut its own TCP
+//! - Every request carries its [`Connection`], so a transport can cut its own TCP
 //!   connection (the SSE slow-consumer rule needs that: a client that stops reading
 //!   cannot be reached with an in-band goodbye), and long-lived handlers wait for the
 //!   end of their connection rather than on the shutdown token every connection shares.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -57,24 +56,11 @@ pub struct Limits {
 ///
 /// It is a child of the shutdown token. Waiting on a token takes its lock at every
 /// poll, and the shutdown token's lock is shared by every connection (waiting on it was
-/// the top user-space cost of long-polling); a connection's lock is its own. Behind an
-/// `Arc` because cloning a token takes its lock too, and every request clones one.
+/// the top user-space cost of long-polling); a connection's lock is its own.
 #[derive(Clone, Debug)]
-pub struct Connection(Arc<CancellationToken>);
-
-tokio::task_local! {
-    /// The connection whose task is running: each connection's task is scoped to its
-    /// own, and hyper runs the handlers of its requests inside that task. Handing it
-    /// over per connection rather than in each request's extensions spares every
-    /// request a map allocation.
-    static CURRENT: Connection;
-}
+pub struct Connection(CancellationToken);
 
 impl Connection {
-    fn child_of(shutdown: &CancellationToken) -> Self {
-        Connection(Arc::new(shutdown.child_token()))
-    }
-
     pub fn close(&self) {
         self.0.cancel();
     }
@@ -90,8 +76,11 @@ impl Connection {
 impl FromRequestParts<AppState> for Connection {
     type Rejection = Infallible;
 
-    async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
-        Ok(CURRENT.try_with(Connection::clone).unwrap_or_else(|_| Connection::child_of(&state.shutdown)))
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
+        Ok(match parts.extensions.get::<Connection>() {
+            Some(connection) => connection.clone(),
+            None => Connection(state.shutdown.child_token()),
+        })
     }
 }
 
@@ -128,14 +117,17 @@ pub async fn serve(
         // Best effort: a socket that refuses NODELAY still works, just with more delay.
         let _ = stream.set_nodelay(true);
 
-        let closer = Connection::child_of(&shutdown);
+        let closer = Connection(shutdown.child_token());
         let service = {
-            let app = app.clone();
-            hyper::service::service_fn(move |request: hyper::Request<Incoming>| app.clone().oneshot(request))
+            let (app, closer) = (app.clone(), closer.clone());
+            hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+                request.extensions_mut().insert(closer.clone());
+                app.clone().oneshot(request)
+            })
         };
         let connection = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
         let shutdown = shutdown.clone();
-        connections.spawn(CURRENT.scope(closer.clone(), async move {
+        connections.spawn(async move {
             let mut connection = std::pin::pin!(connection);
             let result = tokio::select! {
                 result = connection.as_mut() => result,
@@ -152,7 +144,7 @@ pub async fn serve(
             if let Err(error) = result {
                 tracing::debug!(%error, "connection ended with an error");
             }
-        }));
+        });
     }
     drop(listener);
     connections.close();
