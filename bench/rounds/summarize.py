@@ -1,0 +1,55 @@
+"""Figures of repeated runs, side by side: one line per run, then per scenario the
+medians of each variant, and in how many rounds the first variant's figure was at or
+below the second's. Fan-out: p99 latency (and server CPU per delivery); idle: memory
+per connection.
+
+    python3 bench/rounds/summarize.py [LABEL:]results.json ...
+
+A variant is the LABEL given before a file (e.g. a setting), else each server in it
+(pushwire, nchan). Files are rounds in the order given. Used by bench/rounds/run and
+bench/event-interval/run.
+"""
+import json
+import statistics
+import sys
+
+# What is compared in each kind of scenario: (name, unit, value of an outcome).
+FIGURES = {
+    "fan-out": ("p99", "ms", lambda o: o["latency_us"]["p99"] / 1000),
+    "idle": ("memory per connection", "KiB", lambda o: o["memory"]["rss_per_connection_bytes"] / 1024),
+}
+
+figure, cpu, lost = {}, {}, {}
+variants = []
+for argument in sys.argv[1:]:
+    label, _, path = argument.rpartition(":")
+    for o in json.load(open(path))["outcomes"]:
+        if o["kind"] not in FIGURES:
+            continue
+        name, unit, value = FIGURES[o["kind"]]
+        variant = label or o["server"]
+        if variant not in variants:
+            variants.append(variant)
+        key = (o["kind"], o["transport"], o["subscribers"], variant)
+        figure.setdefault(key, []).append(value(o))
+        cpu.setdefault(key, []).append((o["server_cpu_us_per_1000_deliveries"] or 0) / 1000)
+        lost[key] = lost.get(key, 0) + o["lost"]
+        extra = f", CPU {cpu[key][-1]:5.2f} µs per delivery, lost {o['lost']}" if o["kind"] == "fan-out" else ""
+        print(f"round {len(figure[key])}, {variant:>8}: {o['kind']:<7} {o['transport']:<9} {o['subscribers']:>5} "
+              f"{name} {figure[key][-1]:7.2f} {unit}{extra}")
+
+print()
+for kind, transport, subscribers in sorted({key[:3] for key in figure}):
+    name, unit, _ = FIGURES[kind]
+    for variant in variants:
+        key = (kind, transport, subscribers, variant)
+        if key in figure:
+            extra = (f", CPU {statistics.median(cpu[key]):5.2f} µs per delivery, lost {lost[key]} in all"
+                     if kind == "fan-out" else "")
+            print(f"median of {len(figure[key])} rounds, {variant:>8}: {kind:<7} {transport:<9} {subscribers:>5} "
+                  f"{name} {statistics.median(figure[key]):7.2f} {unit}{extra}")
+    if len(variants) >= 2:
+        first, second = (figure.get((kind, transport, subscribers, v), []) for v in variants[:2])
+        at_or_below = sum(a <= b for a, b in zip(first, second))
+        print(f"{kind:<7} {transport:<9} {subscribers:>5}: {variants[0]}'s {name} at or below {variants[1]}'s "
+              f"in {at_or_below} of {min(len(first), len(second))} rounds")
