@@ -6,8 +6,8 @@ per connection.
     python3 bench/rounds/summarize.py [LABEL:]results.json ...
 
 A variant is the LABEL given before a file (e.g. a setting), else each server in it
-(pushwire, nchan). Files are rounds in the order given. Used by bench/rounds/run and
-bench/event-interval/run.
+(pushwire, nchan). Files are rounds in the order given. Used by bench/rounds/run,
+bench/event-interval/run and bench/thread-per-core/run.
 """
 import json
 import statistics
