@@ -1,13 +1,14 @@
 """Figures of repeated runs, side by side: one line per run, then per scenario the
-medians of each variant, and in how many rounds the first variant's figure was at or
-below the second's. Fan-out: p99 latency (and server CPU per delivery); idle: memory
+medians of each variant, and for each pair of variants in how many rounds the first
+one's figure was at or below the other's. Fan-out: p99 latency (and server CPU per delivery); idle: memory
 per connection.
 
     python3 bench/rounds/summarize.py [LABEL:]results.json ...
 
-A variant is the LABEL given before a file (e.g. a setting), else each server in it
-(pushwire, nchan). Files are rounds in the order given. Used by bench/rounds/run,
-bench/event-interval/run and bench/thread-per-core/run.
+A variant is a server of the runs (pushwire, nchan); a LABEL before a file names that
+file's pushwire instead (a build, a setting). Files are rounds in the order given.
+Used by bench/rounds/run, bench/event-interval/run, bench/thread-per-core/run and
+bench/bare-long-poll/run.
 """
 import json
 import statistics
@@ -27,7 +28,7 @@ for argument in sys.argv[1:]:
         if o["kind"] not in FIGURES:
             continue
         name, unit, value = FIGURES[o["kind"]]
-        variant = label or o["server"]
+        variant = label if label and o["server"] == "pushwire" else o["server"]
         if variant not in variants:
             variants.append(variant)
         key = (o["kind"], o["transport"], o["subscribers"], variant)
@@ -48,8 +49,10 @@ for kind, transport, subscribers in sorted({key[:3] for key in figure}):
                      if kind == "fan-out" else "")
             print(f"median of {len(figure[key])} rounds, {variant:>8}: {kind:<7} {transport:<9} {subscribers:>5} "
                   f"{name} {statistics.median(figure[key]):7.2f} {unit}{extra}")
-    if len(variants) >= 2:
-        first, second = (figure.get((kind, transport, subscribers, v), []) for v in variants[:2])
-        at_or_below = sum(a <= b for a, b in zip(first, second))
-        print(f"{kind:<7} {transport:<9} {subscribers:>5}: {variants[0]}'s {name} at or below {variants[1]}'s "
-              f"in {at_or_below} of {min(len(first), len(second))} rounds")
+    for i, one in enumerate(variants):
+        for other in variants[i + 1:]:
+            first, second = (figure.get((kind, transport, subscribers, v), []) for v in (one, other))
+            if first and second:
+                at_or_below = sum(a <= b for a, b in zip(first, second))
+                print(f"{kind:<7} {transport:<9} {subscribers:>5}: {one}'s {name} at or below {other}'s "
+                      f"in {at_or_below} of {min(len(first), len(second))} rounds")
