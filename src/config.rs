@@ -32,9 +32,8 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// tokio's own: 61 task polls between two looks for new I/O and timer events. Raising
 /// it lets a fan-out burst finish before the requests that follow it are taken in,
 /// which helps long-poll (its clients poll again at once) and costs the streaming
-/// transports about as much: with 1000, long-poll fan-out p99 at 1,000 subscribers
-/// fell by 9 %, WebSocket's rose by 7 % (medians of 10 rounds, `bench/event-interval/run`;
-/// COMPARISON.md has the runs). So the default favours none of them; a deployment that
+/// transports about as much (`bench/results/event-interval-2026-11-27`, measured by
+/// `bench/event-interval/run`). So the default favours none of them; a deployment that
 /// serves mostly long-poll can raise it.
 pub const DEFAULT_EVENT_INTERVAL: u32 = 61;
 

@@ -41,16 +41,17 @@ pub struct AppState(Arc<Shared>);
 /// The fields of [`AppState`], reached through it (`state.bus`, `state.config`, …).
 #[derive(Debug)]
 pub struct Shared {
+    /// The one message stream every transport reads from and publishes to.
     pub bus: Bus,
+    /// The settings the server was started with.
     pub config: Config,
+    /// The counters and histograms served at `GET /metrics`.
     pub metrics: Metrics,
     /// One permit per open subscription, `config.max_subscribers` in all.
     pub subscriber_slots: Arc<Semaphore>,
     /// Tasks that outlive their request (WebSocket connections, the SSE watchdog);
     /// [`run`] waits for them before returning.
     pub tasks: TaskTracker,
-    /// The open SSE streams, watched for slow consumers by one task.
-    pub sse_watchlist: transport::sse::Watchlist,
     /// Cancelled at shutdown. Long-lived handlers (held polls, SSE streams, WebSocket
     /// tasks) select on it: axum's graceful shutdown does not end them by itself.
     pub shutdown: CancellationToken,
@@ -72,7 +73,6 @@ impl AppState {
             config,
             metrics: Metrics::default(),
             tasks: TaskTracker::new(),
-            sse_watchlist: Default::default(),
             shutdown: CancellationToken::new(),
         }))
     }
@@ -93,6 +93,29 @@ pub fn app(state: AppState) -> Router {
 
 /// Serves `listener` until `state.shutdown` is cancelled, then lets open requests
 /// finish: held polls are answered, SSE streams end, WebSockets close with 1001.
+///
+/// # Examples
+/// The server on an ephemeral loopback port, as the tests start it:
+/// ```
+/// use clap::Parser;
+/// use pushwire::{AppState, Config};
+///
+/// # #[tokio::main]
+/// # async fn main() -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let url = format!("http://{}/a/message/events", listener.local_addr()?);
+/// let state = AppState::new(Config::parse_from(["pushwire"]));
+/// let shutdown = state.shutdown.clone();
+/// let server = tokio::spawn(pushwire::run(listener, state));
+///
+/// let stream = reqwest::get(&url).await.expect("the SSE endpoint answers");
+/// assert_eq!(stream.headers()["content-type"], "text/event-stream");
+/// shutdown.cancel(); // the stream ends, and so does `run`
+/// drop(stream);
+/// server.await.expect("the server task")?;
+/// # Ok(())
+/// # }
+/// ```
 pub async fn run(listener: TcpListener, state: AppState) -> std::io::Result<()> {
     let (shutdown, tasks) = (state.shutdown.clone(), state.tasks.clone());
     let limits = server::Limits { header_timeout: state.config.header_timeout, outbound: state.config.outbound_limit };

@@ -10,10 +10,9 @@ use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 /// jemalloc instead of the system allocator: each idle connection costs less resident
-/// memory with it (10,000 idle long-polls: 8.6 KiB each instead of 16; SSE streams: 10
-/// instead of 13). hyper allocates and frees an 8 KiB read buffer per request, which
-/// leaves glibc's heap fragmented; jemalloc's size classes pack such buffers. The idle
-/// rows of the benchmark (`bench/run-matrix`) measure it; COMPARISON.md has the figures.
+/// memory with it. hyper allocates and frees an 8 KiB read buffer per request, which
+/// leaves glibc's heap fragmented; jemalloc's size classes pack such buffers. Measured
+/// in `bench/results/allocator-2026-11-27` (the idle rows of `bench/run-matrix`).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -33,12 +33,16 @@ use crate::bus::GapReason;
 /// order of `Metrics::by_transport`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Transport {
+    /// `POST /a/message/updates`.
     LongPoll,
+    /// `GET /a/message/socket`.
     WebSocket,
+    /// `GET /a/message/events`.
     Sse,
 }
 
 impl Transport {
+    /// The label value: `long_poll`, `websocket` or `sse`.
     pub fn as_str(self) -> &'static str {
         match self {
             Transport::LongPoll => "long_poll",
@@ -166,10 +170,12 @@ impl TransportMetrics {
         self.latency.observe(since_publish.as_secs_f64());
     }
 
+    /// Counts a gap notice sent.
     pub fn gap(&self, reason: GapReason) {
         self.gaps.get_or_create(&GapLabel { transport: self.transport.as_str(), reason: reason.as_str() }).inc();
     }
 
+    /// Counts a subscriber cut off for not reading.
     pub fn slow_disconnect(&self) {
         self.slow_disconnects.inc();
     }

@@ -61,6 +61,7 @@ pub struct Limits {
 pub struct Connection(CancellationToken);
 
 impl Connection {
+    /// Ends the connection now, whatever its request is doing.
     pub fn close(&self) {
         self.0.cancel();
     }

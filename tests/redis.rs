@@ -175,17 +175,10 @@ async fn messages_posted_on_each_instance_reach_every_transport_on_every_instanc
 
     let mut received: Vec<(String, Vec<Value>)> = Vec::new();
     for (n, socket) in sockets.iter_mut().enumerate() {
-        let mut messages = Vec::new();
-        for _ in 0..COUNT {
-            messages.push(socket.next_message().await);
-        }
-        received.push((format!("WebSocket on instance {n}"), messages));
+        received.push((format!("WebSocket on instance {n}"), socket.next_messages(COUNT).await));
     }
     for (n, stream) in streams.iter_mut().enumerate() {
-        let mut messages = Vec::new();
-        for _ in 0..COUNT {
-            messages.push(stream.next_message().await);
-        }
+        let messages = stream.next_messages(COUNT).await;
         received.push((format!("SSE on instance {n}"), messages));
     }
     for (n, poller) in pollers.into_iter().enumerate() {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Browser, SseReader, TestApp, WsClient, assert_gap, bodies, ids, spawn_app};
+use common::{Browser, TestApp, assert_gap, bodies, ids, spawn_app};
 use pushwire::Config;
 use serde_json::Value;
 
@@ -15,22 +15,6 @@ async fn publish_numbered(browser: &Browser, range: std::ops::RangeInclusive<usi
         published.push(browser.publish(&format!("m{i}")).await);
     }
     ids(&published)
-}
-
-async fn next_websocket_messages(socket: &mut WsClient, count: usize) -> Vec<Value> {
-    let mut messages = Vec::new();
-    for _ in 0..count {
-        messages.push(socket.next_message().await);
-    }
-    messages
-}
-
-async fn next_sse_messages(events: &mut SseReader, count: usize) -> Vec<Value> {
-    let mut messages = Vec::new();
-    for _ in 0..count {
-        messages.push(events.next_message().await);
-    }
-    messages
 }
 
 /// A server with `m1`…`m5` published; returns it, a browser and the five ids.
@@ -53,7 +37,7 @@ async fn long_poll_resumes_after_a_cursor_in_the_middle_of_the_history() {
 async fn websocket_resumes_after_a_cursor_in_the_middle_of_the_history_then_goes_live() {
     let (app, browser, published) = five_messages().await;
     let mut socket = app.websocket(Some(&published[2])).await;
-    assert_eq!(ids(&next_websocket_messages(&mut socket, 2).await), published[3..]);
+    assert_eq!(ids(&socket.next_messages(2).await), published[3..]);
     let live = browser.publish("m6").await;
     assert_eq!(socket.next_message().await["id"], live["id"]);
 }
@@ -62,7 +46,7 @@ async fn websocket_resumes_after_a_cursor_in_the_middle_of_the_history_then_goes
 async fn sse_resumes_after_a_query_cursor_in_the_middle_of_the_history_then_goes_live() {
     let (app, browser, published) = five_messages().await;
     let mut events = app.sse(Some(&published[2]), None).await;
-    assert_eq!(ids(&next_sse_messages(&mut events, 2).await), published[3..]);
+    assert_eq!(ids(&events.next_messages(2).await), published[3..]);
     let live = browser.publish("m6").await;
     assert_eq!(events.next_message().await["id"], live["id"]);
 }
@@ -71,7 +55,7 @@ async fn sse_resumes_after_a_query_cursor_in_the_middle_of_the_history_then_goes
 async fn sse_resumes_from_last_event_id() {
     let (app, _browser, published) = five_messages().await;
     let mut events = app.sse(None, Some(&published[1])).await;
-    assert_eq!(ids(&next_sse_messages(&mut events, 3).await), published[2..]);
+    assert_eq!(ids(&events.next_messages(3).await), published[2..]);
 }
 
 #[tokio::test]
@@ -124,7 +108,7 @@ async fn websocket_from_an_evicted_cursor_sends_a_gap_frame_then_the_retained_hi
     let notice = socket.next_json().await;
     assert_eq!(notice.as_object().map(|o| o.len()), Some(1), "a gap frame holds only \"gap\": {notice}");
     assert_evicted_gap(&notice["gap"]);
-    assert_eq!(ids(&next_websocket_messages(&mut socket, 5).await), retained);
+    assert_eq!(ids(&socket.next_messages(5).await), retained);
 }
 
 #[tokio::test]
@@ -135,7 +119,7 @@ async fn sse_from_an_evicted_cursor_sends_a_gap_event_then_the_retained_history(
         let gap = events.next_event().await;
         assert_eq!(gap.event.as_deref(), Some("gap"));
         assert_evicted_gap(&gap.json());
-        assert_eq!(ids(&next_sse_messages(&mut events, 5).await), retained);
+        assert_eq!(ids(&events.next_messages(5).await), retained);
     }
 }
 
@@ -146,8 +130,8 @@ async fn without_a_cursor_every_transport_replays_only_the_retained_history_and_
     assert!(answer.get("gap").is_none(), "{answer}");
     assert_eq!(ids(answer["messages"].as_array().unwrap()), retained);
     // The first frame and the first event are messages, not gap notices.
-    assert_eq!(ids(&next_websocket_messages(&mut app.websocket(None).await, 5).await), retained);
-    assert_eq!(ids(&next_sse_messages(&mut app.sse(None, None).await, 5).await), retained);
+    assert_eq!(ids(&app.websocket(None).await.next_messages(5).await), retained);
+    assert_eq!(ids(&app.sse(None, None).await.next_messages(5).await), retained);
 }
 
 /// Resumes from `cursor` on each transport of `app` and expects a gap notice with
@@ -165,13 +149,13 @@ async fn assert_gap_then_history_on_every_transport(
 
     let mut socket = app.websocket(Some(cursor)).await;
     assert_gap(&socket.next_json().await["gap"], reason, None);
-    assert_eq!(bodies(&next_websocket_messages(&mut socket, 5).await), ["m1", "m2", "m3", "m4", "m5"]);
+    assert_eq!(bodies(&socket.next_messages(5).await), ["m1", "m2", "m3", "m4", "m5"]);
 
     let mut events = app.sse(None, Some(cursor)).await;
     let notice = events.next_event().await;
     assert_eq!(notice.event.as_deref(), Some("gap"));
     assert_gap(&notice.json(), reason, None);
-    assert_eq!(ids(&next_sse_messages(&mut events, 5).await), published);
+    assert_eq!(ids(&events.next_messages(5).await), published);
 }
 
 #[tokio::test]

@@ -23,7 +23,9 @@ impl Epoch {
 /// A position in the stream of one epoch: `seq` counts messages from 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Cursor {
+    /// The run (or shared stream) the position belongs to.
     pub epoch: Epoch,
+    /// The sequence number of the message at this position; 0 is before the first.
     pub seq: u64,
 }
 

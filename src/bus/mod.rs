@@ -16,6 +16,27 @@
 //!   it catches up from the ring (the live channel's `Lagged` is recovered, never
 //!   surfaced).
 //!
+//! # Capacity and lag
+//! The history ring holds exactly `history` messages: the one published `history`
+//! messages ago is the oldest a cursor can resume after without a gap. Live messages
+//! reach subscribers through a `tokio::sync::broadcast` channel created with the same
+//! capacity, which tokio rounds up to the next power of two (200 becomes 256). A
+//! subscriber that falls behind the channel gets `Lagged` from it; the subscription
+//! then refills itself from the ring: if the ring still holds everything after its
+//! last message, it loses nothing; if not, it yields a [`Delivery::Gap`] with
+//! [`GapReason::Evicted`] and the exact count missed, then the whole retained
+//! history. Since the channel holds at least as much as the ring, a subscriber never
+//! lags the channel while the ring still holds all it needs but the channel does not.
+//!
+//! # The end of a subscription
+//! [`Subscription::next`] returns `None` when the live feed it follows has ended:
+//! - in memory, never: the feed lives as long as the bus, and a subscription holds
+//!   the bus;
+//! - through Redis, when the shared stream was restarted under a new epoch (Redis was
+//!   flushed or lost its data): the subscription is drained first. The transports then
+//!   end the connection, and the client's reconnect from its old cursor is told
+//!   [`GapReason::UnknownEpoch`].
+//!
 //! With the `redis` feature, `Bus::redis` builds the same bus around a Redis stream
 //! shared by several instances (module `redis`): same ids, order and gap rules
 //! everywhere, and [`PublishError::Unavailable`] when Redis cannot be reached.
@@ -40,6 +61,30 @@ pub use redis::ConnectError;
 use ring::{After, Ring};
 
 /// A cheap-to-clone handle to one stream of messages.
+///
+/// # Examples
+/// ```
+/// use pushwire::bus::{Bus, Delivery};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let bus = Bus::in_memory(200, 64 * 1024);
+/// let hello = bus.publish("hello".to_owned()).await.unwrap();
+///
+/// // From a cursor: what follows it, then live messages.
+/// let mut subscription = bus.subscribe(Some(&hello.id)).await;
+/// bus.publish("world".to_owned()).await.unwrap();
+/// match subscription.next().await {
+///     Some(Delivery::Message(message)) => assert_eq!(message.body, "world"),
+///     other => panic!("expected a message, got {other:?}"),
+/// }
+///
+/// // A cursor the bus cannot place is a gap notice first, then the history.
+/// let mut lost = bus.subscribe(Some("not-a-cursor")).await;
+/// assert!(matches!(lost.try_next(), Some(Delivery::Gap(_))));
+/// assert!(matches!(lost.try_next(), Some(Delivery::Message(m)) if m.body == "hello"));
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Bus {
     shared: Arc<Shared>,
@@ -64,8 +109,9 @@ struct State {
     epoch: Epoch,
     ring: Ring,
     next_seq: u64,
-    /// Wakes live subscribers. Its capacity equals the ring's: a receiver that lags
-    /// further than that has also fallen out of the ring, which is a real gap.
+    /// Wakes live subscribers. Created with the ring's capacity (tokio rounds it up to
+    /// a power of two): a receiver that lags further than the channel holds has also
+    /// fallen out of the ring, which is a real gap.
     live: broadcast::Sender<Arc<Message>>,
 }
 
@@ -75,7 +121,10 @@ pub enum PublishError {
     /// The body is empty or only white space.
     Empty,
     /// The body is longer than the limit, in bytes of UTF-8.
-    TooLarge { limit: usize },
+    TooLarge {
+        /// The largest body accepted, in bytes.
+        limit: usize,
+    },
     /// The body contains a control character other than tab and newline.
     ControlCharacter,
     /// The shared message bus (Redis) cannot be reached; nothing was published.
@@ -123,6 +172,7 @@ impl GapReason {
 /// Messages a subscriber will not receive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gap {
+    /// Why the messages are missing.
     pub reason: GapReason,
     /// How many messages were skipped, when known (only for [`GapReason::Evicted`]).
     pub missed: Option<u64>,
@@ -148,6 +198,7 @@ fn just_before(message: &Message) -> Cursor {
 /// What a subscription yields, in order.
 #[derive(Debug, Clone)]
 pub enum Delivery {
+    /// The next message, shared by every subscriber (encoded once).
     Message(Arc<Message>),
     /// Messages were skipped; the following deliveries are all the bus still holds.
     Gap(Gap),
@@ -275,7 +326,9 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// The next delivery, waiting for one if needed. `None` once the bus is gone.
+    /// The next delivery, waiting for one if needed. `None` when the live feed has
+    /// ended: never for an in-memory bus; for a Redis-backed one, after the shared
+    /// stream restarted under a new epoch (see the module docs).
     pub async fn next(&mut self) -> Option<Delivery> {
         loop {
             if let Some(delivery) = self.pending.pop_front() {

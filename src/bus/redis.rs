@@ -78,7 +78,7 @@ const STREAM_KEY: &str = "pushwire:stream";
 /// Longest a publish waits for Redis before answering 503. Redis answers in well under
 /// a millisecond when healthy; seconds mean it is gone or stuck, and a chat user would
 /// rather see an error than a spinner.
-pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(3);
+pub(super) const PUBLISH_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest a subscribe waits for Redis to check or complete a cursor before settling
 /// for what the local ring says.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -89,9 +89,9 @@ const READ_BLOCK: Duration = Duration::from_secs(5);
 /// Entries per `XREAD`: a reader that fell behind catches up in batches this size.
 const READ_BATCH: usize = 256;
 /// First pause before reconnecting the reader; doubled after each failure.
-pub const RECONNECT_MIN: Duration = Duration::from_millis(100);
+pub(super) const RECONNECT_MIN: Duration = Duration::from_millis(100);
 /// Longest pause between reconnection attempts: the catch-up delay after an outage.
-pub const RECONNECT_MAX: Duration = Duration::from_secs(2);
+pub(super) const RECONNECT_MAX: Duration = Duration::from_secs(2);
 /// A connection attempt to a live Redis on a LAN takes milliseconds.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 

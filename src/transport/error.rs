@@ -52,10 +52,7 @@ impl AppError {
             AppError::BodyTooLarge => "body_too_large",
             AppError::BodyUnreadable => "body_unreadable",
             AppError::OffsiteRedirect => "offsite_redirect",
-            AppError::Publish(PublishError::Empty) => "empty_body",
-            AppError::Publish(PublishError::TooLarge { .. }) => "body_too_large",
-            AppError::Publish(PublishError::ControlCharacter) => "control_character",
-            AppError::Publish(PublishError::Unavailable) => "bus_unavailable",
+            AppError::Publish(error) => publish_reason(error),
             AppError::CrossOrigin => "cross_origin",
             AppError::OverCapacity => "over_capacity",
         }
@@ -92,6 +89,17 @@ impl AppError {
             AppError::CrossOrigin => "cross-origin WebSocket refused".to_owned(),
             AppError::OverCapacity => format!("too many open connections; retry in {RETRY_AFTER_SECS} s"),
         }
+    }
+}
+
+/// The `requests_rejected` reason of a body the bus refused, whether it came in a POST
+/// or in a WebSocket frame.
+pub(super) fn publish_reason(error: &PublishError) -> &'static str {
+    match error {
+        PublishError::Empty => "empty_body",
+        PublishError::TooLarge { .. } => "body_too_large",
+        PublishError::ControlCharacter => "control_character",
+        PublishError::Unavailable => "bus_unavailable",
     }
 }
 

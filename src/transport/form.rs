@@ -18,7 +18,7 @@ use super::AppError;
 use crate::AppState;
 
 /// The name of the XSRF cookie and form field.
-pub const XSRF: &str = "_xsrf";
+pub(super) const XSRF: &str = "_xsrf";
 
 /// A decoded `application/x-www-form-urlencoded` body. As an extractor it is the
 /// whole front door of a POST: the body is read up to a limit, decoded, and its XSRF
@@ -120,7 +120,7 @@ impl Text {
 
 /// The request's `_xsrf` cookie, if it has one of the form we issue. Scans bytes: the
 /// other cookies need not be text, and checking that they are cost every POST a pass.
-pub fn xsrf_cookie(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn xsrf_cookie(headers: &HeaderMap) -> Option<&str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -133,7 +133,7 @@ pub fn xsrf_cookie(headers: &HeaderMap) -> Option<&str> {
 
 /// A fresh token and the `Set-Cookie` value that hands it to the page. The cookie is
 /// readable by scripts on purpose (clients copy it into each POST).
-pub fn new_xsrf_cookie() -> HeaderValue {
+pub(super) fn new_xsrf_cookie() -> HeaderValue {
     let token = uuid::Uuid::new_v4().simple().to_string();
     // A hex token and fixed attributes are always a valid header value.
     HeaderValue::from_str(&format!("{XSRF}={token}; Path=/; SameSite=Lax")).expect("cookie is ASCII")

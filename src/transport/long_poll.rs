@@ -27,6 +27,7 @@ use crate::bus::Delivery;
 use crate::metrics::{Transport, TransportMetrics};
 use crate::server::Connection;
 
+/// The long-poll endpoint, for [`super::routes`] to merge.
 pub fn routes() -> Router<AppState> {
     Router::new().route("/a/message/updates", post(poll))
 }

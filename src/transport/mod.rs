@@ -90,6 +90,7 @@ impl FromRequestParts<AppState> for SubscriberSlot {
 /// `?cursor=ID` on the streaming transports.
 #[derive(Debug, Deserialize)]
 pub struct CursorQuery {
+    /// The id of the last message the client has.
     pub cursor: Option<String>,
 }
 

@@ -14,14 +14,29 @@ use crate::AppState;
 
 const INDEX: &str = include_str!("../../static/index.html");
 
-/// Every file under `/static/`, with its content type.
-const STATIC_FILES: &[(&str, &str, &str)] = &[
-    ("chat.js", "text/javascript; charset=utf-8", include_str!("../../static/chat.js")),
-    ("style.css", "text/css; charset=utf-8", include_str!("../../static/style.css")),
+/// Every file under `/static/`: the style sheet and the client's ES modules (the page
+/// loads `main.js`, which imports the rest; no build step).
+const STATIC_FILES: &[(&str, &str)] = &[
+    ("style.css", include_str!("../../static/style.css")),
+    ("main.js", include_str!("../../static/main.js")),
+    ("net.js", include_str!("../../static/net.js")),
+    ("dom.js", include_str!("../../static/dom.js")),
+    ("format.js", include_str!("../../static/format.js")),
+    ("inbox.js", include_str!("../../static/inbox.js")),
+    ("roundtrip.js", include_str!("../../static/roundtrip.js")),
+    ("race.js", include_str!("../../static/race.js")),
+    ("publish.js", include_str!("../../static/publish.js")),
+    ("render.js", include_str!("../../static/render.js")),
+    ("transports/index.js", include_str!("../../static/transports/index.js")),
+    ("transports/base.js", include_str!("../../static/transports/base.js")),
+    ("transports/long-poll.js", include_str!("../../static/transports/long-poll.js")),
+    ("transports/websocket.js", include_str!("../../static/transports/websocket.js")),
+    ("transports/sse.js", include_str!("../../static/transports/sse.js")),
 ];
 
+/// The page and its static files, for [`super::routes`] to merge.
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/", get(index)).route("/static/{file}", get(static_file))
+    Router::new().route("/", get(index)).route("/static/{*file}", get(static_file))
 }
 
 async fn index(headers: HeaderMap) -> Response {
@@ -33,8 +48,11 @@ async fn index(headers: HeaderMap) -> Response {
 }
 
 async fn static_file(Path(file): Path<String>) -> Response {
-    match STATIC_FILES.iter().find(|(name, _, _)| *name == file) {
-        Some((_, content_type, text)) => ([(header::CONTENT_TYPE, *content_type)], *text).into_response(),
-        None => (StatusCode::NOT_FOUND, "no such file\n").into_response(),
-    }
+    let Some((name, text)) = STATIC_FILES.iter().find(|(name, _)| *name == file) else {
+        return (StatusCode::NOT_FOUND, "no such file\n").into_response();
+    };
+    // Modules must be served with a JavaScript type, or browsers refuse to run them.
+    let content_type =
+        if name.ends_with(".css") { "text/css; charset=utf-8" } else { "text/javascript; charset=utf-8" };
+    ([(header::CONTENT_TYPE, content_type)], *text).into_response()
 }

@@ -13,6 +13,7 @@ use axum::routing::post;
 use super::{AppError, Form};
 use crate::AppState;
 
+/// The publishing endpoint, for [`super::routes`] to merge.
 pub fn routes() -> Router<AppState> {
     Router::new().route("/a/message/new", post(publish))
 }

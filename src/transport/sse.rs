@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -65,12 +65,16 @@ const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(2);
 /// Events that are ready together are joined into one chunk up to this size.
 const BATCH_BYTES: usize = 64 * 1024;
 
+/// The SSE endpoint, for [`super::routes`] to merge, with the watchlist of its open
+/// streams (this module's own state: no other transport needs it).
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/a/message/events", get(events))
+    let watchlist = Arc::new(Watchlist::default());
+    Router::new().route("/a/message/events", get(events)).layer(Extension(watchlist))
 }
 
 async fn events(
     State(state): State<AppState>,
+    Extension(watchlist): Extension<Arc<Watchlist>>,
     slot: SubscriberSlot,
     connection: Connection,
     headers: HeaderMap,
@@ -81,7 +85,7 @@ async fn events(
     let subscription = state.bus.subscribe(cursor).await;
     let metrics = state.metrics.transport(Transport::Sse).clone();
     let progress = Arc::new(Progress::new());
-    state.sse_watchlist.watch(&state, &progress, connection.clone());
+    watchlist.watch(&state, &progress, connection.clone());
     let keepalive_due = Instant::now() + state.config.sse_keepalive;
     let reader = Reader {
         _subscriber: metrics.subscriber(),
@@ -224,7 +228,7 @@ fn body(reader: Reader) -> impl Stream<Item = Result<Bytes, Infallible>> {
 /// The open streams, for the one watchdog task that looks for slow consumers among
 /// them. A stream is dropped from the list when its body is gone.
 #[derive(Debug, Default)]
-pub struct Watchlist {
+struct Watchlist {
     streams: Mutex<Vec<Watched>>,
     /// Set when the watchdog task has been started (with the first stream).
     started: AtomicBool,
@@ -238,11 +242,11 @@ struct Watched {
 
 impl Watchlist {
     /// Puts a stream on the list; the first one starts the watchdog.
-    fn watch(&self, state: &AppState, progress: &Arc<Progress>, connection: Connection) {
+    fn watch(self: &Arc<Self>, state: &AppState, progress: &Arc<Progress>, connection: Connection) {
         let watched = Watched { progress: Arc::downgrade(progress), connection };
         self.streams.lock().unwrap_or_else(PoisonError::into_inner).push(watched);
         if !self.started.swap(true, Ordering::AcqRel) {
-            state.tasks.spawn(watchdog(state.clone()));
+            state.tasks.spawn(watchdog(state.clone(), self.clone()));
         }
     }
 
@@ -268,7 +272,7 @@ impl Watchlist {
 /// Looks over every open stream once per slow-consumer timeout until shutdown. A
 /// flagged stream's body sends the slow notice and ends; if it is still there after
 /// the grace period (hyper never took the notice), its connection is cut.
-async fn watchdog(state: AppState) {
+async fn watchdog(state: AppState, watchlist: Arc<Watchlist>) {
     let timeout = state.config.slow_consumer_timeout;
     let metrics = state.metrics.transport(Transport::Sse);
     loop {
@@ -276,7 +280,7 @@ async fn watchdog(state: AppState) {
             () = sleep(timeout) => {}
             () = state.shutdown.cancelled() => return,
         }
-        for stream in state.sse_watchlist.sweep(timeout) {
+        for stream in watchlist.sweep(timeout) {
             metrics.slow_disconnect();
             let shutdown = state.shutdown.clone();
             state.tasks.spawn(async move {

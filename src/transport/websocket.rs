@@ -15,7 +15,7 @@
 //! - Bad frames close the socket with a reason: not JSON 1007, no `body` or a body
 //!   the bus refuses 1008, binary 1003, too large 1009. Shutdown closes with 1001.
 //!   A frame that cannot be published because the shared bus (Redis) is down closes
-//!   with 1013 ("try again later", reason "message bus unavailable; try again").
+//!   with 1013 ("try again later"). The reason text is the one a refused POST gets.
 //! - A ping goes out every 25 s (default), which also keeps proxies from cutting the
 //!   connection while idle; a peer that has not answered by the next ping is dead and
 //!   its connection is dropped.
@@ -38,6 +38,7 @@ use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::time::{MissedTickBehavior, interval, timeout};
 
+use super::error::publish_reason;
 use super::{AppError, CursorQuery, SubscriberSlot};
 use crate::AppState;
 use crate::bus::{Delivery, PublishError, Subscription};
@@ -56,6 +57,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Close code for a slow consumer: "try again later", the client should reconnect.
 const SLOW_CONSUMER: u16 = close_code::AGAIN;
 
+/// The WebSocket endpoint, for [`super::routes`] to merge.
 pub fn routes() -> Router<AppState> {
     Router::new().route("/a/message/socket", get(upgrade))
 }
@@ -87,17 +89,17 @@ struct Post {
 /// label under which a refused frame is counted.
 struct Closing {
     code: u16,
-    reason: &'static str,
+    reason: Utf8Bytes,
     rejected: Option<&'static str>,
 }
 
 impl Closing {
-    const fn new(code: u16, reason: &'static str) -> Self {
-        Closing { code, reason, rejected: None }
+    fn new(code: u16, reason: &'static str) -> Self {
+        Closing { code, reason: Utf8Bytes::from_static(reason), rejected: None }
     }
 
-    const fn refusal(code: u16, reason: &'static str, label: &'static str) -> Self {
-        Closing { code, reason, rejected: Some(label) }
+    fn refusal(code: u16, reason: &'static str, label: &'static str) -> Self {
+        Closing { code, reason: Utf8Bytes::from_static(reason), rejected: Some(label) }
     }
 }
 
@@ -180,7 +182,7 @@ async fn serve(
         if let Some(label) = closing.rejected {
             state.metrics.rejected(label);
         }
-        let frame = CloseFrame { code: closing.code, reason: Utf8Bytes::from_static(closing.reason) };
+        let frame = CloseFrame { code: closing.code, reason: closing.reason };
         // What is buffered goes first; a client that does not read even that within
         // the grace period (a slow consumer) is cut off when the socket is dropped.
         let _ = timeout(CLOSE_GRACE, socket.send(Frame::Close(Some(frame)))).await;
@@ -245,29 +247,21 @@ async fn publish(state: &AppState, text: &str) -> Result<(), Closing> {
     let post: Post = serde_json::from_str(text)
         .map_err(|_| Closing::refusal(close_code::INVALID, "frame is not a JSON object", "ws_not_json"))?;
     let body = post.body.ok_or(Closing::refusal(close_code::POLICY, "frame has no \"body\"", "ws_no_body"))?;
-    match state.bus.publish(body).await {
+    let error = match state.bus.publish(body).await {
         Ok(_) => {
             state.metrics.published();
-            Ok(())
+            return Ok(());
         }
-        Err(PublishError::TooLarge { .. }) => {
-            Err(Closing::refusal(close_code::SIZE, "message body too large", "body_too_large"))
-        }
+        Err(error) => error,
+    };
+    let code = match error {
+        PublishError::TooLarge { .. } => close_code::SIZE,
         // Nothing was published; "try again later" tells the client to reconnect and resend.
-        Err(PublishError::Unavailable) => {
-            Err(Closing::refusal(close_code::AGAIN, "message bus unavailable; try again", "bus_unavailable"))
-        }
-        Err(error) => Err(Closing::refusal(close_code::POLICY, refusal_text(&error), "ws_body_refused")),
-    }
-}
-
-fn refusal_text(error: &PublishError) -> &'static str {
-    match error {
-        PublishError::Empty => "message body is empty",
-        PublishError::ControlCharacter => "message body contains a control character",
-        PublishError::TooLarge { .. } => "message body too large",
-        PublishError::Unavailable => "message bus unavailable; try again",
-    }
+        PublishError::Unavailable => close_code::AGAIN,
+        PublishError::Empty | PublishError::ControlCharacter => close_code::POLICY,
+    };
+    // The same reason text and metric label as a refused POST.
+    Err(Closing { code, reason: error.to_string().into(), rejected: Some(publish_reason(&error)) })
 }
 
 fn too_large(error: &axum::Error) -> bool {

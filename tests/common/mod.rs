@@ -59,10 +59,10 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// The longest any single wait in a test may take. Generous, because the machine
 /// running the tests may be busy; a passing test never waits this long.
-pub const TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Awaits `future`, panicking with `what` if it takes longer than [`TIMEOUT`].
-pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+pub(crate) async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
     match tokio::time::timeout(TIMEOUT, future).await {
         Ok(output) => output,
         Err(_) => panic!("timed out after {TIMEOUT:?} waiting for {what}"),
@@ -71,7 +71,7 @@ pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
 
 /// Awaits `future`, panicking with `what` after a minute: for whole scenarios (chaos,
 /// load) made of many bounded steps.
-pub async fn within_long<T>(what: &str, future: impl Future<Output = T>) -> T {
+pub(crate) async fn within_long<T>(what: &str, future: impl Future<Output = T>) -> T {
     match tokio::time::timeout(TIMEOUT * 6, future).await {
         Ok(output) => output,
         Err(_) => panic!("timed out after {:?} waiting for {what}", TIMEOUT * 6),
@@ -79,7 +79,7 @@ pub async fn within_long<T>(what: &str, future: impl Future<Output = T>) -> T {
 }
 
 /// A running server and the handles a test needs to drive it.
-pub struct TestApp {
+pub(crate) struct TestApp {
     /// Where the server listens (`127.0.0.1`, a free port).
     pub addr: SocketAddr,
     /// The server's state: its bus, settings and shutdown token.
@@ -89,12 +89,12 @@ pub struct TestApp {
 
 /// Starts [`pushwire::run`] on `127.0.0.1:0` with a fresh [`AppState`] built from
 /// `config` (whose `addr` is ignored).
-pub async fn spawn_app(config: Config) -> TestApp {
+pub(crate) async fn spawn_app(config: Config) -> TestApp {
     spawn_app_with(AppState::new(config)).await
 }
 
 /// Like [`spawn_app`], with a state built by the test (e.g. around a Redis-backed bus).
-pub async fn spawn_app_with(state: AppState) -> TestApp {
+pub(crate) async fn spawn_app_with(state: AppState) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
     let addr = listener.local_addr().expect("a bound listener has an address");
     let server = tokio::spawn(pushwire::run(listener, state.clone()));
@@ -103,23 +103,23 @@ pub async fn spawn_app_with(state: AppState) -> TestApp {
 
 impl TestApp {
     /// `http://127.0.0.1:PORT` followed by `path_and_query`.
-    pub fn url(&self, path_and_query: &str) -> String {
+    pub(crate) fn url(&self, path_and_query: &str) -> String {
         format!("http://{}{path_and_query}", self.addr)
     }
 
     /// The origin a page served by this server has, as browsers send it in `Origin`.
-    pub fn origin(&self) -> String {
+    pub(crate) fn origin(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// A client that has loaded the chat page: it holds the `_xsrf` cookie the page set.
-    pub async fn browser(&self) -> Browser {
+    pub(crate) async fn browser(&self) -> Browser {
         Browser::open(self).await
     }
 
     /// A WebSocket subscriber from `cursor` (none: the whole retained history), sending
     /// no `Origin` (like a non-browser client).
-    pub async fn websocket(&self, cursor: Option<&str>) -> WsClient {
+    pub(crate) async fn websocket(&self, cursor: Option<&str>) -> WsClient {
         match self.try_websocket(cursor, None).await {
             Ok(socket) => socket,
             Err(error) => panic!("WebSocket upgrade failed: {error}"),
@@ -128,7 +128,7 @@ impl TestApp {
 
     /// Attempts a WebSocket upgrade, optionally with an `Origin` header; the error
     /// carries the HTTP response of a refused upgrade (`tungstenite::Error::Http`).
-    pub async fn try_websocket(
+    pub(crate) async fn try_websocket(
         &self,
         cursor: Option<&str>,
         origin: Option<&str>,
@@ -145,7 +145,7 @@ impl TestApp {
     /// An SSE subscriber from `cursor` (query string) and/or `last_event_id` (the
     /// `Last-Event-ID` header a reconnecting `EventSource` sends). Asserts the response
     /// is a `200 text/event-stream`.
-    pub async fn sse(&self, cursor: Option<&str>, last_event_id: Option<&str>) -> SseReader {
+    pub(crate) async fn sse(&self, cursor: Option<&str>, last_event_id: Option<&str>) -> SseReader {
         let mut request = reqwest::Client::new().get(self.url(&format!("/a/message/events{}", cursor_query(cursor))));
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id);
@@ -158,7 +158,7 @@ impl TestApp {
 
     /// Every message the bus retains, oldest first, read straight from the bus: how a
     /// test checks that a refused request published nothing.
-    pub async fn history(&self) -> Vec<Arc<Message>> {
+    pub(crate) async fn history(&self) -> Vec<Arc<Message>> {
         let mut subscription = self.state.bus.subscribe(None).await;
         std::iter::from_fn(|| subscription.try_next())
             .map(|delivery| match delivery {
@@ -170,14 +170,14 @@ impl TestApp {
 
     /// How many subscriptions (SSE streams, WebSockets, pending long-polls) the server
     /// holds open now: the `--max-subscribers` slots in use.
-    pub fn open_subscriptions(&self) -> usize {
+    pub(crate) fn open_subscriptions(&self) -> usize {
         self.state.config.max_subscribers - self.state.subscriber_slots.available_permits()
     }
 
     /// Waits until the server holds exactly `count` subscriptions open: how a test knows
     /// that a long-poll it sent is pending at the server. The server has no notification
     /// for this, so the count is checked every millisecond, for at most [`TIMEOUT`].
-    pub async fn wait_for_open_subscriptions(&self, count: usize) {
+    pub(crate) async fn wait_for_open_subscriptions(&self, count: usize) {
         let what = format!("{count} open subscriptions");
         within(&what, async {
             while self.open_subscriptions() != count {
@@ -188,7 +188,7 @@ impl TestApp {
     }
 
     /// Cancels `state.shutdown` and waits for [`pushwire::run`] to return.
-    pub async fn shutdown(self) -> io::Result<()> {
+    pub(crate) async fn shutdown(self) -> io::Result<()> {
         self.state.shutdown.cancel();
         within("pushwire::run to return after shutdown", self.server).await.expect("the server task panicked")
     }
@@ -200,7 +200,7 @@ fn cursor_query(cursor: Option<&str>) -> String {
 }
 
 /// The media type of a response, without parameters.
-pub fn content_type(headers: &HeaderMap) -> &str {
+pub(crate) fn content_type(headers: &HeaderMap) -> &str {
     let value = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     value.split(';').next().unwrap_or("").trim()
 }
@@ -208,7 +208,7 @@ pub fn content_type(headers: &HeaderMap) -> &str {
 /// An HTTP client in the position of the chat page: it loaded `GET /`, keeps cookies
 /// and does not follow redirects (so tests see the 302s). Clones share the cookies.
 #[derive(Clone)]
-pub struct Browser {
+pub(crate) struct Browser {
     pub http: reqwest::Client,
     /// The `_xsrf` token from the cookie `GET /` set; every POST repeats it.
     pub xsrf: String,
@@ -230,20 +230,20 @@ impl Browser {
 
     /// POSTs exactly `fields`, form-encoded, with the cookies the page set. Add
     /// `("_xsrf", &browser.xsrf)` to pass the XSRF check.
-    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+    pub(crate) async fn post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
         let request = self.http.post(format!("{}{path}", self.base)).form(fields);
         within(&format!("POST {path}"), request.send()).await.expect("POST request")
     }
 
     /// Publishes `body` through `POST /a/message/new` and returns the message object.
-    pub async fn publish(&self, body: &str) -> Value {
+    pub(crate) async fn publish(&self, body: &str) -> Value {
         let response = self.post("/a/message/new", &[("body", body), ("_xsrf", &self.xsrf)]).await;
         json_ok(response).await
     }
 
     /// One long-poll from `cursor`: the whole answer, `{"messages": [...]}` plus `gap`
     /// when the server reports one.
-    pub async fn poll(&self, cursor: Option<&str>) -> Value {
+    pub(crate) async fn poll(&self, cursor: Option<&str>) -> Value {
         let mut fields = vec![("_xsrf", self.xsrf.as_str())];
         fields.extend(cursor.map(|c| ("cursor", c)));
         json_ok(self.post("/a/message/updates", &fields).await).await
@@ -252,7 +252,7 @@ impl Browser {
     /// Long-polls from `cursor` like the chat page does, each poll from the last id
     /// received, until `count` messages have arrived. Panics on a gap notice or if a
     /// poll brings more than `count` in total.
-    pub async fn poll_messages(&self, cursor: Option<&str>, count: usize) -> Vec<Value> {
+    pub(crate) async fn poll_messages(&self, cursor: Option<&str>, count: usize) -> Vec<Value> {
         let mut cursor = cursor.map(str::to_owned);
         let mut received = Vec::new();
         // Every poll brings at least one message unless it is held for the whole hold
@@ -275,7 +275,7 @@ impl Browser {
 }
 
 /// The token of a `Set-Cookie: _xsrf=…` header, if the response has one.
-pub fn xsrf_from_set_cookie(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn xsrf_from_set_cookie(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(SET_COOKIE)
         .iter()
@@ -284,7 +284,7 @@ pub fn xsrf_from_set_cookie(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Asserts a `200 application/json` answer and returns its body.
-pub async fn json_ok(response: reqwest::Response) -> Value {
+pub(crate) async fn json_ok(response: reqwest::Response) -> Value {
     let status = response.status();
     let media_type = content_type(response.headers()).to_owned();
     let text = within("a response body", response.text()).await.expect("response body");
@@ -294,41 +294,41 @@ pub async fn json_ok(response: reqwest::Response) -> Value {
 }
 
 /// The `id`s of message objects, in order.
-pub fn ids(messages: &[Value]) -> Vec<String> {
+pub(crate) fn ids(messages: &[Value]) -> Vec<String> {
     messages.iter().map(|m| m["id"].as_str().expect("message id is a string").to_owned()).collect()
 }
 
 /// The `body`s of message objects, in order.
-pub fn bodies(messages: &[Value]) -> Vec<String> {
+pub(crate) fn bodies(messages: &[Value]) -> Vec<String> {
     messages.iter().map(|m| m["body"].as_str().expect("message body is a string").to_owned()).collect()
 }
 
 /// Asserts a gap notice object says `reason` and `missed` (`null` when not known).
 /// Further fields (such as where to resume) are not part of this check.
-pub fn assert_gap(gap: &Value, reason: &str, missed: Option<u64>) {
+pub(crate) fn assert_gap(gap: &Value, reason: &str, missed: Option<u64>) {
     assert!(gap.is_object(), "expected a gap notice, got {gap}");
     assert_eq!(gap["reason"], reason, "gap notice {gap}");
     assert_eq!(gap["missed"], missed.map_or(Value::Null, Value::from), "gap notice {gap}");
 }
 
 /// A WebSocket client of `/a/message/socket`.
-pub struct WsClient {
+pub(crate) struct WsClient {
     pub socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }
 
 impl WsClient {
     /// Sends one frame.
-    pub async fn send(&mut self, frame: Frame) {
+    pub(crate) async fn send(&mut self, frame: Frame) {
         within("sending a WebSocket frame", self.socket.send(frame)).await.expect("send a WebSocket frame");
     }
 
     /// Publishes `body` in-band, as `{"body": …}` (Tornado's WebSocket chat format).
-    pub async fn publish(&mut self, body: &str) {
+    pub(crate) async fn publish(&mut self, body: &str) {
         self.send(Frame::text(serde_json::json!({ "body": body }).to_string())).await;
     }
 
     /// The next frame of any kind; `None` once the connection has ended.
-    pub async fn next_frame(&mut self) -> Option<Frame> {
+    pub(crate) async fn next_frame(&mut self) -> Option<Frame> {
         match within("a WebSocket frame", self.socket.next()).await {
             Some(Ok(frame)) => Some(frame),
             None | Some(Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed)) => None,
@@ -337,7 +337,7 @@ impl WsClient {
     }
 
     /// The next text frame as JSON, skipping pings and pongs. Panics on anything else.
-    pub async fn next_json(&mut self) -> Value {
+    pub(crate) async fn next_json(&mut self) -> Value {
         loop {
             match self.next_frame().await {
                 Some(Frame::Text(text)) => {
@@ -350,15 +350,24 @@ impl WsClient {
     }
 
     /// The next message object (a frame with an `id`; gap notices have none).
-    pub async fn next_message(&mut self) -> Value {
+    pub(crate) async fn next_message(&mut self) -> Value {
         let json = self.next_json().await;
         assert!(json["id"].is_string(), "expected a message object, got {json}");
         json
     }
 
+    /// The next `count` message objects, in the order they came.
+    pub(crate) async fn next_messages(&mut self, count: usize) -> Vec<Value> {
+        let mut messages = Vec::with_capacity(count);
+        for _ in 0..count {
+            messages.push(self.next_message().await);
+        }
+        messages
+    }
+
     /// Waits for the server's close frame, skipping pings, and returns its code and
     /// reason. Panics on a message frame or if the connection ends without one.
-    pub async fn close_frame(&mut self) -> (u16, String) {
+    pub(crate) async fn close_frame(&mut self) -> (u16, String) {
         loop {
             match self.next_frame().await {
                 Some(Frame::Close(Some(frame))) => return (u16::from(frame.code), frame.reason.to_string()),
@@ -372,7 +381,7 @@ impl WsClient {
 /// One block of an event stream (the lines up to a blank line), parsed per the
 /// Server-Sent Events format. `data` lines are joined with `\n`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct SseBlock {
+pub(crate) struct SseBlock {
     pub id: Option<String>,
     pub event: Option<String>,
     pub data: Option<String>,
@@ -408,14 +417,14 @@ impl SseBlock {
     }
 
     /// The `data` parsed as JSON.
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         let data = self.data.as_deref().unwrap_or_else(|| panic!("SSE block has no data: {self:?}"));
         serde_json::from_str(data).unwrap_or_else(|e| panic!("SSE data is not JSON ({e}): {data}"))
     }
 }
 
 /// A reader of one `GET /a/message/events` response.
-pub struct SseReader {
+pub(crate) struct SseReader {
     /// The response headers.
     pub headers: HeaderMap,
     body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
@@ -425,7 +434,7 @@ pub struct SseReader {
 impl SseReader {
     /// The next block, comments-only ones included; `None` when the stream has ended.
     /// pushwire ends lines with `\n` only; a `\r` fails the test.
-    pub async fn next_block(&mut self) -> Option<SseBlock> {
+    pub(crate) async fn next_block(&mut self) -> Option<SseBlock> {
         loop {
             if let Some(end) = self.buffer.windows(2).position(|pair| pair == b"\n\n") {
                 let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
@@ -445,7 +454,7 @@ impl SseReader {
     }
 
     /// The next block that carries `data` (an event), skipping comment-only blocks.
-    pub async fn next_event(&mut self) -> SseBlock {
+    pub(crate) async fn next_event(&mut self) -> SseBlock {
         loop {
             match self.next_block().await {
                 Some(block) if block.data.is_some() => return block,
@@ -457,7 +466,7 @@ impl SseReader {
 
     /// The next event as a message object; checks it is a plain (untyped) event whose
     /// `id:` equals the object's `id`, which is what `Last-Event-ID` resumes from.
-    pub async fn next_message(&mut self) -> Value {
+    pub(crate) async fn next_message(&mut self) -> Value {
         let event = self.next_event().await;
         assert_eq!(event.event, None, "expected a message event, got {event:?}");
         let json = event.json();
@@ -465,8 +474,17 @@ impl SseReader {
         json
     }
 
+    /// The next `count` message events' objects, in the order they came.
+    pub(crate) async fn next_messages(&mut self, count: usize) -> Vec<Value> {
+        let mut messages = Vec::with_capacity(count);
+        for _ in 0..count {
+            messages.push(self.next_message().await);
+        }
+        messages
+    }
+
     /// Asserts the stream ends, allowing only comment blocks before the end.
-    pub async fn expect_end(&mut self) {
+    pub(crate) async fn expect_end(&mut self) {
         while let Some(block) = self.next_block().await {
             assert!(block.data.is_none(), "expected the stream to end, got an event: {block:?}");
         }
@@ -474,24 +492,24 @@ impl SseReader {
 }
 
 /// A token in the form the server issues, for raw clients that skip `GET /`.
-pub const RAW_XSRF: &str = "0123456789abcdef0123456789abcdef";
+pub(crate) const RAW_XSRF: &str = "0123456789abcdef0123456789abcdef";
 
 impl TestApp {
     /// The value of one sample of the server's `/metrics`, e.g.
     /// `pushwire_subscribers{transport="sse"}`; 0 when the sample does not exist yet.
-    pub fn metric(&self, sample: &str) -> f64 {
+    pub(crate) fn metric(&self, sample: &str) -> f64 {
         let text = self.state.metrics.encode();
         text.lines().find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0.0)
     }
 
     /// Open subscribers of one transport (`long_poll`, `websocket`, `sse`) per `/metrics`.
-    pub fn subscribers(&self, transport: &str) -> f64 {
+    pub(crate) fn subscribers(&self, transport: &str) -> f64 {
         self.metric(&format!("pushwire_subscribers{{transport=\"{transport}\"}}"))
     }
 
     /// Opens a TCP connection and sends `request` as is: a client that can then stop
     /// reading, or vanish, at the test's command.
-    pub async fn raw(&self, request: &str) -> TcpStream {
+    pub(crate) async fn raw(&self, request: &str) -> TcpStream {
         use tokio::io::AsyncWriteExt;
         let mut stream = within("a TCP connection", TcpStream::connect(self.addr)).await.expect("connect");
         within("sending a request", stream.write_all(request.as_bytes())).await.expect("send the request");
@@ -499,7 +517,7 @@ impl TestApp {
     }
 
     /// A long-poll held open on a raw connection, from `cursor` (or the start).
-    pub async fn raw_long_poll(&self) -> TcpStream {
+    pub(crate) async fn raw_long_poll(&self) -> TcpStream {
         let form = format!("_xsrf={RAW_XSRF}");
         self.raw(&format!(
             "POST /a/message/updates HTTP/1.1\r\nHost: {}\r\nCookie: _xsrf={RAW_XSRF}\r\n\
@@ -511,7 +529,7 @@ impl TestApp {
     }
 
     /// An SSE stream on a raw connection.
-    pub async fn raw_sse(&self) -> TcpStream {
+    pub(crate) async fn raw_sse(&self) -> TcpStream {
         self.raw(&format!("GET /a/message/events HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n", self.addr))
             .await
     }

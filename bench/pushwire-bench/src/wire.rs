@@ -21,20 +21,20 @@ use tokio::sync::Semaphore;
 
 /// Bytes read and written by a group of connections (subscribers, or the publisher).
 #[derive(Debug, Default)]
-pub struct Traffic {
+pub(crate) struct Traffic {
     read: AtomicU64,
     written: AtomicU64,
 }
 
 impl Traffic {
     /// `(read, written)` so far.
-    pub fn snapshot(&self) -> (u64, u64) {
+    pub(crate) fn snapshot(&self) -> (u64, u64) {
         (self.read.load(Ordering::Relaxed), self.written.load(Ordering::Relaxed))
     }
 }
 
 /// A TCP stream that counts its bytes into a [`Traffic`].
-pub struct Counted {
+pub(crate) struct Counted {
     inner: TcpStream,
     traffic: Arc<Traffic>,
 }
@@ -94,22 +94,22 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens counted connections to one address, a bounded number at a time.
 #[derive(Clone, Debug)]
-pub struct Dialer {
+pub(crate) struct Dialer {
     addr: SocketAddr,
     permits: Arc<Semaphore>,
 }
 
 impl Dialer {
-    pub fn new(addr: SocketAddr) -> Self {
+    pub(crate) fn new(addr: SocketAddr) -> Self {
         Dialer { addr, permits: Arc::new(Semaphore::new(CONCURRENT_CONNECTS)) }
     }
 
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// A new connection whose bytes count into `traffic`.
-    pub async fn connect(&self, traffic: &Arc<Traffic>) -> io::Result<Counted> {
+    pub(crate) async fn connect(&self, traffic: &Arc<Traffic>) -> io::Result<Counted> {
         // The semaphore is never closed, so acquiring only waits.
         let _permit = self.permits.acquire().await.expect("the dial semaphore is never closed");
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(self.addr))

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 /// The decoded header of a benchmark payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stamp {
+pub(crate) struct Stamp {
     pub tag: u32,
     pub seq: u64,
     pub sent_ns: u64,
@@ -21,7 +21,7 @@ pub struct Stamp {
 impl Stamp {
     /// The payload for this stamp, padded with `x` to `size` bytes (or longer, if the
     /// header alone is longer).
-    pub fn payload(&self, size: usize) -> String {
+    pub(crate) fn payload(&self, size: usize) -> String {
         let mut text = format!("pwb:{:x}:{}:{}:", self.tag, self.seq, self.sent_ns);
         let padding = size.saturating_sub(text.len());
         text.extend(std::iter::repeat_n('x', padding));
@@ -29,7 +29,7 @@ impl Stamp {
     }
 
     /// Reads the stamp back; `None` for anything that is not a benchmark payload.
-    pub fn parse(text: &str) -> Option<Stamp> {
+    pub(crate) fn parse(text: &str) -> Option<Stamp> {
         let mut fields = text.strip_prefix("pwb:")?.splitn(4, ':');
         let tag = u32::from_str_radix(fields.next()?, 16).ok()?;
         let seq = fields.next()?.parse().ok()?;
@@ -40,7 +40,7 @@ impl Stamp {
 }
 
 /// Nanoseconds on the process-wide monotonic clock that stamps and arrivals share.
-pub fn now_ns() -> u64 {
+pub(crate) fn now_ns() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }

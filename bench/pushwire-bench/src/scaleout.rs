@@ -31,9 +31,9 @@ use crate::scenario::{self, Bench, Kind, Load, Outcome};
 use crate::servers::{Launch, SERVER_WORKERS, Server, ServerFacts};
 
 /// The outcomes' server name for the baseline: one instance, in-memory bus.
-pub const IN_MEMORY: &str = "pushwire-memory";
+pub(crate) const IN_MEMORY: &str = "pushwire-memory";
 /// The outcomes' server name for publishing on one instance and receiving on another.
-pub const THROUGH_REDIS: &str = "pushwire-redis";
+pub(crate) const THROUGH_REDIS: &str = "pushwire-redis";
 /// How long redis-server gets to say it accepts connections.
 const REDIS_STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Ports to try: the free port found is taken by redis-server a moment later, and
@@ -42,7 +42,7 @@ const PORT_ATTEMPTS: usize = 3;
 
 /// The scale-out loads: every `(subscribers, messages per second, messages)` on every
 /// transport, 64-byte payloads as in fan-out.
-pub fn loads(sizes: &[(usize, f64, u64)], transports: &[Transport]) -> Vec<Load> {
+pub(crate) fn loads(sizes: &[(usize, f64, u64)], transports: &[Transport]) -> Vec<Load> {
     let mut loads = Vec::new();
     for &(subscribers, rate, messages) in sizes {
         for &transport in transports {
@@ -55,7 +55,7 @@ pub fn loads(sizes: &[(usize, f64, u64)], transports: &[Transport]) -> Vec<Load>
 /// Starts redis-server and the three pushwire instances from `binary`, runs every load
 /// on the baseline and across instances, and stops them all. Returns the setups'
 /// facts and the outcomes; `announce` sees each outcome as it is measured.
-pub async fn run(
+pub(crate) async fn run(
     binary: &Path,
     loads: &[Load],
     progress: &ProgressBar,
@@ -214,7 +214,7 @@ async fn redis_version() -> String {
 
 /// The scale-out fragment of the report (`scale-out.md`), or `None` when the run has
 /// no scale-out outcomes: provenance, the figures of both setups, and their ratios.
-pub fn tables(run: &Run, json: &str) -> Option<String> {
+pub(crate) fn tables(run: &Run, json: &str) -> Option<String> {
     let measured: Vec<&Outcome> = run.outcomes.iter().filter(|o| o.kind == Kind::ScaleOut).collect();
     if measured.is_empty() {
         return None;

@@ -39,7 +39,7 @@ const XSRF: &str = "5e11c0de5e11c0de5e11c0de5e11c0de";
 /// Which server's wire protocol to speak.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Protocol {
+pub(crate) enum Protocol {
     Pushwire,
     Tornado,
     Nchan,
@@ -48,7 +48,7 @@ pub enum Protocol {
 /// The push transports under comparison.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Transport {
+pub(crate) enum Transport {
     LongPoll,
     Sse,
     #[serde(rename = "websocket")]
@@ -56,9 +56,9 @@ pub enum Transport {
 }
 
 impl Transport {
-    pub const ALL: [Transport; 3] = [Transport::LongPoll, Transport::Sse, Transport::WebSocket];
+    pub(crate) const ALL: [Transport; 3] = [Transport::LongPoll, Transport::Sse, Transport::WebSocket];
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Transport::LongPoll => "long-poll",
             Transport::Sse => "sse",
@@ -69,7 +69,7 @@ impl Transport {
 
 impl Protocol {
     /// The transports a server of this protocol offers.
-    pub fn transports(self) -> &'static [Transport] {
+    pub(crate) fn transports(self) -> &'static [Transport] {
         match self {
             Protocol::Pushwire | Protocol::Nchan => &Transport::ALL,
             Protocol::Tornado => &[Transport::LongPoll],
@@ -79,7 +79,7 @@ impl Protocol {
 
 /// What a subscriber receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Item {
+pub(crate) enum Item {
     /// A message this tool published (maybe in another scenario: check the tag).
     Message(Stamp),
     /// A message that is not ours (someone else chatting on the same server).
@@ -90,7 +90,7 @@ pub enum Item {
 
 /// Why a client stopped.
 #[derive(Debug)]
-pub enum ClientError {
+pub(crate) enum ClientError {
     Io(io::Error),
     Http(String),
     WebSocket(tokio_tungstenite::tungstenite::Error),
@@ -129,7 +129,7 @@ impl From<tokio_tungstenite::tungstenite::Error> for ClientError {
 
 /// One server to talk to.
 #[derive(Clone, Debug)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     pub protocol: Protocol,
     pub dialer: Dialer,
 }
@@ -176,21 +176,21 @@ async fn read_body(response: Response<Incoming>) -> Result<Bytes, ClientError> {
 
 /// Publishes over one keep-alive HTTP connection, one request at a time, so the
 /// server sees messages in the order they were sent.
-pub struct Publisher {
+pub(crate) struct Publisher {
     endpoint: Endpoint,
     traffic: std::sync::Arc<Traffic>,
     connection: HttpConnection,
 }
 
 impl Publisher {
-    pub async fn connect(endpoint: &Endpoint, traffic: &std::sync::Arc<Traffic>) -> Result<Self, ClientError> {
+    pub(crate) async fn connect(endpoint: &Endpoint, traffic: &std::sync::Arc<Traffic>) -> Result<Self, ClientError> {
         let connection = HttpConnection::open(endpoint, traffic).await?;
         Ok(Publisher { endpoint: endpoint.clone(), traffic: traffic.clone(), connection })
     }
 
     /// Publishes `payload`; returns the new message's id (its resume cursor). After a
     /// failure the next call reconnects.
-    pub async fn publish(&mut self, payload: &str) -> Result<String, ClientError> {
+    pub(crate) async fn publish(&mut self, payload: &str) -> Result<String, ClientError> {
         // Servers close keep-alive connections left idle (pushwire after its header
         // timeout, 10 s; the publisher idles that long while 10,000 subscribers
         // connect). Like a browser, open a new connection instead of failing.
@@ -238,7 +238,7 @@ impl Publisher {
 }
 
 /// One subscriber connection of any transport.
-pub enum Feed {
+pub(crate) enum Feed {
     LongPoll(LongPoll),
     Sse(Sse),
     WebSocket(Box<WebSocket>),
@@ -249,7 +249,7 @@ impl Feed {
     /// Returns once the connection is open (WebSocket: upgraded; SSE: response
     /// headers in; long-poll: connected, the first poll goes out on the first `next`).
     /// `inband` (WebSocket only) carries payloads to publish on the same socket.
-    pub async fn connect(
+    pub(crate) async fn connect(
         endpoint: &Endpoint,
         transport: Transport,
         cursor: &str,
@@ -266,7 +266,7 @@ impl Feed {
     }
 
     /// Waits for the next delivery and appends what it carried to `items`.
-    pub async fn next(&mut self, items: &mut Vec<Item>) -> Result<(), ClientError> {
+    pub(crate) async fn next(&mut self, items: &mut Vec<Item>) -> Result<(), ClientError> {
         match self {
             Feed::LongPoll(feed) => feed.next(items).await,
             Feed::Sse(feed) => feed.next(items).await,
@@ -276,7 +276,7 @@ impl Feed {
 }
 
 /// Long-polling: one request per answer, resubmitted with the newest cursor.
-pub struct LongPoll {
+pub(crate) struct LongPoll {
     endpoint: Endpoint,
     connection: HttpConnection,
     /// pushwire/Tornado: the last message id. nchan: `last_event_id` for the first
@@ -399,7 +399,7 @@ fn raw_item(body: &[u8]) -> Item {
 }
 
 /// Server-Sent Events: one long response, parsed event by event.
-pub struct Sse {
+pub(crate) struct Sse {
     protocol: Protocol,
     // Kept so the connection lives as long as the stream.
     _connection: HttpConnection,
@@ -485,7 +485,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// WebSocket: one message per text frame; optionally publishes in-band.
-pub struct WebSocket {
+pub(crate) struct WebSocket {
     protocol: Protocol,
     stream: WebSocketStream<Counted>,
     inband: Option<mpsc::Receiver<String>>,

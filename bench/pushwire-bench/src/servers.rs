@@ -23,18 +23,18 @@ use crate::clients::Protocol;
 
 /// pushwire's tokio worker threads and nginx's worker processes: one per core of the
 /// 2-core benchmark machine, so both servers get the same parallelism.
-pub const SERVER_WORKERS: usize = 2;
+pub(crate) const SERVER_WORKERS: usize = 2;
 /// nchan's message buffer (bench/nchan/nginx.conf) and pushwire's `--history`: equal,
 /// so both servers can replay the same depth to a lagging subscriber.
-pub const HISTORY: usize = 200;
+pub(crate) const HISTORY: usize = 200;
 /// pushwire's `--max-body`: room for the 16 KiB payload and its form encoding.
-pub const MAX_BODY: usize = 64 * 1024;
+pub(crate) const MAX_BODY: usize = 64 * 1024;
 /// How long a started server gets to accept connections.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How to get a server to talk to.
 #[derive(Clone, Debug)]
-pub enum Launch {
+pub(crate) enum Launch {
     /// Run this pushwire binary on an ephemeral loopback port; with `bus`
     /// (`redis://…`), sharing the conversation with other instances through Redis.
     Pushwire { binary: PathBuf, bus: Option<String> },
@@ -46,7 +46,7 @@ pub enum Launch {
 
 /// What the report says about a server.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ServerFacts {
+pub(crate) struct ServerFacts {
     pub name: String,
     pub protocol: Protocol,
     pub version: String,
@@ -55,7 +55,7 @@ pub struct ServerFacts {
 }
 
 /// One server under test.
-pub struct Server {
+pub(crate) struct Server {
     pub facts: ServerFacts,
     pub addr: SocketAddr,
     launch: Launch,
@@ -69,7 +69,7 @@ enum Running {
 
 impl Server {
     /// Starts (or attaches to) a server and waits until it accepts connections.
-    pub fn start(name: &str, protocol: Protocol, launch: Launch) -> io::Result<Server> {
+    pub(crate) fn start(name: &str, protocol: Protocol, launch: Launch) -> io::Result<Server> {
         let facts = ServerFacts {
             name: name.to_owned(),
             protocol,
@@ -91,12 +91,12 @@ impl Server {
     }
 
     /// Whether [`Server::restart`] gives a fresh process (not for external servers).
-    pub fn restartable(&self) -> bool {
+    pub(crate) fn restartable(&self) -> bool {
         !matches!(self.launch, Launch::External { .. })
     }
 
     /// Stops and starts the server again, so a memory measurement starts clean.
-    pub fn restart(&mut self) -> io::Result<()> {
+    pub(crate) fn restart(&mut self) -> io::Result<()> {
         self.stop();
         self.launch_process()
     }
@@ -149,7 +149,7 @@ impl Server {
     }
 
     /// Stops a server this tool started; external servers are left alone.
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         match self.running.take() {
             Some(Running::Child { mut child, .. }) => {
                 // The benchmark keeps nothing in the server worth a graceful exit.
@@ -195,7 +195,7 @@ impl Server {
     }
 
     /// CPU time and memory of the server now, if its processes can be read.
-    pub fn sample(&self) -> Option<ProcSample> {
+    pub(crate) fn sample(&self) -> Option<ProcSample> {
         let pids = self.pids();
         if pids.is_empty() {
             return None;
@@ -276,7 +276,7 @@ const MIN_SPLIT_TICKS: u64 = 20;
 
 /// CPU and memory of one or more processes at one moment.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct ProcSample {
+pub(crate) struct ProcSample {
     /// Run time of all threads, in nanoseconds.
     pub cpu_ns: u64,
     /// User and kernel time (`utime`, `stime`) in clock ticks.
@@ -287,7 +287,7 @@ pub struct ProcSample {
 }
 
 impl ProcSample {
-    pub fn add(&mut self, other: &ProcSample) {
+    pub(crate) fn add(&mut self, other: &ProcSample) {
         self.cpu_ns += other.cpu_ns;
         self.user_ticks += other.user_ticks;
         self.system_ticks += other.system_ticks;
@@ -299,7 +299,7 @@ impl ProcSample {
     /// too few ticks passed to tell ([`MIN_SPLIT_TICKS`]). The kernel splits its
     /// precise run time into `utime` and `stime` by the same ratio, so applying this
     /// share to the `cpu_ns` difference is what the kernel itself reports.
-    pub fn user_share_since(&self, before: &ProcSample) -> Option<f64> {
+    pub(crate) fn user_share_since(&self, before: &ProcSample) -> Option<f64> {
         let user = self.user_ticks.saturating_sub(before.user_ticks);
         let system = self.system_ticks.saturating_sub(before.system_ticks);
         (user + system >= MIN_SPLIT_TICKS).then(|| user as f64 / (user + system) as f64)
@@ -307,7 +307,7 @@ impl ProcSample {
 }
 
 /// CPU run time of all threads of `pid`, its user and kernel ticks, VmRSS and PSS.
-pub fn process_sample(pid: u32) -> Option<ProcSample> {
+pub(crate) fn process_sample(pid: u32) -> Option<ProcSample> {
     let mut cpu_ns = 0;
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
         let schedstat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
@@ -335,7 +335,7 @@ fn kib_field(text: &str, name: &str) -> Option<u64> {
 }
 
 /// Busy CPU time of the whole machine so far (all cores), from `/proc/stat`.
-pub fn machine_busy_ns() -> Option<u64> {
+pub(crate) fn machine_busy_ns() -> Option<u64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let fields: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
     // user nice system idle iowait irq softirq steal ...; idle and iowait are not busy.
@@ -346,7 +346,7 @@ pub fn machine_busy_ns() -> Option<u64> {
 
 /// The machine the run happened on.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Machine {
+pub(crate) struct Machine {
     pub cpu_model: String,
     pub cores: usize,
     pub kernel: String,
@@ -357,7 +357,7 @@ pub struct Machine {
 }
 
 impl Machine {
-    pub fn describe() -> Machine {
+    pub(crate) fn describe() -> Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu_model = cpuinfo
             .lines()
@@ -379,7 +379,7 @@ impl Machine {
     }
 }
 
-pub fn load_average() -> String {
+pub(crate) fn load_average() -> String {
     read_trimmed("/proc/loadavg").split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 

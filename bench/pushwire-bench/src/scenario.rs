@@ -52,7 +52,7 @@ const RAMP_DRAIN_STALL: Duration = Duration::from_secs(3);
 /// Which question a measurement answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
-pub enum Kind {
+pub(crate) enum Kind {
     /// One publisher at a steady rate, N subscribers.
     FanOut,
     /// One step of the publish-rate ramp.
@@ -72,7 +72,7 @@ pub enum Kind {
 
 /// The shape of one measurement.
 #[derive(Clone, Debug)]
-pub struct Load {
+pub(crate) struct Load {
     pub kind: Kind,
     pub transport: Transport,
     pub subscribers: usize,
@@ -84,7 +84,7 @@ pub struct Load {
 
 /// Latency percentiles in microseconds.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Latency {
+pub(crate) struct Latency {
     pub samples: u64,
     pub p50: u64,
     pub p90: u64,
@@ -110,7 +110,7 @@ impl Latency {
 
 /// Bytes at the client's sockets, headers and framing included.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct WireBytes {
+pub(crate) struct WireBytes {
     /// Received by subscribers, per delivered message.
     pub down_per_delivery: f64,
     /// Sent by subscribers (long-poll requests, WebSocket pongs), per delivered message.
@@ -125,7 +125,7 @@ pub struct WireBytes {
 
 /// Server memory around an idle-connection measurement.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Memory {
+pub(crate) struct Memory {
     pub rss_before_kib: u64,
     pub rss_after_kib: u64,
     pub rss_per_connection_bytes: f64,
@@ -137,7 +137,7 @@ pub struct Memory {
 
 /// The figures of one measurement.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub server: String,
     pub kind: Kind,
     pub transport: Transport,
@@ -182,7 +182,7 @@ pub struct Outcome {
 
 impl Outcome {
     /// No loss, duplication, disorder, gap or error.
-    pub fn clean(&self) -> bool {
+    pub(crate) fn clean(&self) -> bool {
         self.lost == 0
             && self.duplicated == 0
             && self.out_of_order == 0
@@ -271,7 +271,7 @@ enum Sender {
 }
 
 /// The per-run context: the server, its address and the progress bar.
-pub struct Bench<'a> {
+pub(crate) struct Bench<'a> {
     /// Where the publisher (and, without `subscribe_on`, the subscribers) connects.
     pub server: &'a mut Server,
     /// Scale-out: the instance the subscribers connect to, sharing `server`'s bus.
@@ -310,7 +310,7 @@ impl Bench<'_> {
 }
 
 /// Runs one publish-and-deliver measurement.
-pub async fn deliver(bench: &mut Bench<'_>, load: &Load) -> Outcome {
+pub(crate) async fn deliver(bench: &mut Bench<'_>, load: &Load) -> Outcome {
     let endpoint = bench.endpoint();
     let subscriber_endpoint = bench.subscriber_endpoint();
     let name = bench.server.facts.name.clone();
@@ -593,7 +593,7 @@ async fn subscribe(
 }
 
 /// Holds `subscribers` idle connections and measures what they cost the server.
-pub async fn idle(bench: &mut Bench<'_>, transport: Transport, subscribers: usize, hold: Duration) -> Outcome {
+pub(crate) async fn idle(bench: &mut Bench<'_>, transport: Transport, subscribers: usize, hold: Duration) -> Outcome {
     let load = Load { kind: Kind::Idle, transport, subscribers, rate: 0.0, messages: 0, payload_bytes: 64 };
     let name = bench.server.facts.name.clone();
     let mut outcome = empty_outcome(&name, &load);
@@ -705,7 +705,7 @@ fn other_load(
 }
 
 /// An outcome with nothing measured yet.
-pub fn empty_outcome(server: &str, load: &Load) -> Outcome {
+pub(crate) fn empty_outcome(server: &str, load: &Load) -> Outcome {
     Outcome {
         server: server.to_owned(),
         kind: load.kind,
@@ -747,7 +747,7 @@ fn failed(mut outcome: Outcome, error: String) -> Outcome {
 }
 
 impl Kind {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::FanOut => "fan-out",
             Kind::Throughput => "throughput",
@@ -760,7 +760,7 @@ impl Kind {
     }
 }
 
-pub fn describe(load: &Load) -> String {
+pub(crate) fn describe(load: &Load) -> String {
     format!("{} {} {}×{}B", load.transport.name(), load.kind.name(), load.subscribers, load.payload_bytes)
 }
 

@@ -89,7 +89,7 @@ fn throughput_verdict(pushwire: &Ramp, nchan: &Ramp) -> String {
 
 /// The targets table: each target, pushwire's figure, nchan's where it is the bar,
 /// and whether the target is met. Empty when the run lacks the scenarios.
-pub fn table(run: &Run) -> String {
+pub(crate) fn table(run: &Run) -> String {
     let mut rows = Vec::new();
     for subscribers in [1_000, 10_000] {
         for transport in Transport::ALL {
@@ -200,7 +200,7 @@ pub fn table(run: &Run) -> String {
 
 /// pushwire's figures in two runs side by side: what a change to the server did.
 /// Same scenarios only; nchan is left out (it did not change).
-pub fn before_after(before: &Run, before_json: &str, after: &Run, after_json: &str) -> String {
+pub(crate) fn before_after(before: &Run, before_json: &str, after: &Run, after_json: &str) -> String {
     let mut md = format!(
         "_Before: `{before_json}` ({}). After: `{after_json}` ({}). Two runs on a shared machine: compare large \
          differences only._\n\n",

@@ -4,18 +4,38 @@
 //! a timing assertion (the machine is shared and noisy). With the `redis` feature, the
 //! quick scale-out scenario too: publish on one instance, receive on another through a
 //! real redis-server, against one in-memory instance.
+//!
+//! The server under test is the `pushwire` binary of the same target directory, which
+//! `cargo test --workspace` builds (with `--all-features`, with Redis support), or the
+//! one `PUSHWIRE_BIN` names.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
 
+/// The pushwire binary to measure.
+fn pushwire_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("PUSHWIRE_BIN") {
+        return path.into();
+    }
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_pushwire-bench"));
+    let pushwire = bench.with_file_name(format!("pushwire{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        pushwire.is_file(),
+        "no {}: build it first (cargo build --workspace) or set PUSHWIRE_BIN",
+        pushwire.display()
+    );
+    pushwire
+}
+
 /// Runs pushwire-bench's quick matrix with `args` into a fresh directory; returns
 /// the directory and its results.json.
 fn quick_run(name: &str, args: &[&str]) -> (PathBuf, Value) {
     let out = std::env::temp_dir().join(format!("pushwire-bench-{name}-{}", std::process::id()));
     let status = Command::new(env!("CARGO_BIN_EXE_pushwire-bench"))
-        .args(["--matrix", "quick", "--max-minutes", "5", "--pushwire-bin", env!("CARGO_BIN_EXE_pushwire")])
+        .args(["--matrix", "quick", "--max-minutes", "5", "--pushwire-bin"])
+        .arg(pushwire_bin())
         .args(args)
         .arg("--out")
         .arg(&out)

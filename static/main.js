@@ -1,0 +1,238 @@
+// pushwire's browser client: one chat carried by long-poll, WebSocket or Server-Sent
+// Events, with the numbers that tell them apart. This entry module wires the page:
+//
+//   transports/   one client per transport behind a shared base (backoff, cursor, counters)
+//   inbox.js      the conversation: dedup by id, order by seq, server runs (epochs)
+//   roundtrip.js  how long this page's own messages take to come back
+//   race.js       race mode: all three at once, who delivered first
+//   publish.js    POST /a/message/new, in-band frames, bursts
+//   render.js     the status line, "Under the hood" and the charts
+//
+// Switching transports stops the old client and starts the new one from the inbox's
+// newest id, so nothing is lost and nothing is shown twice. Race mode runs all three.
+// `?transport=long-poll|websocket|sse` picks the transport; the last choice is kept
+// across reloads; `document.body.dataset.transport` names the one in use.
+import { Inbox, parseId } from './inbox.js';
+import { xsrfToken } from './net.js';
+import { BURST_MAX, Publisher } from './publish.js';
+import { Race } from './race.js';
+import { renderCharts, renderHood, renderStatus } from './render.js';
+import { RoundTrips } from './roundtrip.js';
+import { LABEL, NAMES, TRANSPORTS } from './transports/index.js';
+
+/** Where the reader's last choice of transport is kept. */
+const CHOICE_KEY = 'pushwire.transport';
+
+const $ = (selector) => document.querySelector(selector);
+const inbox = new Inbox($('#inbox'));
+const roundTrips = new RoundTrips(inbox, () => {
+  chartsDirty = true;
+  scheduleRender();
+});
+const race = new Race($('#race-table tbody'), $('#race-summary tbody'));
+const raceHint = $('#race-hint');
+const RACE_HINT_OFF = raceHint.textContent;
+const RACE_HINT_ON =
+  'Subscribed over all three transports. Each row is one message: “first” won, ' +
+  'the others show how far behind they arrived.';
+
+let active = chosenTransport();
+let raceMode = false;
+
+const sink = { message: onMessage, gap: onGap, changed: scheduleRender };
+const transports = Object.fromEntries(TRANSPORTS.map((Client) => [Client.id, new Client(sink)]));
+const publisher = new Publisher(roundTrips, transports.websocket);
+
+function onMessage(transport, message) {
+  const at = performance.now();
+  const first = roundTrips.arrived(message, transport.name, at);
+  if (inbox.add(message) === 'stale') return;
+  if (first) {
+    roundTrips.measureArrival(message, transport.name);
+    if (raceMode) race.arrival(message, transport.name, at);
+  }
+  scheduleRender();
+}
+
+function onGap(transport, gap, staleCursor) {
+  const prefix = raceMode ? `${LABEL[transport.name]}: ` : '';
+  if (gap.reason === 'evicted') {
+    const count = gap.missed === null ? 'Some' : String(gap.missed);
+    const plural = gap.missed === 1 ? 'message' : 'messages';
+    inbox.notice('missed', `${prefix}${count} ${plural} missed — history reloaded.`);
+  } else if (gap.reason === 'unknown_epoch') {
+    const epoch = staleCursor ? parseId(staleCursor).epoch : null;
+    inbox.reset(
+      epoch,
+      'History reset — the server no longer knows our place (it restarted?). ' +
+        'Earlier messages are greyed out; its current history follows.',
+    );
+  } else {
+    inbox.notice('missed', `${prefix}The server could not place our cursor (${gap.reason}) — history reloaded.`);
+  }
+  scheduleRender();
+}
+
+// --- choosing the transport and race mode ------------------------------------------
+
+/** `?transport=` if it names one, else the reader's last choice, else the first. */
+function chosenTransport() {
+  const asked = new URLSearchParams(location.search).get('transport');
+  if (NAMES.includes(asked)) return asked;
+  if (asked !== null) console.warn(`unknown ?transport=${asked}; choose one of ${NAMES.join(', ')}`);
+  const stored = storage(() => localStorage.getItem(CHOICE_KEY));
+  return NAMES.includes(stored) ? stored : NAMES[0];
+}
+
+/** Keeps `name` for the next visit, and in the address if the address names one. */
+function rememberChoice(name) {
+  storage(() => localStorage.setItem(CHOICE_KEY, name));
+  const url = new URL(location.href);
+  if (url.searchParams.has('transport')) {
+    url.searchParams.set('transport', name);
+    history.replaceState(history.state, '', url);
+  }
+}
+
+/** Storage may be refused (private modes, policies); the page works without it. */
+function storage(use) {
+  try {
+    return use();
+  } catch {
+    return null;
+  }
+}
+
+function running() {
+  return raceMode ? NAMES : [active];
+}
+
+function switchTo(name) {
+  if (name === active) return;
+  const previous = active;
+  active = name;
+  document.body.dataset.transport = name;
+  rememberChoice(name);
+  if (!raceMode) {
+    transports[previous].stop();
+    transports[name].start(inbox.lastId);
+  }
+  chartsDirty = true;
+  render();
+}
+
+function setRace(on) {
+  raceMode = on;
+  document.body.dataset.race = on ? 'on' : 'off';
+  for (const name of NAMES) {
+    if (name === active) continue;
+    if (on) transports[name].start(inbox.lastId);
+    else transports[name].stop();
+  }
+  raceHint.textContent = on ? RACE_HINT_ON : RACE_HINT_OFF;
+  chartsDirty = true;
+  render();
+}
+
+// --- publishing ---------------------------------------------------------------------
+
+const composeForm = $('#compose');
+const bodyInput = $('#body');
+const inbandBox = $('#inband');
+const composeError = $('#compose-error');
+
+function showComposeError(text) {
+  composeError.textContent = text;
+  composeError.hidden = !text;
+}
+
+composeForm.addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const body = bodyInput.value;
+  if (!body.trim()) return;
+  showComposeError('');
+  bodyInput.value = '';
+  if (inbandBox.checked && running().includes('websocket')) {
+    if (publisher.sendInBand(body)) return;
+    showComposeError('The WebSocket is not open; sent with a POST instead.');
+  }
+  try {
+    await publisher.post(body);
+  } catch (error) {
+    showComposeError(`Not sent (${error.message}).`);
+    if (!bodyInput.value) bodyInput.value = body;
+  }
+});
+
+$('#burst').addEventListener('click', async () => {
+  const button = $('#burst');
+  const progress = $('#burst-progress');
+  const count = Math.min(BURST_MAX, Math.max(1, Math.floor(Number($('#burst-count').value) || 1)));
+  button.disabled = true;
+  const failures = await publisher.burst(count, (done) => {
+    progress.textContent = `${done}/${count} sent`;
+  });
+  progress.textContent = failures ? `${count - failures}/${count} sent, ${failures} failed` : `${count} sent`;
+  button.disabled = false;
+});
+
+// --- rendering ----------------------------------------------------------------------
+
+let renderTimer = null;
+let chartsDirty = true;
+let countdownTimer = null;
+
+function scheduleRender() {
+  if (renderTimer === null) renderTimer = setTimeout(render, 50);
+}
+
+function render() {
+  clearTimeout(renderTimer);
+  renderTimer = null;
+  const view = { active, raceMode, running: running(), transports };
+  renderStatus($('#status'), $('#status-text'), view);
+  renderHood($('#hood'), view);
+  race.renderSummary();
+  if (chartsDirty) renderCharts($('#charts'), roundTrips.samples, view.running);
+  chartsDirty = false;
+  // A countdown to the next retry while any running transport waits.
+  const waiting = view.running.some((name) => transports[name].state === 'waiting');
+  if (waiting && countdownTimer === null) countdownTimer = setInterval(render, 100);
+  if (!waiting && countdownTimer !== null) {
+    clearInterval(countdownTimer);
+    countdownTimer = null;
+  }
+  inbandBox.disabled = !transports.websocket.open;
+}
+
+// --- start ----------------------------------------------------------------------------
+
+for (const radio of document.querySelectorAll('input[name="transport"]')) {
+  radio.checked = radio.value === active;
+  radio.addEventListener('change', () => {
+    if (radio.checked) switchTo(radio.value);
+  });
+}
+$('#race').addEventListener('change', (event) => setRace(event.target.checked));
+composeForm.elements._xsrf.value = xsrfToken();
+
+document.body.dataset.transport = active;
+transports[active].start(null);
+// The race switch may have been restored by the browser (back/forward).
+if ($('#race').checked) setRace(true);
+render();
+
+// Leaving the page closes its connections; coming back to it from the back/forward
+// cache resumes them from where the page left off.
+window.addEventListener('pagehide', () => {
+  for (const name of NAMES) transports[name].stop();
+});
+window.addEventListener('pageshow', (event) => {
+  if (!event.persisted) return;
+  for (const name of running()) transports[name].start(transports[name].cursor ?? inbox.lastId);
+  render();
+});
+// When the network comes back, a transport waiting out its backoff tries at once.
+window.addEventListener('online', () => {
+  for (const name of running()) if (transports[name].state === 'waiting') transports[name].reconnectNow();
+});

@@ -1,0 +1,134 @@
+// What the three transport clients share: the cursor (the id of the last message
+// delivered), the counters, the state shown on the page, and the reconnect loop with
+// capped exponential backoff and full jitter. A transport file only says how it
+// connects, reads and disconnects; it calls the hooks below.
+//
+//   connect()          open a connection from `this.cursor`     (each transport)
+//   disconnect()       close it, silently                       (each transport)
+//   opened()           data can flow: reset the backoff, show "live"
+//   received(bytes)    count bytes read
+//   deliver(message)   a message object: advance the cursor, hand it to the page
+//   gap(notice)        the server could not resume from our cursor
+//   failed(why)        the connection is gone: reconnect after a backoff delay
+
+/** Reconnect delays: full jitter over min(cap, base · 2^attempt). It spreads a crowd of
+ *  clients out after a server restart instead of having them return in lockstep. */
+const BACKOFF_BASE_MS = 500;
+const BACKOFF_CAP_MS = 10000;
+
+/** Reconnect delays for one transport. */
+export class Backoff {
+  constructor() {
+    this.attempt = 0;
+  }
+
+  next() {
+    const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** this.attempt);
+    this.attempt += 1;
+    return Math.random() * ceiling;
+  }
+
+  reset() {
+    this.attempt = 0;
+  }
+}
+
+/**
+ * The base of every transport client. `sink` is the page: `message(transport, message)`,
+ * `gap(transport, notice, staleCursor)` and `changed()`.
+ *
+ * `generation` changes on every start, stop and reconnect; callbacks of an older
+ * connection compare it and fall silent, so a late answer from a stopped transport can
+ * never deliver into the page.
+ */
+export class Transport {
+  constructor(sink) {
+    this.name = this.constructor.id;
+    this.sink = sink;
+    this.running = false;
+    this.cursor = null;
+    this.state = 'idle';
+    this.detail = '';
+    this.stats = { requests: 0, bytes: 0, messages: 0, reconnects: 0, lastGap: null, lastCut: null };
+    this.backoff = new Backoff();
+    this.retryAt = null;
+    this.retryTimer = null;
+    this.generation = 0;
+  }
+
+  /** Starts from `cursor` (null: the whole retained history). */
+  start(cursor) {
+    this.stop();
+    this.running = true;
+    this.cursor = cursor;
+    this.backoff.reset();
+    this.generation += 1;
+    this.connect();
+  }
+
+  stop() {
+    if (!this.running) return;
+    this.running = false;
+    this.generation += 1;
+    clearTimeout(this.retryTimer);
+    this.retryAt = null;
+    this.disconnect();
+    this.setState('idle', '');
+  }
+
+  /** Reconnects now, skipping the backoff delay (the network came back). */
+  reconnectNow() {
+    if (!this.running) return;
+    this.start(this.cursor);
+  }
+
+  opened() {
+    this.backoff.reset();
+    this.setState('live', '');
+  }
+
+  received(bytes) {
+    this.stats.bytes += bytes;
+    this.sink.changed();
+  }
+
+  deliver(message) {
+    if (!message || typeof message.id !== 'string' || typeof message.body !== 'string') return;
+    this.cursor = message.id;
+    this.stats.messages += 1;
+    this.sink.message(this, message);
+  }
+
+  gap(notice) {
+    const staleCursor = this.cursor;
+    this.stats.lastGap = { reason: String(notice.reason), missed: notice.missed ?? null, at: new Date() };
+    // The notice names where to resume past the gap, so a reconnect before the replay
+    // arrives is not told the same gap twice.
+    if (typeof notice.cursor === 'string') this.cursor = notice.cursor;
+    else if (notice.reason !== 'evicted') this.cursor = null;
+    this.sink.gap(this, this.stats.lastGap, staleCursor);
+  }
+
+  failed(why) {
+    if (!this.running) return;
+    this.generation += 1;
+    this.disconnect();
+    this.stats.lastCut = why;
+    const delay = this.backoff.next();
+    this.retryAt = performance.now() + delay;
+    this.setState('waiting', why);
+    const generation = this.generation;
+    this.retryTimer = setTimeout(() => {
+      if (generation !== this.generation) return;
+      this.retryAt = null;
+      this.stats.reconnects += 1;
+      this.connect();
+    }, delay);
+  }
+
+  setState(state, detail) {
+    this.state = state;
+    this.detail = detail;
+    this.sink.changed();
+  }
+}

@@ -1,0 +1,58 @@
+// Long-polling, Tornado's protocol: `POST /a/message/updates` with the form fields
+// `_xsrf` and `cursor`. The server holds the request until something follows the cursor
+// and answers `{"messages": [...]}` with everything ready (plus `"gap"` when it could
+// not place the cursor); the client then asks again at once. An idle poll is answered
+// `{"messages": []}` after the server's hold time. Resuming is the same request as
+// polling: the cursor travels in every one.
+import { httpUrl, utf8Length, xsrfToken } from '../net.js';
+import { Transport } from './base.js';
+
+/** A poll that has not failed this soon after being sent has reached a live server
+ *  (the answer itself may be held for many seconds). */
+const SETTLE_MS = 400;
+
+export class LongPoll extends Transport {
+  static id = 'long-poll';
+  static label = 'Long-poll';
+
+  connect() {
+    const generation = this.generation;
+    const abort = new AbortController();
+    this.abort = abort;
+    this.stats.requests += 1;
+    if (this.state !== 'live') {
+      this.setState('connecting', '');
+      this.settle = setTimeout(() => {
+        if (generation === this.generation && this.state === 'connecting') this.opened();
+      }, SETTLE_MS);
+    }
+    const form = new URLSearchParams({ _xsrf: xsrfToken() });
+    if (this.cursor) form.set('cursor', this.cursor);
+    fetch(httpUrl('/a/message/updates'), { method: 'POST', body: form, signal: abort.signal, cache: 'no-store' })
+      .then(async (response) => {
+        const text = await response.text();
+        if (generation !== this.generation) return;
+        this.received(utf8Length(text));
+        if (!response.ok) throw new Error(`HTTP ${response.status}`);
+        const answer = JSON.parse(text);
+        this.opened();
+        if (answer.gap) this.gap(answer.gap);
+        for (const message of answer.messages || []) {
+          if (generation !== this.generation) return;
+          this.deliver(message);
+        }
+        // The next poll, from the cursor the last message moved.
+        if (generation === this.generation) this.connect();
+      })
+      .catch((error) => {
+        if (generation !== this.generation) return;
+        this.failed(error instanceof TypeError ? 'server unreachable' : error.message);
+      });
+  }
+
+  disconnect() {
+    clearTimeout(this.settle);
+    if (this.abort) this.abort.abort();
+    this.abort = null;
+  }
+}

@@ -1,0 +1,77 @@
+// Server-Sent Events: `GET /a/message/events?cursor=…` through the browser's
+// `EventSource`. One long `text/event-stream` response; each message is an event whose
+// `id:` is the message id, so a reconnect can resume from it. The server also sends
+//   event: gap    the cursor could not be placed (`id:` is where to resume past it)
+//   event: slow   this client did not read fast enough; the stream ends after it
+//
+// `EventSource` would reconnect by itself, after the server's `retry:` (1 s), sending
+// `Last-Event-ID`. This client closes the source on error and reconnects itself instead,
+// from its own cursor, so that the backoff and the resume point are the same for all
+// three transports.
+import { httpUrl, utf8Length, withCursor } from '../net.js';
+import { Transport } from './base.js';
+
+/** The opening the server writes on every stream (`retry: 1000\n: connected\n\n`);
+ *  `EventSource` does not expose comments, so it is counted on open. */
+const OPENING_BYTES = 25;
+
+export class Sse extends Transport {
+  static id = 'sse';
+  static label = 'SSE';
+
+  connect() {
+    const generation = this.generation;
+    const source = new EventSource(withCursor(httpUrl('/a/message/events'), this.cursor));
+    this.source = source;
+    this.stats.requests += 1;
+    this.setState('connecting', '');
+    const current = () => generation === this.generation;
+    /** Counts an event as it came over the wire (the parsed event hides the framing). */
+    const count = (type, event) => {
+      const header = type ? `event: ${type}\n` : '';
+      const id = event.lastEventId ? `id: ${event.lastEventId}\n` : '';
+      this.received(utf8Length(`${header}${id}data: ${event.data}\n\n`));
+    };
+    source.onopen = () => {
+      if (!current()) return;
+      this.received(OPENING_BYTES);
+      this.opened();
+    };
+    source.onmessage = (event) => {
+      if (!current()) return;
+      count('', event);
+      const message = parse(event.data);
+      if (message) this.deliver(message);
+    };
+    source.addEventListener('gap', (event) => {
+      if (!current()) return;
+      count('gap', event);
+      const notice = parse(event.data);
+      if (notice) this.gap(notice);
+    });
+    source.addEventListener('slow', (event) => {
+      if (!current()) return;
+      count('slow', event);
+      // The server ends the stream after this; say why rather than "stream cut".
+      this.failed('too slow: the server cut the stream (slow consumer)');
+    });
+    source.onerror = () => {
+      if (!current()) return;
+      this.failed(source.readyState === EventSource.CONNECTING ? 'stream cut' : 'stream refused');
+    };
+  }
+
+  disconnect() {
+    if (this.source) this.source.close();
+    this.source = null;
+  }
+}
+
+/** An event's JSON data, or null when it is not JSON (nothing to act on). */
+function parse(data) {
+  try {
+    return JSON.parse(data);
+  } catch {
+    return null;
+  }
+}

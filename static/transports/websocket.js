@@ -1,0 +1,62 @@
+// WebSocket: `GET /a/message/socket?cursor=…`, upgraded. The server sends the history
+// after the cursor, then every new message, one JSON message object per text frame; a
+// gap notice is a frame `{"gap": {...}}` (no `id`). The client may publish in-band with a
+// frame `{"body": "…"}`. On close it reconnects from the last id it received; the close
+// code says why (1001 server going away, 1013 slow consumer or bus unavailable).
+import { utf8Length, withCursor, wsUrl } from '../net.js';
+import { Transport } from './base.js';
+
+export class WebSocketTransport extends Transport {
+  static id = 'websocket';
+  static label = 'WebSocket';
+
+  connect() {
+    const generation = this.generation;
+    const socket = new WebSocket(withCursor(wsUrl('/a/message/socket'), this.cursor));
+    this.socket = socket;
+    this.stats.requests += 1;
+    this.setState('connecting', '');
+    socket.onopen = () => {
+      if (generation === this.generation) this.opened();
+    };
+    socket.onmessage = (event) => {
+      if (generation !== this.generation || typeof event.data !== 'string') return;
+      this.received(utf8Length(event.data));
+      let frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      if (frame.gap) this.gap(frame.gap);
+      else this.deliver(frame);
+    };
+    socket.onclose = (event) => {
+      if (generation !== this.generation) return;
+      this.socket = null;
+      const why =
+        event.code === 1001 ? 'server going away' : `closed (${event.code}${event.reason ? `: ${event.reason}` : ''})`;
+      this.failed(why);
+    };
+  }
+
+  disconnect() {
+    const socket = this.socket;
+    this.socket = null;
+    if (socket) {
+      socket.onopen = socket.onmessage = socket.onclose = null;
+      socket.close(1000);
+    }
+  }
+
+  /** Publishes with a `{"body": …}` frame; false when the socket is not open. */
+  send(body) {
+    if (!this.open) return false;
+    this.socket.send(JSON.stringify({ body }));
+    return true;
+  }
+
+  get open() {
+    return Boolean(this.socket && this.socket.readyState === WebSocket.OPEN);
+  }
+}
