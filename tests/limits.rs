@@ -74,15 +74,20 @@ async fn every_bad_request_is_refused_and_counted_while_a_subscriber_keeps_recei
         (Frame::text(r#"{"text": "no body"}"#), 1008, "ws_no_body"),
         (Frame::binary(vec![1, 2, 3]), 1003, "ws_binary"),
         (Frame::text(too_long), 1009, "ws_too_large"),
+        // A body the bus refuses: the same reason, text and label as a refused POST.
+        (Frame::text(r#"{"body": " \n "}"#), 1008, "empty_body"),
     ];
     for (frame, code, reason) in frames {
+        let before = rejected(&app, reason);
         // Start the socket after the newest message, which the witness also receives.
         let newest = browser.publish(&format!("before {reason}")).await;
         assert_eq!(witness.next_message().await["id"], newest["id"]);
         let mut socket = app.websocket(newest["id"].as_str()).await;
         socket.send(frame).await;
-        assert_eq!(socket.close_frame().await.0, code, "{reason}");
-        assert_eq!(rejected(&app, reason), 1.0, "{reason} was not counted");
+        let (closed_with, why) = socket.close_frame().await;
+        assert_eq!(closed_with, code, "{reason}");
+        assert!(!why.is_empty(), "{reason}: the close frame says why");
+        assert_eq!(rejected(&app, reason), before + 1.0, "{reason} was not counted");
         let sent = browser.publish(&format!("after {reason}")).await;
         assert_eq!(witness.next_message().await["id"], sent["id"], "after {reason}");
     }

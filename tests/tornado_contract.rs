@@ -1,13 +1,18 @@
-//! The long-poll wire contract of Tornado's chat demo, status code by status code, over
-//! real sockets: the XSRF cookie and token, `POST /a/message/new` with its `next`
-//! redirect, `POST /a/message/updates`, and the `html` field the page inserts as HTML.
+//! The long-poll wire contract of Tornado's chat demo, status code by status code, as
+//! router tests (no sockets; `tower::ServiceExt::oneshot`): the XSRF cookie and token,
+//! `POST /a/message/new` with its `next` redirect, `POST /a/message/updates`, and the
+//! `html` field the page inserts as HTML. What needs a connection (held polls, streams,
+//! clients that vanish) is tested over real sockets elsewhere.
 
 mod common;
 
-use common::{Browser, TestApp, content_type, ids, spawn_app, xsrf_from_set_cookie};
+use axum::body::Body;
+use axum::http::header::{LOCATION, SET_COOKIE};
+use axum::http::{Request, StatusCode};
+use common::router::{Answer, RouterApp, encode};
+use common::{content_type, ids, xsrf_from_set_cookie};
 use pushwire::Config;
-use reqwest::StatusCode;
-use reqwest::header::{LOCATION, SET_COOKIE};
+use serde_json::Value;
 
 const NEW: &str = "/a/message/new";
 const UPDATES: &str = "/a/message/updates";
@@ -15,26 +20,35 @@ const UPDATES: &str = "/a/message/updates";
 /// Both POST endpoints, each with the fields that make a valid request apart from XSRF.
 const ENDPOINTS: [(&str, &[(&str, &str)]); 2] = [(NEW, &[("body", "hi")]), (UPDATES, &[])];
 
-async fn app() -> TestApp {
-    spawn_app(Config::default()).await
+async fn app() -> RouterApp {
+    RouterApp::new(Config::default()).await
 }
 
-/// Asserts a plain-text refusal with `status` and that the bus is still empty.
-async fn assert_refused(app: &TestApp, response: reqwest::Response, status: StatusCode) {
-    let code = response.status();
-    let text = response.text().await.unwrap_or_default();
-    assert_eq!(code, status, "body: {text}");
+/// Asserts a plain-text refusal with `status` and a message, and that the bus is still
+/// empty.
+async fn assert_refused(app: &RouterApp, answer: Answer, status: StatusCode) {
+    assert_eq!(answer.status, status, "body: {}", answer.text);
+    assert_eq!(content_type(&answer.headers), "text/plain");
+    assert!(!answer.text.trim().is_empty(), "a refusal says why");
     assert!(app.history().await.is_empty(), "a refused request published a message");
+}
+
+fn get(path: &str, cookie: Option<&str>) -> Request<Body> {
+    let mut request = Request::get(path);
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    request.body(Body::empty()).expect("a request")
 }
 
 #[tokio::test]
 async fn the_page_sets_a_script_readable_xsrf_cookie() {
     let app = app().await;
-    let response = reqwest::get(app.url("/")).await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(content_type(response.headers()), "text/html");
-    let cookie = response.headers().get(SET_COOKIE).expect("Set-Cookie").to_str().unwrap().to_owned();
-    let token = xsrf_from_set_cookie(response.headers()).unwrap();
+    let answer = app.send(get("/", None)).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(content_type(&answer.headers), "text/html");
+    let cookie = answer.headers.get(SET_COOKIE).expect("Set-Cookie").to_str().unwrap().to_owned();
+    let token = xsrf_from_set_cookie(&answer.headers).unwrap();
     assert_eq!(token.len(), 32, "{cookie}");
     assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{cookie}");
     assert!(cookie.contains("Path=/"), "{cookie}");
@@ -45,21 +59,35 @@ async fn the_page_sets_a_script_readable_xsrf_cookie() {
 #[tokio::test]
 async fn the_page_keeps_a_valid_cookie_and_replaces_an_invalid_one() {
     let app = app().await;
-    let browser = app.browser().await;
-    let again = browser.http.get(app.url("/")).send().await.unwrap();
-    assert_eq!(again.status(), StatusCode::OK);
-    assert_eq!(again.headers().get(SET_COOKIE), None, "a valid cookie was replaced");
+    let again = app.send(get("/", Some(&format!("_xsrf={}", app.xsrf)))).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.headers.get(SET_COOKIE), None, "a valid cookie was replaced");
 
-    let forged = reqwest::Client::new().get(app.url("/")).header("cookie", "_xsrf=not-a-token").send().await.unwrap();
-    let token = xsrf_from_set_cookie(forged.headers()).expect("an invalid cookie gets a new one");
+    let forged = app.send(get("/", Some("_xsrf=not-a-token"))).await;
+    let token = xsrf_from_set_cookie(&forged.headers).expect("an invalid cookie gets a new one");
     assert_ne!(token, "not-a-token");
+}
+
+#[tokio::test]
+async fn the_page_loads_its_script_as_modules_served_as_javascript() {
+    let app = app().await;
+    let page = app.send(get("/", None)).await;
+    assert!(page.text.contains(r#"<script type="module" src="/static/main.js">"#), "{}", page.text);
+    for module in
+        ["main.js", "transports/index.js", "transports/long-poll.js", "transports/websocket.js", "transports/sse.js"]
+    {
+        let answer = app.send(get(&format!("/static/{module}"), None)).await;
+        assert_eq!(answer.status, StatusCode::OK, "{module}");
+        assert_eq!(content_type(&answer.headers), "text/javascript", "{module}");
+    }
+    let missing = app.send(get("/static/transports/carrier-pigeon.js", None)).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn publish_with_the_token_as_form_field_answers_the_message_as_json() {
     let app = app().await;
-    let browser = app.browser().await;
-    let message = browser.publish("hello").await;
+    let message = app.publish("hello").await;
     assert_eq!(message["body"], "hello");
     assert!(message["id"].is_string() && message["html"].is_string(), "{message}");
     assert!(message["seq"].is_u64() && message["time"].is_u64(), "{message}");
@@ -69,98 +97,80 @@ async fn publish_with_the_token_as_form_field_answers_the_message_as_json() {
 #[tokio::test]
 async fn publish_with_the_token_as_x_xsrftoken_header_is_accepted() {
     let app = app().await;
-    let browser = app.browser().await;
-    let response =
-        browser.http.post(app.url(NEW)).header("X-XSRFToken", &browser.xsrf).form(&[("body", "hi")]).send().await;
-    let message = common::json_ok(response.unwrap()).await;
-    assert_eq!(message["body"], "hi");
+    let request = RouterApp::form_request(NEW, Some(&app.xsrf), &[("X-XSRFToken", &app.xsrf)], "body=hi");
+    assert_eq!(app.send(request).await.json()["body"], "hi");
 }
 
 #[tokio::test]
 async fn posts_without_a_token_are_forbidden() {
     let app = app().await;
-    let browser = app.browser().await;
     for (path, fields) in ENDPOINTS {
-        let response = browser.post(path, fields).await;
-        assert_refused(&app, response, StatusCode::FORBIDDEN).await;
+        let answer = app.post(path, fields).await;
+        assert_refused(&app, answer, StatusCode::FORBIDDEN).await;
     }
 }
 
 #[tokio::test]
 async fn posts_with_a_token_that_does_not_match_the_cookie_are_forbidden() {
     let app = app().await;
-    let browser = app.browser().await;
-    let other = app.browser().await; // a valid token, but another browser's
-    assert_ne!(browser.xsrf, other.xsrf);
+    let other = RouterApp::new(Config::default()).await.xsrf; // a valid token, but another browser's
+    assert_ne!(app.xsrf, other);
     for (path, fields) in ENDPOINTS {
         // The header form of the token is checked just the same.
-        let response = browser.http.post(app.url(path)).header("X-XSRFToken", &other.xsrf).form(fields);
-        assert_refused(&app, response.send().await.unwrap(), StatusCode::FORBIDDEN).await;
+        let request = RouterApp::form_request(path, Some(&app.xsrf), &[("X-XSRFToken", &other)], encode(fields));
+        assert_refused(&app, app.send(request).await, StatusCode::FORBIDDEN).await;
         let mut fields = fields.to_vec();
-        fields.push(("_xsrf", &other.xsrf));
-        let response = browser.post(path, &fields).await;
-        assert_refused(&app, response, StatusCode::FORBIDDEN).await;
+        fields.push(("_xsrf", &other));
+        let answer = app.post(path, &fields).await;
+        assert_refused(&app, answer, StatusCode::FORBIDDEN).await;
     }
 }
 
 #[tokio::test]
 async fn posts_without_the_cookie_are_forbidden_even_with_a_token() {
     let app = app().await;
-    let stolen = app.browser().await.xsrf;
-    let cookieless = reqwest::Client::new();
     for (path, fields) in ENDPOINTS {
         let mut fields = fields.to_vec();
-        fields.push(("_xsrf", &stolen));
-        let response = cookieless.post(app.url(path)).form(&fields).send().await.unwrap();
-        assert_refused(&app, response, StatusCode::FORBIDDEN).await;
+        fields.push(("_xsrf", &app.xsrf));
+        let request = RouterApp::form_request(path, None, &[], encode(&fields));
+        assert_refused(&app, app.send(request).await, StatusCode::FORBIDDEN).await;
     }
 }
 
 #[tokio::test]
 async fn publish_without_a_body_field_is_a_bad_request() {
     let app = app().await;
-    let browser = app.browser().await;
-    let response = browser.post(NEW, &[("_xsrf", &browser.xsrf)]).await;
-    assert_refused(&app, response, StatusCode::BAD_REQUEST).await;
+    let answer = app.post(NEW, &[("_xsrf", &app.xsrf)]).await;
+    assert_refused(&app, answer, StatusCode::BAD_REQUEST).await;
 }
 
 #[tokio::test]
 async fn publish_of_an_empty_blank_or_control_character_body_is_a_bad_request() {
     let app = app().await;
-    let browser = app.browser().await;
     for body in ["", "  \n\t ", "bell\u{7}"] {
-        let response = browser.post(NEW, &[("body", body), ("_xsrf", &browser.xsrf)]).await;
-        assert_refused(&app, response, StatusCode::BAD_REQUEST).await;
+        let answer = app.post(NEW, &[("body", body), ("_xsrf", &app.xsrf)]).await;
+        assert_refused(&app, answer, StatusCode::BAD_REQUEST).await;
     }
 }
 
 #[tokio::test]
 async fn publish_of_a_form_that_is_not_utf8_is_a_bad_request() {
     let app = app().await;
-    let browser = app.browser().await;
-    let form = format!("body=%FF%FE&_xsrf={}", browser.xsrf);
-    let response = browser
-        .http
-        .post(app.url(NEW))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form)
-        .send()
-        .await
-        .unwrap();
-    assert_refused(&app, response, StatusCode::BAD_REQUEST).await;
+    let form = format!("body=%FF%FE&_xsrf={}", app.xsrf);
+    let answer = app.send(RouterApp::form_request(NEW, Some(&app.xsrf), &[], form)).await;
+    assert_refused(&app, answer, StatusCode::BAD_REQUEST).await;
 }
 
 #[tokio::test]
 async fn publish_of_an_oversized_body_is_payload_too_large() {
-    let app = spawn_app(Config { max_body: 16, ..Config::default() }).await;
-    let browser = app.browser().await;
+    let app = RouterApp::new(Config { max_body: 16, ..Config::default() }).await;
     let exactly = "x".repeat(16);
-    assert_eq!(browser.publish(&exactly).await["body"], exactly.as_str());
+    assert_eq!(app.publish(&exactly).await["body"], exactly.as_str());
     // Over the message limit, and far over the request-size guard in front of it.
     for size in [17, 100_000] {
         let body = "x".repeat(size);
-        let response = browser.post(NEW, &[("body", &body), ("_xsrf", &browser.xsrf)]).await;
-        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE, "{size} bytes");
+        let answer = app.post(NEW, &[("body", &body), ("_xsrf", &app.xsrf)]).await;
+        assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE, "{size} bytes");
     }
     assert_eq!(app.history().await.len(), 1);
 }
@@ -168,10 +178,9 @@ async fn publish_of_an_oversized_body_is_payload_too_large() {
 #[tokio::test]
 async fn publish_with_a_local_next_redirects_there_and_publishes() {
     let app = app().await;
-    let browser = app.browser().await;
-    let response = browser.post(NEW, &[("body", "via form"), ("_xsrf", &browser.xsrf), ("next", "/room?x=1")]).await;
-    assert_eq!(response.status(), StatusCode::FOUND);
-    assert_eq!(response.headers().get(LOCATION).unwrap(), "/room?x=1");
+    let answer = app.post(NEW, &[("body", "via form"), ("_xsrf", &app.xsrf), ("next", "/room?x=1")]).await;
+    assert_eq!(answer.status, StatusCode::FOUND);
+    assert_eq!(answer.headers.get(LOCATION).unwrap(), "/room?x=1");
     let history = app.history().await;
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].body, "via form");
@@ -180,30 +189,27 @@ async fn publish_with_a_local_next_redirects_there_and_publishes() {
 #[tokio::test]
 async fn publish_with_an_offsite_next_is_a_bad_request_and_publishes_nothing() {
     let app = app().await;
-    let browser = app.browser().await;
     for next in ["//evil.example", "http://evil.example", "https://evil.example/", "/\\evil.example", "evil"] {
-        let response = browser.post(NEW, &[("body", "hi"), ("_xsrf", &browser.xsrf), ("next", next)]).await;
-        assert!(response.headers().get(LOCATION).is_none(), "{next}");
-        assert_refused(&app, response, StatusCode::BAD_REQUEST).await;
+        let answer = app.post(NEW, &[("body", "hi"), ("_xsrf", &app.xsrf), ("next", next)]).await;
+        assert!(answer.headers.get(LOCATION).is_none(), "{next}");
+        assert_refused(&app, answer, StatusCode::BAD_REQUEST).await;
     }
 }
 
 #[tokio::test]
 async fn get_on_the_post_endpoints_is_method_not_allowed() {
     let app = app().await;
-    let browser = app.browser().await;
     for path in [NEW, UPDATES] {
-        let response = browser.http.get(app.url(path)).send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        let answer = app.send(get(path, Some(&format!("_xsrf={}", app.xsrf)))).await;
+        assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
     }
 }
 
 #[tokio::test]
 async fn html_escapes_markup_and_links_web_urls() {
     let app = app().await;
-    let browser = app.browser().await;
     let body = r#"<script>alert("x")</script> & <b>see</b> https://example.com/a?b=1&c=2"#;
-    let message = browser.publish(body).await;
+    let message = app.publish(body).await;
     let html = message["html"].as_str().unwrap();
     let id = message["id"].as_str().unwrap();
 
@@ -220,8 +226,7 @@ async fn html_escapes_markup_and_links_web_urls() {
 #[tokio::test]
 async fn a_link_cannot_break_out_of_its_attribute_and_only_web_urls_are_linked() {
     let app = app().await;
-    let browser = app.browser().await;
-    let message = browser.publish(r#"https://example.com/"onmouseover="alert(1) javascript:alert(2)"#).await;
+    let message = app.publish(r#"https://example.com/"onmouseover="alert(1) javascript:alert(2)"#).await;
     let html = message["html"].as_str().unwrap();
     assert!(!html.contains(r#"onmouseover=""#), "a quote in the URL ended the attribute: {html}");
     assert!(!html.contains("href=\"javascript"), "{html}");
@@ -230,8 +235,7 @@ async fn a_link_cannot_break_out_of_its_attribute_and_only_web_urls_are_linked()
 #[tokio::test]
 async fn message_ids_are_safe_as_html_ids_and_css_selectors() {
     let app = app().await;
-    let browser = app.browser().await;
-    let message = browser.publish("hi").await;
+    let message = app.publish("hi").await;
     let id = message["id"].as_str().unwrap();
     // `$("#m" + id)` in the old client: "m" then only hex digits and hyphens is a valid
     // CSS identifier and HTML id, with nothing to escape.
@@ -240,20 +244,26 @@ async fn message_ids_are_safe_as_html_ids_and_css_selectors() {
 }
 
 /// Publishes `bodies` and returns their ids.
-async fn publish_all(browser: &Browser, bodies: &[&str]) -> Vec<String> {
+async fn publish_all(app: &RouterApp, bodies: &[&str]) -> Vec<String> {
     let mut published = Vec::new();
     for body in bodies {
-        published.push(browser.publish(body).await);
+        published.push(app.publish(body).await);
     }
     ids(&published)
+}
+
+/// A long-poll from `cursor` that has something to answer at once.
+async fn poll(app: &RouterApp, cursor: Option<&str>) -> Value {
+    let mut fields = vec![("_xsrf", app.xsrf.as_str())];
+    fields.extend(cursor.map(|cursor| ("cursor", cursor)));
+    app.post(UPDATES, &fields).await.json()
 }
 
 #[tokio::test]
 async fn updates_without_a_cursor_answer_the_whole_history_as_json() {
     let app = app().await;
-    let browser = app.browser().await;
-    let published = publish_all(&browser, &["a", "b", "c"]).await;
-    let answer = browser.poll(None).await; // checks 200 application/json
+    let published = publish_all(&app, &["a", "b", "c"]).await;
+    let answer = poll(&app, None).await; // checks 200 application/json
     assert_eq!(ids(answer["messages"].as_array().unwrap()), published);
     assert!(answer.get("gap").is_none(), "{answer}");
 }
@@ -261,9 +271,8 @@ async fn updates_without_a_cursor_answer_the_whole_history_as_json() {
 #[tokio::test]
 async fn updates_from_a_cursor_answer_only_what_follows_it() {
     let app = app().await;
-    let browser = app.browser().await;
-    let published = publish_all(&browser, &["a", "b", "c"]).await;
-    let answer = browser.poll(Some(&published[0])).await;
+    let published = publish_all(&app, &["a", "b", "c"]).await;
+    let answer = poll(&app, Some(&published[0])).await;
     assert_eq!(ids(answer["messages"].as_array().unwrap()), published[1..]);
     assert!(answer.get("gap").is_none(), "{answer}");
 }
@@ -271,12 +280,11 @@ async fn updates_from_a_cursor_answer_only_what_follows_it() {
 #[tokio::test]
 async fn updates_with_an_unknown_cursor_answer_the_whole_history_and_a_gap() {
     let app = app().await;
-    let browser = app.browser().await;
-    let published = publish_all(&browser, &["a", "b"]).await;
-    let other_run = spawn_app(Config::default()).await.browser().await.publish("elsewhere").await;
+    let published = publish_all(&app, &["a", "b"]).await;
+    let other_run = RouterApp::new(Config::default()).await.publish("elsewhere").await;
     let cases = [(other_run["id"].as_str().unwrap(), "unknown_epoch"), ("garbage", "malformed")];
     for (cursor, reason) in cases {
-        let answer = browser.poll(Some(cursor)).await;
+        let answer = poll(&app, Some(cursor)).await;
         assert_eq!(ids(answer["messages"].as_array().unwrap()), published, "{cursor}");
         common::assert_gap(&answer["gap"], reason, None);
     }

@@ -24,6 +24,9 @@
 //!   [`TestApp::wait_for_open_subscriptions`] tells when a long-poll is pending.
 //! - [`TestApp::raw`] and friends send hand-written requests on a bare TCP connection,
 //!   for clients that misbehave (stop reading, vanish).
+//! - [`router::RouterApp`] drives the router without sockets, for status-code
+//!   contracts.
+//! - Each subscriber has `next_messages(n)`: the next `n` message objects, in order.
 //!
 //! Every wait is bounded by [`TIMEOUT`] and panics with what it was waiting for, so a
 //! missing event fails the test instead of hanging it. The timeout is an upper bound
@@ -34,6 +37,8 @@
 
 // Each test file is its own crate and uses only part of this module.
 #![allow(dead_code)]
+
+pub(crate) mod router;
 
 use std::future::Future;
 use std::io;
@@ -159,13 +164,7 @@ impl TestApp {
     /// Every message the bus retains, oldest first, read straight from the bus: how a
     /// test checks that a refused request published nothing.
     pub(crate) async fn history(&self) -> Vec<Arc<Message>> {
-        let mut subscription = self.state.bus.subscribe(None).await;
-        std::iter::from_fn(|| subscription.try_next())
-            .map(|delivery| match delivery {
-                Delivery::Message(message) => message,
-                Delivery::Gap(gap) => panic!("a subscription without a cursor has no gap, got {gap:?}"),
-            })
-            .collect()
+        history(&self.state).await
     }
 
     /// How many subscriptions (SSE streams, WebSockets, pending long-polls) the server
@@ -192,6 +191,17 @@ impl TestApp {
         self.state.shutdown.cancel();
         within("pushwire::run to return after shutdown", self.server).await.expect("the server task panicked")
     }
+}
+
+/// Every message the bus of `state` holds, oldest first.
+pub(crate) async fn history(state: &AppState) -> Vec<Arc<Message>> {
+    let mut subscription = state.bus.subscribe(None).await;
+    std::iter::from_fn(|| subscription.try_next())
+        .map(|delivery| match delivery {
+            Delivery::Message(message) => message,
+            Delivery::Gap(gap) => panic!("a subscription without a cursor has no gap, got {gap:?}"),
+        })
+        .collect()
 }
 
 /// `?cursor=…` (percent-encoded), or nothing.

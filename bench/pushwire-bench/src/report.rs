@@ -33,8 +33,10 @@ pub(crate) struct Run {
     pub wall_time_s: f64,
 }
 
-/// Writes `tables.md` and the SVG plots for `run` into `dir`, and `scale-out.md` when
-/// the run has a scale-out part; `json` is the path the tables cite as their source.
+/// Writes `tables.md` (the evidence), `headline.md` (the table that opens
+/// COMPARISON.md, when both servers ran), `targets.md` (the performance targets) and the
+/// SVG plots for `run` into `dir`, and `scale-out.md` when the run has a scale-out
+/// part; `json` is the path the tables cite as their source.
 pub(crate) fn write(run: &Run, dir: &Path, json: &str) -> io::Result<()> {
     if let Some(md) = scaleout::tables(run, json) {
         std::fs::write(dir.join("scale-out.md"), md)?;
@@ -43,6 +45,13 @@ pub(crate) fn write(run: &Run, dir: &Path, json: &str) -> io::Result<()> {
         return Ok(());
     }
     std::fs::write(dir.join("tables.md"), tables(run, json))?;
+    if let Some(md) = crate::headline::table(run, json) {
+        std::fs::write(dir.join("headline.md"), md)?;
+    }
+    let targets = crate::targets::table(run);
+    if !targets.is_empty() {
+        std::fs::write(dir.join("targets.md"), provenance(run, json, |o| o.kind != Kind::ScaleOut) + &targets)?;
+    }
     let plot = |result: Result<(), String>| result.map_err(io::Error::other);
     plot(latency_plot(run, &dir.join("fanout-latency.svg")))?;
     plot(throughput_plot(run, &dir.join("throughput.svg")))?;
@@ -126,7 +135,7 @@ pub(crate) fn tables(run: &Run, json: &str) -> String {
          during the measurement (other engineers' builds).\n"
     );
 
-    let _ = writeln!(md, "#### Fan-out\n");
+    let _ = writeln!(md, "### Fan-out\n");
     let _ = writeln!(
         md,
         "| server | transport | subscribers | msg/s | p50 | p90 | p99 | p99.9 | max | delivered/s | lost/dup/ooo | \
@@ -157,10 +166,9 @@ pub(crate) fn tables(run: &Run, json: &str) -> String {
     }
     md.push('\n');
     ratio_table(&mut md, run);
-    md.push_str(&crate::targets::table(run));
     throughput_table(&mut md, run);
 
-    let _ = writeln!(md, "#### Payload size (fan-out)\n");
+    let _ = writeln!(md, "### Payload size (fan-out)\n");
     let _ = writeln!(
         md,
         "| server | transport | payload B | subscribers | p50 | p99 | max | lost/dup/ooo | bytes in per delivery | \
@@ -186,7 +194,7 @@ pub(crate) fn tables(run: &Run, json: &str) -> String {
     }
     md.push('\n');
 
-    let _ = writeln!(md, "#### Chat round trip (send, then see it arrive; one at a time)\n");
+    let _ = writeln!(md, "### Chat round trip (send, then see it arrive; one at a time)\n");
     let _ = writeln!(md, "| server | how | round trips | p50 | p90 | p99 | max | lost/dup/ooo |");
     let _ = writeln!(md, "|---|---|--:|--:|--:|--:|--:|--:|");
     for o in run.outcomes.iter().filter(|o| matches!(o.kind, Kind::RoundTrip | Kind::RoundTripInBand)) {
@@ -208,7 +216,7 @@ pub(crate) fn tables(run: &Run, json: &str) -> String {
     }
     md.push('\n');
 
-    let _ = writeln!(md, "#### Idle connections\n");
+    let _ = writeln!(md, "### Idle connections\n");
     let _ = writeln!(
         md,
         "| server | transport | connections | RSS before (KiB) | RSS after (KiB) | RSS per connection (B) | \
@@ -249,7 +257,7 @@ pub(crate) fn tables(run: &Run, json: &str) -> String {
         .filter_map(|o| Some(format!("{} {}: {}", o.server, label(o), o.note.as_ref()?)))
         .collect();
     if !notes.is_empty() {
-        let _ = writeln!(md, "#### Errors reported by the run\n");
+        let _ = writeln!(md, "### Errors reported by the run\n");
         for note in notes {
             let _ = writeln!(md, "- {note}");
         }
@@ -286,7 +294,7 @@ fn ratio_table(md: &mut String, run: &Run) {
     if rows.is_empty() {
         return;
     }
-    let _ = writeln!(md, "#### pushwire ÷ nchan (fan-out, same run; below 1 means pushwire needs less)\n");
+    let _ = writeln!(md, "### pushwire ÷ nchan (fan-out, same run; below 1 means pushwire needs less)\n");
     let _ = writeln!(
         md,
         "| transport | subscribers | p50 | p99 | delivered/s (above 1: pushwire delivers more) | server CPU per delivery | bytes in per delivery | both clean |"
@@ -348,7 +356,7 @@ fn throughput_table(md: &mut String, run: &Run) {
     }
     let _ = writeln!(
         md,
-        "#### Throughput ramp (publish rate rises step by step until p99 > 100 ms, a loss, or the publisher falls \
+        "### Throughput ramp (publish rate rises step by step until p99 > 100 ms, a loss, or the publisher falls \
          behind)\n"
     );
     let _ = writeln!(

@@ -232,7 +232,7 @@ pub(crate) fn tables(run: &Run, json: &str) -> Option<String> {
          `server CPU added per message` is the difference of server CPU per published message, the cost of the \
          Redis hop itself (A's `XADD`, both instances' readers, redis-server).\n"
     );
-    let _ = writeln!(md, "#### Scale-out: cross-instance through Redis vs in-memory\n");
+    let _ = writeln!(md, "### Scale-out: cross-instance through Redis vs in-memory\n");
     let _ = writeln!(
         md,
         "| setup | transport | subscribers | msg/s | p50 | p90 | p99 | p99.9 | max | delivered/s | lost/dup/ooo | \
@@ -260,7 +260,7 @@ pub(crate) fn tables(run: &Run, json: &str) -> Option<String> {
     }
     md.push('\n');
 
-    let _ = writeln!(md, "#### Cross-instance ÷ in-memory (same run; above 1 means crossing Redis costs more)\n");
+    let _ = writeln!(md, "### Cross-instance ÷ in-memory (same run; above 1 means crossing Redis costs more)\n");
     let _ = writeln!(
         md,
         "| transport | subscribers | p50 | p90 | p99 | max | p50 added (ms) | delivered/s | server CPU per delivery | \
@@ -310,7 +310,7 @@ pub(crate) fn tables(run: &Run, json: &str) -> Option<String> {
         })
         .collect();
     if !notes.is_empty() {
-        let _ = writeln!(md, "#### Errors reported by the scale-out run\n");
+        let _ = writeln!(md, "### Errors reported by the scale-out run\n");
         for note in notes {
             let _ = writeln!(md, "- {note}");
         }

@@ -1,4 +1,4 @@
-//! The performance targets (issue 7) judged from a run, and the before/after table
+//! The performance targets of the first engineering round judged from a run, and the before/after table
 //! that shows what a change to the server did. Both are generated from run records,
 //! so COMPARISON.md can show them without a number typed by hand.
 
@@ -8,7 +8,7 @@ use crate::clients::Transport;
 use crate::report::{Ramp, Run, ms, ramps, why_not_sustained};
 use crate::scenario::{Kind, Outcome};
 
-/// Issue 7 compares delivered messages per second at this many subscribers.
+/// The throughput target compares delivered messages per second at this many subscribers.
 const THROUGHPUT_SUBSCRIBERS: usize = 1000;
 /// The same, as the table writes it.
 const THROUGHPUT_SUBSCRIBERS_TEXT: &str = "1,000";
@@ -187,7 +187,7 @@ pub(crate) fn table(run: &Run) -> String {
     if rows.is_empty() {
         return String::new();
     }
-    let mut md = String::from("#### Performance targets (issue 7), judged from this run\n\n");
+    let mut md = String::from("### Performance targets, judged from this run\n\n");
     md.push_str("| target | transport | subscribers or connections | pushwire | nchan | verdict |\n");
     md.push_str("|---|---|--:|--:|--:|---|\n");
     for row in rows {
