@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
+use emulated_link::{Link, Rate};
 
 /// Tornado's chat demo keeps 200 messages; so do we.
 pub const DEFAULT_HISTORY: usize = 200;
@@ -101,6 +102,40 @@ pub struct Config {
     /// bus lives in this process's memory.
     #[arg(long, env = "PUSHWIRE_BUS", value_parser = bus_url)]
     pub bus: Option<String>,
+
+    /// Emulate a network with this round-trip time (e.g. `100ms`) on every connection
+    /// the server accepts: half of it each way, and one whole one to connect. For the
+    /// demo: off by default, and not for measuring the server's own cost.
+    #[arg(long, env = "PUSHWIRE_EMULATE_RTT", default_value = "0", value_parser = link_duration)]
+    pub emulate_rtt: Duration,
+
+    /// With the emulated link: delay each chunk by a further random time up to this
+    /// (e.g. `20ms`), never reordering bytes.
+    #[arg(long, env = "PUSHWIRE_EMULATE_JITTER", default_value = "0", value_parser = link_duration)]
+    pub emulate_jitter: Duration,
+
+    /// With the emulated link: cap each connection's bandwidth, both ways (e.g. `1mbit`,
+    /// `400kbit`).
+    #[arg(long, env = "PUSHWIRE_EMULATE_BANDWIDTH", value_parser = link_rate)]
+    pub emulate_bandwidth: Option<Rate>,
+
+    /// With the emulated link: cap the client → server direction at this instead (e.g.
+    /// `500kbit`).
+    #[arg(long, env = "PUSHWIRE_EMULATE_UPLOAD", value_parser = link_rate)]
+    pub emulate_upload: Option<Rate>,
+}
+
+impl Config {
+    /// The network link emulated on every accepted connection ([`Link::is_emulated`]
+    /// is false unless a `--emulate-…` flag is set).
+    pub fn link(&self) -> Link {
+        Link {
+            rtt: self.emulate_rtt,
+            jitter: self.emulate_jitter,
+            down: self.emulate_bandwidth,
+            up: self.emulate_upload.or(self.emulate_bandwidth),
+        }
+    }
 }
 
 impl Default for Config {
@@ -119,6 +154,10 @@ impl Default for Config {
             event_interval: DEFAULT_EVENT_INTERVAL,
             allowed_origins: Vec::new(),
             bus: None,
+            emulate_rtt: Duration::ZERO,
+            emulate_jitter: Duration::ZERO,
+            emulate_bandwidth: None,
+            emulate_upload: None,
         }
     }
 }
@@ -138,6 +177,21 @@ fn bus_url(text: &str) -> Result<String, String> {
     } else {
         Err(format!("{text:?} is not a bus URL; expected redis://HOST:PORT[/DB]"))
     }
+}
+
+/// A duration of the emulated link, at most a minute (`100ms`, `1.5s`, `0`).
+fn link_duration(text: &str) -> Result<Duration, String> {
+    let duration = emulated_link::parse_duration(text).map_err(|error| error.to_string())?;
+    if duration <= Duration::from_secs(60) {
+        Ok(duration)
+    } else {
+        Err(format!("{text} is more than a minute; an emulated link is for the demo"))
+    }
+}
+
+/// A bandwidth of the emulated link, in `tc`'s units (`1mbit`, `400kbit`).
+fn link_rate(text: &str) -> Result<Rate, String> {
+    text.parse().map_err(|error: emulated_link::ParseError| error.to_string())
 }
 
 /// Parses a positive number of seconds, fractions allowed (`0.5`).
@@ -182,6 +236,28 @@ mod tests {
         assert_eq!(parsed.event_interval, 1000);
         for bad in ["0", "-1", "often"] {
             assert!(Config::try_parse_from(["pushwire", "--event-interval", bad]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_emulated_link_is_off_unless_asked_for_and_its_flags_are_checked() {
+        assert!(!Config::try_parse_from(["pushwire"]).unwrap().link().is_emulated());
+        let parsed = Config::try_parse_from([
+            "pushwire",
+            "--emulate-rtt",
+            "300ms",
+            "--emulate-bandwidth",
+            "1mbit",
+            "--emulate-upload",
+            "500kbit",
+        ])
+        .unwrap();
+        let link = parsed.link();
+        assert_eq!(link.rtt, Duration::from_millis(300));
+        assert_eq!(link.down.map(Rate::bits_per_second), Some(1_000_000));
+        assert_eq!(link.up.map(Rate::bits_per_second), Some(500_000));
+        for (flag, bad) in [("--emulate-rtt", "300"), ("--emulate-rtt", "2h"), ("--emulate-bandwidth", "fast")] {
+            assert!(Config::try_parse_from(["pushwire", flag, bad]).is_err(), "{flag} {bad}");
         }
     }
 

@@ -118,7 +118,11 @@ pub fn app(state: AppState) -> Router {
 /// ```
 pub async fn run(listener: TcpListener, state: AppState) -> std::io::Result<()> {
     let (shutdown, tasks) = (state.shutdown.clone(), state.tasks.clone());
-    let limits = server::Limits { header_timeout: state.config.header_timeout, outbound: state.config.outbound_limit };
+    let limits = server::Limits {
+        header_timeout: state.config.header_timeout,
+        outbound: state.config.outbound_limit,
+        link: state.config.link(),
+    };
     server::serve(listener, app(state), limits, shutdown).await?;
     tasks.close();
     tasks.wait().await;

@@ -14,6 +14,9 @@
 //!   does not read.
 //! - Accept errors (e.g. out of file descriptors) pause the loop briefly instead of
 //!   ending the server.
+//! - With `--emulate-rtt` (and its siblings), every connection crosses an emulated
+//!   network link (crate `emulated-link`), so the demo shows what a real round trip
+//!   does to each transport.
 //! - Every request carries its [`Connection`], so a transport can cut its own TCP
 //!   connection (the SSE slow-consumer rule needs that: a client that stops reading
 //!   cannot be reached with an in-band goodbye), and long-lived handlers wait for the
@@ -25,6 +28,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use emulated_link::{Link, Side};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -49,6 +53,8 @@ pub struct Limits {
     /// How many bytes of a response hyper buffers for a client before it stops
     /// asking the body for more.
     pub outbound: usize,
+    /// The network link emulated on every connection (`--emulate-rtt`); usually none.
+    pub link: Link,
 }
 
 /// The TCP connection a request arrived on: a handler can close it, whatever it is
@@ -117,38 +123,56 @@ pub async fn serve(
         };
         // Best effort: a socket that refuses NODELAY still works, just with more delay.
         let _ = stream.set_nodelay(true);
-
-        let closer = Connection(shutdown.child_token());
-        let service = {
-            let (app, closer) = (app.clone(), closer.clone());
-            hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-                request.extensions_mut().insert(closer.clone());
-                app.clone().oneshot(request)
-            })
-        };
-        let connection = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
-        let shutdown = shutdown.clone();
-        connections.spawn(async move {
-            let mut connection = std::pin::pin!(connection);
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                () = closer.0.cancelled() => {
-                    if !shutdown.is_cancelled() {
-                        return tracing::debug!("connection closed by the server");
-                    }
-                    // Shutdown: finish the request in progress (handlers end their own
-                    // long-lived work), then close instead of waiting for another.
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(error) = result {
-                tracing::debug!(%error, "connection ended with an error");
-            }
-        });
+        if limits.link.is_emulated() {
+            let stream = limits.link.wrap(stream, Side::Server);
+            connections.spawn(connection(&builder, TokioIo::new(stream), &app, &shutdown));
+        } else {
+            connections.spawn(connection(&builder, TokioIo::new(stream), &app, &shutdown));
+        }
     }
     drop(listener);
     connections.close();
     connections.wait().await;
     Ok(())
+}
+
+/// Serves the requests of one connection until it ends, the server closes it, or the
+/// server shuts down.
+fn connection<I>(
+    builder: &http1::Builder,
+    io: I,
+    app: &Router,
+    shutdown: &CancellationToken,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let closer = Connection(shutdown.child_token());
+    let service = {
+        let (app, closer) = (app.clone(), closer.clone());
+        hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(closer.clone());
+            app.clone().oneshot(request)
+        })
+    };
+    let connection = builder.serve_connection(io, service).with_upgrades();
+    let shutdown = shutdown.clone();
+    async move {
+        let mut connection = std::pin::pin!(connection);
+        let result = tokio::select! {
+            result = connection.as_mut() => result,
+            () = closer.0.cancelled() => {
+                if !shutdown.is_cancelled() {
+                    return tracing::debug!("connection closed by the server");
+                }
+                // Shutdown: finish the request in progress (handlers end their own
+                // long-lived work), then close instead of waiting for another.
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        if let Err(error) = result {
+            tracing::debug!(%error, "connection ended with an error");
+        }
+    }
 }
