@@ -53,7 +53,7 @@ async fn the_page_says_that_the_link_is_emulated_and_how() {
     let app = emulated().await;
     let page = reqwest::get(app.url("/")).await.unwrap().text().await.unwrap();
     assert!(page.contains(r#"id="emulated-link""#), "{page}");
-    assert!(page.contains("Emulated link: 200ms RTT"), "{page}");
+    assert!(page.contains("Emulated link: 200 ms RTT"), "{page}");
 }
 
 #[tokio::test]

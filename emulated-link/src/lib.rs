@@ -113,9 +113,9 @@ impl Link {
 /// For people: `300 ms RTT, jitter up to 20 ms, 1 Mbit/s down, 500 kbit/s up`.
 impl fmt::Display for Link {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} RTT", humantime::format_duration(self.rtt))?;
+        write!(f, "{} ms RTT", trim(self.rtt.as_secs_f64() * 1000.0))?;
         if !self.jitter.is_zero() {
-            write!(f, ", jitter up to {}", humantime::format_duration(self.jitter))?;
+            write!(f, ", jitter up to {} ms", trim(self.jitter.as_secs_f64() * 1000.0))?;
         }
         match (self.down, self.up) {
             (Some(down), Some(up)) if down == up => write!(f, ", {down} each way"),

@@ -140,16 +140,17 @@ fn rates_are_read_in_tc_units_and_shown_for_people() {
 
 #[test]
 fn a_link_describes_itself_for_people() {
-    assert_eq!(Link::with_rtt(Duration::from_millis(300)).to_string(), "300ms RTT");
+    assert_eq!(Link::with_rtt(Duration::from_millis(300)).to_string(), "300 ms RTT");
+    assert_eq!(Link::with_rtt(Duration::from_micros(562_500)).to_string(), "562.5 ms RTT");
     let slow = Link {
         rtt: Duration::from_millis(2000),
         jitter: Duration::from_millis(20),
         down: Some("1mbit".parse().unwrap()),
         up: Some("500kbit".parse().unwrap()),
     };
-    assert_eq!(slow.to_string(), "2s RTT, jitter up to 20ms, 1 Mbit/s down, 500 kbit/s up");
+    assert_eq!(slow.to_string(), "2000 ms RTT, jitter up to 20 ms, 1 Mbit/s down, 500 kbit/s up");
     let even = Link { down: Some("1mbit".parse().unwrap()), up: Some("1mbit".parse().unwrap()), ..Link::default() };
-    assert_eq!(even.to_string(), "0s RTT, 1 Mbit/s each way");
+    assert_eq!(even.to_string(), "0 ms RTT, 1 Mbit/s each way");
 }
 
 #[test]

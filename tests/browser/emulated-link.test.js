@@ -25,7 +25,7 @@ test('the page names the emulated link, and a round trip takes at least its RTT'
   const page = await h.openChat(env.browser, `${env.server.url}?transport=websocket`);
   await h.waitLive(page, 'websocket');
   const note = await page.textContent('#emulated-link');
-  assert.match(note, /Emulated link: 300ms RTT/);
+  assert.match(note, /Emulated link: 300 ms RTT/);
 
   await page.check('#inband');
   await page.fill('#body', 'across the emulated link');

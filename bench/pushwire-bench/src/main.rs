@@ -25,6 +25,7 @@
 
 mod clients;
 mod headline;
+mod network;
 mod payload;
 mod report;
 mod scaleout;
@@ -72,8 +73,23 @@ struct Args {
     #[arg(long)]
     nchan_pid: Option<u32>,
     /// Also measure Tornado's chat demo (long-poll only) running at this address.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "tornado_demo")]
     tornado_addr: Option<String>,
+    /// Or start Tornado's chat demo from this `demos/chat` folder of a tornado source
+    /// distribution (`bench/tornado/setup` fetches one) on a free loopback port.
+    #[arg(long)]
+    tornado_demo: Option<PathBuf>,
+    /// The Python that runs --tornado-demo, with tornado installed.
+    #[arg(long, default_value = "python3")]
+    tornado_python: PathBuf,
+    /// Run the network matrix instead: every scenario over emulated links (see
+    /// --profiles), into `bench/results/network-<date>` by default.
+    #[arg(long, value_enum)]
+    network: Option<MatrixName>,
+    /// Only these link profiles of the network matrix: loopback, rtt-20ms, rtt-100ms,
+    /// rtt-300ms, fast-3g, slow-3g.
+    #[arg(long, value_delimiter = ',', value_parser = parse_profile)]
+    profiles: Vec<&'static str>,
     /// Which matrix of scenarios to run.
     #[arg(long, value_enum, default_value_t = MatrixName::Standard)]
     matrix: MatrixName,
@@ -119,6 +135,11 @@ enum MatrixName {
     Quick,
     /// The comparison, sized for a 2-core machine: a few minutes.
     Standard,
+}
+
+fn parse_profile(text: &str) -> Result<&'static str, String> {
+    let names: Vec<&'static str> = network::profiles().iter().map(|p| p.name).collect();
+    names.iter().copied().find(|name| *name == text).ok_or_else(|| format!("{text}: one of {}", names.join(", ")))
 }
 
 fn parse_transport(text: &str) -> Result<Transport, String> {
@@ -260,22 +281,37 @@ async fn run(args: Args, threads: usize, nofile: u64) -> Result<PathBuf, String>
     let mut machine = Machine::describe();
     let date = utc_now();
     let scale_out = args.scale_out || args.scale_out_only;
-    let default_out = if args.scale_out_only { format!("scale-out-{}", &date[..10]) } else { date[..10].to_owned() };
+    let default_out = if args.scale_out_only {
+        format!("scale-out-{}", &date[..10])
+    } else if args.network.is_some() {
+        format!("network-{}", &date[..10])
+    } else {
+        date[..10].to_owned()
+    };
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("bench/results").join(default_out));
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
 
     // The scale-out scenario starts its own servers.
     let mut servers = if args.scale_out_only { Vec::new() } else { start_servers(&args)? };
     if servers.is_empty() && !scale_out {
-        return Err("nothing to measure: give --pushwire-bin, --pushwire-addr, --nchan-conf or --tornado-addr".into());
+        return Err(
+            "nothing to measure: give --pushwire-bin, --pushwire-addr, --nchan-conf, --tornado-demo or --tornado-addr"
+                .into(),
+        );
     }
 
     let matrix = Matrix::of(args.matrix);
     let transports = if args.transports.is_empty() { Transport::ALL.to_vec() } else { args.transports.clone() };
-    let mut steps = if args.scale_out_only { Vec::new() } else { plan(&matrix, &transports) };
+    let mut steps = if args.scale_out_only || args.network.is_some() { Vec::new() } else { plan(&matrix, &transports) };
     steps.retain(|step| step.chosen(&args.kinds, &args.subscribers, &matrix));
     let scale_out_loads = if scale_out { scaleout::loads(&matrix.scale_out, &transports) } else { Vec::new() };
-    let progress = ProgressBar::new((steps.len() * servers.len() + scale_out_loads.len() * 2) as u64);
+    let network_matrix = args.network.map(|name| network::NetworkMatrix::of(matches!(name, MatrixName::Quick)));
+    let profiles: Vec<network::Profile> = network::profiles()
+        .into_iter()
+        .filter(|p| args.profiles.is_empty() || args.profiles.contains(&p.name))
+        .collect();
+    let network_steps = network_matrix.as_ref().map_or(0, |m| network::steps(m, &profiles, &transports));
+    let progress = ProgressBar::new(((steps.len() + network_steps) * servers.len() + scale_out_loads.len() * 2) as u64);
     progress.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
             .expect("a valid progress template")
@@ -299,7 +335,8 @@ async fn run(args: Args, threads: usize, nofile: u64) -> Result<PathBuf, String>
             {
                 continue;
             }
-            let mut bench = Bench { server, subscribe_on: None, also_measured: &[], progress: &progress, deadline };
+            let mut bench =
+                Bench { server, subscribe_on: None, also_measured: &[], progress: &progress, deadline, link: None };
             let outcome = match step {
                 Step::Deliver(load) => scenario::deliver(&mut bench, load).await,
                 Step::Idle(transport) => {
@@ -311,6 +348,13 @@ async fn run(args: Args, threads: usize, nofile: u64) -> Result<PathBuf, String>
             // Let the server close the last scenario's connections before the next.
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
+    }
+    if let Some(network_matrix) = &network_matrix {
+        let measured = network::run(&mut servers, network_matrix, &profiles, &transports, &progress, deadline, |o| {
+            announce(&progress, o)
+        })
+        .await;
+        outcomes.extend(measured);
     }
     for server in &mut servers {
         server.stop();
@@ -340,8 +384,12 @@ async fn run(args: Args, threads: usize, nofile: u64) -> Result<PathBuf, String>
         tool: format!("pushwire-bench {}", env!("CARGO_PKG_VERSION")),
         date,
         command: std::env::args().collect::<Vec<_>>().join(" "),
-        matrix: format!("{:?}{}", args.matrix, if args.scale_out_only { ", scale-out only" } else { "" })
-            .to_lowercase(),
+        matrix: match args.network {
+            Some(name) => format!("network {name:?}").to_lowercase(),
+            None => {
+                format!("{:?}{}", args.matrix, if args.scale_out_only { ", scale-out only" } else { "" }).to_lowercase()
+            }
+        },
         machine,
         client_worker_threads: threads,
         client_nofile_limit: nofile,
@@ -389,6 +437,10 @@ fn start_servers(args: &Args) -> Result<Vec<Server>, String> {
     }
     if let Some(addr) = &args.tornado_addr {
         let launch = Launch::External { addr: loopback(addr)?, pid: None };
+        servers.push(start("tornado", Protocol::Tornado, launch)?);
+    } else if let Some(demo) = &args.tornado_demo {
+        let addr = servers::free_loopback_port().map_err(|e| format!("no free port for Tornado: {e}"))?;
+        let launch = Launch::Tornado { python: args.tornado_python.clone(), demo: demo.clone(), addr };
         servers.push(start("tornado", Protocol::Tornado, launch)?);
     }
     Ok(servers)

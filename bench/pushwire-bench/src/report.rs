@@ -38,6 +38,9 @@ pub(crate) struct Run {
 /// SVG plots for `run` into `dir`, and `scale-out.md` when the run has a scale-out
 /// part; `json` is the path the tables cite as their source.
 pub(crate) fn write(run: &Run, dir: &Path, json: &str) -> io::Result<()> {
+    if run.outcomes.iter().any(|o| o.link.is_some()) {
+        return crate::network::write(run, dir, json);
+    }
     if let Some(md) = scaleout::tables(run, json) {
         std::fs::write(dir.join("scale-out.md"), md)?;
     }
@@ -417,8 +420,12 @@ fn series_name(server: &str, transport: Transport) -> String {
     format!("{server} {}", transport.name())
 }
 
-/// Colour per transport, shade per server, so pairs read together.
-fn colour(server: &str, transport: Transport) -> RGBColor {
+/// Colour per transport, shade per server, so pairs read together; Tornado's demo
+/// (long-poll only) in orange.
+pub(crate) fn colour(server: &str, transport: Transport) -> RGBColor {
+    if server == "tornado" {
+        return RGBColor(0xff, 0x7f, 0x0e);
+    }
     let nchan = server == "nchan";
     match (transport, nchan) {
         (Transport::LongPoll, false) => RGBColor(0x1f, 0x77, 0xb4),

@@ -91,7 +91,8 @@ pub(crate) async fn run(
             progress.println("time budget spent; skipping the rest of the scale-out scenario");
             break;
         }
-        let mut baseline = Bench { server: &mut memory, subscribe_on: None, also_measured: &[], progress, deadline };
+        let mut baseline =
+            Bench { server: &mut memory, subscribe_on: None, also_measured: &[], progress, deadline, link: None };
         let outcome = scenario::deliver(&mut baseline, load).await;
         progress.inc(1);
         announce(&outcome);
@@ -106,6 +107,7 @@ pub(crate) async fn run(
             also_measured: &also_measured,
             progress,
             deadline,
+            link: None,
         };
         let outcome = scenario::deliver(&mut across, load).await;
         progress.inc(1);

@@ -24,6 +24,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use emulated_link::Link;
+
 use crate::clients::{Endpoint, Feed, Item, Publisher, Transport};
 use crate::payload::{Stamp, now_ns};
 use crate::servers::{ProcSample, Server, machine_busy_ns, process_sample};
@@ -38,8 +40,10 @@ const SHARDS: usize = 32;
 const CONNECT_PHASE_TIMEOUT: Duration = Duration::from_secs(90);
 /// After the last publish, how long to wait for deliveries still in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+/// The longest drain behind an emulated link.
+const MAX_LINK_DRAIN: Duration = Duration::from_secs(180);
 /// A round trip slower than this counts its message as lost and moves on.
-const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(5);
+const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(20);
 /// An open-loop publisher stops after this multiple of its planned time (plus a
 /// second): by then it has reached less than half its rate, which fails a ramp step
 /// anyway, and publishing the rest would only lengthen the run.
@@ -68,6 +72,17 @@ pub(crate) enum Kind {
     /// Fan-out across instances: publish on one, subscribers on another, sharing the
     /// conversation through Redis; or the same load on one in-memory instance.
     ScaleOut,
+    /// Network matrix: messages published back to back; how long until each subscriber
+    /// holds the last, and in how many responses or frames they came.
+    Burst,
+    /// Network matrix: the subscriber's connection is cut, a message is published at
+    /// once, and the subscriber reconnects from its cursor as a browser would.
+    Resume,
+    /// Network matrix: a new subscriber connects; how long until its first message.
+    ColdStart,
+    /// Network matrix: one step of a publish-rate ramp of 1 KiB messages on a link of
+    /// limited bandwidth.
+    Constrained,
 }
 
 /// The shape of one measurement.
@@ -95,7 +110,7 @@ pub(crate) struct Latency {
 }
 
 impl Latency {
-    fn of(histogram: &Histogram<u64>) -> Latency {
+    pub(crate) fn of(histogram: &Histogram<u64>) -> Latency {
         Latency {
             samples: histogram.len(),
             p50: histogram.value_at_quantile(0.5),
@@ -178,6 +193,17 @@ pub(crate) struct Outcome {
     pub memory: Option<Memory>,
     /// The first error seen, when any.
     pub note: Option<String>,
+    /// The network matrix's link profile the subscribers were behind (`None`: loopback
+    /// runs, which emulate nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    /// Burst: per subscriber, from the first publish until it held the last message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_us: Option<Latency>,
+    /// Burst: responses (long-poll), chunks (SSE) or frames (WebSocket) that carried
+    /// the burst, per subscriber.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batches_per_subscriber: Option<f64>,
 }
 
 impl Outcome {
@@ -227,6 +253,10 @@ struct Tracker {
     duplicated: u64,
     out_of_order: u64,
     failed: bool,
+    /// When the last of the messages arrived (all of them: `distinct == messages`).
+    completed_ns: Option<u64>,
+    /// Deliveries (responses, chunks, frames) that brought at least one new message.
+    batches: u64,
 }
 
 impl Tracker {
@@ -239,6 +269,8 @@ impl Tracker {
             duplicated: 0,
             out_of_order: 0,
             failed: false,
+            completed_ns: None,
+            batches: 0,
         }
     }
 
@@ -281,18 +313,32 @@ pub(crate) struct Bench<'a> {
     pub progress: &'a ProgressBar,
     /// No new phase starts after this instant.
     pub deadline: Instant,
+    /// Network matrix: the link every subscriber (and a round trip's publisher) is
+    /// behind, with its profile's name.
+    pub link: Option<(&'a str, Link)>,
 }
 
 impl Bench<'_> {
-    fn endpoint(&self) -> Endpoint {
-        Endpoint { protocol: self.server.facts.protocol, dialer: Dialer::new(self.server.addr) }
+    /// Where the publisher connects: on loopback, as a back end publishes, except for
+    /// a round trip, which is a person's own message crossing their link.
+    pub(crate) fn publisher_endpoint(&self, kind: Kind) -> Endpoint {
+        let dialer = Dialer::new(self.server.addr);
+        let own_message = matches!(kind, Kind::RoundTrip | Kind::RoundTripInBand);
+        let dialer = match self.link {
+            Some((_, link)) if own_message => dialer.with_link(link),
+            _ => dialer,
+        };
+        Endpoint { protocol: self.server.facts.protocol, dialer }
     }
 
-    fn subscriber_endpoint(&self) -> Endpoint {
-        match self.subscribe_on {
-            Some(peer) => Endpoint { protocol: peer.facts.protocol, dialer: Dialer::new(peer.addr) },
-            None => self.endpoint(),
-        }
+    /// Where the subscribers connect, behind the link if there is one.
+    pub(crate) fn subscriber_endpoint(&self) -> Endpoint {
+        let (protocol, addr) = match self.subscribe_on {
+            Some(peer) => (peer.facts.protocol, peer.addr),
+            None => (self.server.facts.protocol, self.server.addr),
+        };
+        let dialer = Dialer::new(addr);
+        Endpoint { protocol, dialer: self.link.map_or(dialer.clone(), |(_, link)| dialer.with_link(link)) }
     }
 
     /// CPU and memory of every server-side process together; `None` when one of them
@@ -311,10 +357,11 @@ impl Bench<'_> {
 
 /// Runs one publish-and-deliver measurement.
 pub(crate) async fn deliver(bench: &mut Bench<'_>, load: &Load) -> Outcome {
-    let endpoint = bench.endpoint();
+    let endpoint = bench.publisher_endpoint(load.kind);
     let subscriber_endpoint = bench.subscriber_endpoint();
     let name = bench.server.facts.name.clone();
     let mut outcome = empty_outcome(&name, load);
+    outcome.link = bench.link.map(|(profile, _)| profile.to_owned());
     let publish_traffic = Arc::new(Traffic::default());
     let subscriber_traffic = Arc::new(Traffic::default());
 
@@ -434,9 +481,15 @@ pub(crate) async fn deliver(bench: &mut Bench<'_>, load: &Load) -> Outcome {
     }
     let publish_elapsed = started.elapsed();
 
-    // 4. Drain.
+    // 4. Drain. Behind a link, a transport may need a round trip per message (nchan's
+    // long-poll answers one at a time), so the wait grows with the round trip.
     let expected = published * connected as u64;
-    drain(&shared, expected, if load.kind == Kind::Throughput { RAMP_DRAIN_STALL } else { DRAIN_TIMEOUT }).await;
+    let drain_timeout = match bench.link {
+        Some((_, link)) => (DRAIN_TIMEOUT + link.rtt * published as u32).min(MAX_LINK_DRAIN),
+        None => DRAIN_TIMEOUT,
+    };
+    let stall = if load.kind == Kind::Throughput { RAMP_DRAIN_STALL } else { drain_timeout };
+    drain(&shared, expected, stall, drain_timeout).await;
     let delivered = shared.delivered.load(Ordering::SeqCst);
     let last_ns = shared.last_delivery_ns.load(Ordering::SeqCst);
     let window = if delivered >= expected && last_ns > started_ns {
@@ -458,6 +511,8 @@ pub(crate) async fn deliver(bench: &mut Bench<'_>, load: &Load) -> Outcome {
         let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
         histogram.add(&*shard).expect("shards share the histogram bounds");
     }
+    let mut completion = Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds");
+    let (mut batches, mut trackers) = (0, 0);
     for task in tasks {
         // A panicking subscriber task is a bug in this tool; let it surface.
         if let Some(tracker) = task.await.expect("subscriber task") {
@@ -465,7 +520,16 @@ pub(crate) async fn deliver(bench: &mut Bench<'_>, load: &Load) -> Outcome {
             outcome.duplicated += tracker.duplicated;
             outcome.out_of_order += tracker.out_of_order;
             outcome.subscriber_errors += u64::from(tracker.failed);
+            if let Some(done) = tracker.completed_ns {
+                completion.saturating_record((done.saturating_sub(started_ns) / 1000).max(1));
+            }
+            batches += tracker.batches;
+            trackers += 1;
         }
+    }
+    if load.kind == Kind::Burst {
+        outcome.completion_us = Some(Latency::of(&completion));
+        outcome.batches_per_subscriber = Some(batches as f64 / f64::from(trackers.max(1)));
     }
     outcome.published = published;
     outcome.achieved_rate = published as f64 / publish_elapsed.as_secs_f64().max(1e-9);
@@ -502,10 +566,10 @@ pub(crate) async fn deliver(bench: &mut Bench<'_>, load: &Load) -> Outcome {
     outcome
 }
 
-/// Waits until `wanted` messages have been delivered in all, [`DRAIN_TIMEOUT`] passes,
-/// or nothing has arrived for `stall`.
-async fn drain(shared: &Shared, wanted: u64, stall: Duration) {
-    let deadline = Instant::now() + DRAIN_TIMEOUT;
+/// Waits until `wanted` messages have been delivered in all, `timeout` passes, or
+/// nothing has arrived for `stall`.
+async fn drain(shared: &Shared, wanted: u64, stall: Duration, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
     loop {
         let before = shared.delivered.load(Ordering::SeqCst);
         wait_for(shared, wanted, stall.min(deadline.saturating_duration_since(Instant::now()))).await;
@@ -569,6 +633,7 @@ async fn subscribe(
             },
         }
         let arrived_ns = now_ns();
+        let distinct_before = tracker.distinct;
         for item in &items {
             match item {
                 Item::Message(stamp) if stamp.tag == shared.tag => {
@@ -588,6 +653,12 @@ async fn subscribe(
                 }
             }
         }
+        if tracker.distinct > distinct_before {
+            tracker.batches += 1;
+            if tracker.distinct == tracker.messages {
+                tracker.completed_ns = Some(arrived_ns);
+            }
+        }
     }
     Some(tracker)
 }
@@ -602,7 +673,7 @@ pub(crate) async fn idle(bench: &mut Bench<'_>, transport: Transport, subscriber
     {
         return failed(outcome, format!("restart before the idle measurement: {e}"));
     }
-    let endpoint = bench.endpoint();
+    let endpoint = bench.subscriber_endpoint();
     let traffic = Arc::new(Traffic::default());
     let cursor = match Publisher::connect(&endpoint, &traffic).await {
         Ok(mut publisher) => match publisher.publish(&Stamp { tag: 0, seq: 0, sent_ns: now_ns() }.payload(64)).await {
@@ -737,6 +808,9 @@ pub(crate) fn empty_outcome(server: &str, load: &Load) -> Outcome {
         bytes: WireBytes::default(),
         memory: None,
         note: None,
+        link: None,
+        completion_us: None,
+        batches_per_subscriber: None,
     }
 }
 
@@ -756,6 +830,10 @@ impl Kind {
             Kind::RoundTripInBand => "in-band round trip",
             Kind::Idle => "idle",
             Kind::ScaleOut => "scale-out",
+            Kind::Burst => "burst",
+            Kind::Resume => "reconnect and resume",
+            Kind::ColdStart => "cold start",
+            Kind::Constrained => "constrained link",
         }
     }
 }

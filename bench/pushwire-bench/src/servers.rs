@@ -40,8 +40,20 @@ pub(crate) enum Launch {
     Pushwire { binary: PathBuf, bus: Option<String> },
     /// Run nginx with this nchan configuration, which listens on `addr`.
     Nginx { conf: PathBuf, addr: SocketAddr },
+    /// Run Tornado's chat demo (the `demos/chat` folder of a tornado source
+    /// distribution) with this Python through `bench/tornado/serve.py`, which binds it
+    /// to `addr` on loopback.
+    Tornado { python: PathBuf, demo: PathBuf, addr: SocketAddr },
     /// A server someone else runs; `pid` (if given) is read for CPU and memory.
     External { addr: SocketAddr, pid: Option<u32> },
+}
+
+/// Where `bench/tornado/serve.py` is, from the load generator's crate.
+const TORNADO_SERVE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tornado/serve.py");
+
+/// A free loopback port, for a server that cannot be told to pick one itself.
+pub(crate) fn free_loopback_port() -> io::Result<SocketAddr> {
+    std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
 }
 
 /// What the report says about a server.
@@ -77,12 +89,13 @@ impl Server {
             workers: match launch {
                 Launch::Pushwire { .. } => format!("{SERVER_WORKERS} tokio worker threads (TOKIO_WORKER_THREADS)"),
                 Launch::Nginx { .. } => format!("{SERVER_WORKERS} nginx worker processes (worker_processes)"),
+                Launch::Tornado { .. } => "1 Python process (Tornado's IOLoop)".to_owned(),
                 Launch::External { .. } => "unknown (external server)".to_owned(),
             },
             command: command_of(&launch),
         };
         let addr = match &launch {
-            Launch::Nginx { addr, .. } | Launch::External { addr, .. } => *addr,
+            Launch::Nginx { addr, .. } | Launch::External { addr, .. } | Launch::Tornado { addr, .. } => *addr,
             Launch::Pushwire { .. } => SocketAddr::from(([127, 0, 0, 1], 0)),
         };
         let mut server = Server { facts, addr, launch, running: None };
@@ -141,6 +154,17 @@ impl Server {
                     .stdin(Stdio::null())
                     .spawn()?;
                 self.running = Some(Running::Nginx { child, prefix });
+                wait_until_listening(*addr)?;
+            }
+            Launch::Tornado { python, demo, addr } => {
+                let child = Command::new(python)
+                    .arg(TORNADO_SERVE)
+                    .arg(demo)
+                    .arg(format!("--port={}", addr.port()))
+                    .args(["--debug=false", "--logging=warning"])
+                    .stdin(Stdio::null())
+                    .spawn()?;
+                self.running = Some(Running::Child { child, _stdout: None });
                 wait_until_listening(*addr)?;
             }
             Launch::External { addr, .. } => wait_until_listening(*addr)?,
@@ -234,6 +258,9 @@ fn command_of(launch: &Launch) -> String {
             pushwire_args(bus.as_deref()).join(" ")
         ),
         Launch::Nginx { conf, .. } => format!("nginx -p <temp dir> -c {} -g 'daemon off;'", conf.display()),
+        Launch::Tornado { python, demo, .. } => {
+            format!("{} bench/tornado/serve.py {} --port=<free port> --debug=false", python.display(), demo.display())
+        }
         Launch::External { addr, .. } => format!("external server at {addr}"),
     }
 }
@@ -252,6 +279,15 @@ fn version_of(launch: &Launch) -> String {
                 ),
                 _ => "unknown".to_owned(),
             };
+        }
+        Launch::Tornado { python, demo, .. } => {
+            let tornado = Command::new(python).args(["-c", "import tornado; print(tornado.version)"]).output();
+            let demo_of = demo.parent().and_then(Path::parent).and_then(Path::file_name);
+            return format!(
+                "tornado {}, chat demo of {}",
+                tornado.map_or("unknown".to_owned(), |o| String::from_utf8_lossy(&o.stdout).trim().to_owned()),
+                demo_of.map_or("unknown".into(), |name| name.to_string_lossy())
+            );
         }
         Launch::External { .. } => return "unknown".to_owned(),
     };

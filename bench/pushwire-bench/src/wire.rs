@@ -4,8 +4,9 @@
 //! reads and writes to a shared [`Traffic`] tally, so "bytes on the wire per message"
 //! includes HTTP headers, chunked framing, SSE field names and WebSocket frame
 //! headers: everything above TCP. Connections are opened through [`Dialer`], which
-//! also bounds how many handshakes are in flight at once: a burst of 10,000 SYNs would
-//! overflow the server's accept backlog and turn into 1 s retransmits.
+//! also bounds how many handshakes are in flight at once (a burst of 10,000 SYNs would
+//! overflow the server's accept backlog and turn into 1 s retransmits) and, for the
+//! network matrix, puts each connection behind an emulated link (crate `emulated-link`).
 
 use std::io;
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use emulated_link::{Link, Side};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
@@ -33,9 +35,14 @@ impl Traffic {
     }
 }
 
-/// A TCP stream that counts its bytes into a [`Traffic`].
+/// What a connection is: a TCP stream, or the application's end of an emulated link.
+trait Wire: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Wire for T {}
+
+/// A connection that counts its bytes into a [`Traffic`].
 pub(crate) struct Counted {
-    inner: TcpStream,
+    inner: Box<dyn Wire>,
     traffic: Arc<Traffic>,
 }
 
@@ -92,16 +99,23 @@ const CONCURRENT_CONNECTS: usize = 256;
 /// A handshake slower than this on loopback means the server is not accepting.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Opens counted connections to one address, a bounded number at a time.
+/// Opens counted connections to one address, a bounded number at a time, each behind
+/// the dialer's emulated link (none by default).
 #[derive(Clone, Debug)]
 pub(crate) struct Dialer {
     addr: SocketAddr,
     permits: Arc<Semaphore>,
+    link: Link,
 }
 
 impl Dialer {
     pub(crate) fn new(addr: SocketAddr) -> Self {
-        Dialer { addr, permits: Arc::new(Semaphore::new(CONCURRENT_CONNECTS)) }
+        Dialer { addr, permits: Arc::new(Semaphore::new(CONCURRENT_CONNECTS)), link: Link::default() }
+    }
+
+    /// The same dialer, its connections behind `link`.
+    pub(crate) fn with_link(self, link: Link) -> Self {
+        Dialer { link, ..self }
     }
 
     pub(crate) fn addr(&self) -> SocketAddr {
@@ -116,6 +130,8 @@ impl Dialer {
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
         stream.set_nodelay(true)?;
-        Ok(Counted { inner: stream, traffic: traffic.clone() })
+        let inner: Box<dyn Wire> =
+            if self.link.is_emulated() { Box::new(self.link.wrap(stream, Side::Client)) } else { Box::new(stream) };
+        Ok(Counted { inner, traffic: traffic.clone() })
     }
 }

@@ -108,3 +108,30 @@ fn the_quick_scale_out_scenario_delivers_every_message_once_and_in_order_across_
     assert!(!out.join("tables.md").exists(), "no matrix tables without the matrix");
     std::fs::remove_dir_all(&out).expect("remove the output directory");
 }
+
+#[test]
+fn the_quick_network_matrix_delivers_every_message_once_in_order_behind_every_kind_of_link() {
+    // A link with no delay, one with a round trip, and one with limited bandwidth.
+    let profiles = ["loopback", "rtt-20ms", "fast-3g"];
+    let (out, run) = quick_run("network", &["--network", "quick", "--profiles", &profiles.join(",")]);
+    let outcomes = run["outcomes"].as_array().expect("outcomes");
+    let mut measured = std::collections::BTreeSet::new();
+    for outcome in outcomes {
+        assert_delivered_exactly_once_in_order(outcome);
+        let link = outcome["link"].as_str().unwrap_or_else(|| panic!("no link profile: {outcome:#}"));
+        measured.insert((link.to_owned(), outcome["kind"].as_str().unwrap().to_owned()));
+    }
+    for profile in profiles {
+        for kind in ["fan-out", "burst", "round-trip", "round-trip-in-band", "resume", "cold-start"] {
+            assert!(measured.contains(&(profile.to_owned(), kind.to_owned())), "{kind} over {profile}");
+        }
+    }
+    // The rising rate runs only where the bandwidth is limited.
+    assert!(measured.contains(&("fast-3g".to_owned(), "constrained".to_owned())));
+    assert!(!measured.contains(&("rtt-20ms".to_owned(), "constrained".to_owned())));
+    let report = std::fs::read_to_string(out.join("network.md")).expect("network.md is written");
+    assert!(report.contains("Reconnect and resume"), "{report}");
+    assert!(out.join("network-fanout.svg").is_file() && out.join("network-burst.svg").is_file());
+    assert!(!out.join("tables.md").exists(), "a network run writes no loopback tables");
+    std::fs::remove_dir_all(&out).expect("remove the output directory");
+}
