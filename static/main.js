@@ -2,6 +2,7 @@
 // Events, with the numbers that tell them apart. This entry module wires the page:
 //
 //   transports/   one client per transport behind a shared base (backoff, cursor, counters)
+//   auto.js       "Auto": the transport this network lets through, found by trying
 //   inbox.js      the conversation: dedup by id, order by seq, server runs (epochs)
 //   roundtrip.js  how long this page's own messages take to come back
 //   race.js       race mode: all three at once, who delivered first
@@ -10,8 +11,10 @@
 //
 // Switching transports stops the old client and starts the new one from the inbox's
 // newest id, so nothing is lost and nothing is shown twice. Race mode runs all three.
-// `?transport=long-poll|websocket|sse` picks the transport; the last choice is kept
-// across reloads; `document.body.dataset.transport` names the one in use.
+// `?transport=auto|long-poll|websocket|sse` picks the transport (Auto for a first
+// visit); the last choice is kept across reloads; `document.body.dataset.transport`
+// names the transport carrying the chat, `dataset.choice` what the reader chose.
+import { Auto } from './auto.js';
 import { Inbox, parseId } from './inbox.js';
 import { xsrfToken } from './net.js';
 import { BURST_MAX, Publisher } from './publish.js';
@@ -22,6 +25,8 @@ import { LABEL, NAMES, TRANSPORTS } from './transports/index.js';
 
 /** Where the reader's last choice of transport is kept. */
 const CHOICE_KEY = 'pushwire.transport';
+/** The choices the toggle offers. */
+const CHOICES = ['auto', ...NAMES];
 
 const $ = (selector) => document.querySelector(selector);
 const inbox = new Inbox($('#inbox'));
@@ -36,12 +41,34 @@ const RACE_HINT_ON =
   'Subscribed over all three transports. Each row is one message: “first” won, ' +
   'the others show how far behind they arrived.';
 
-let active = chosenTransport();
+/** 'auto' or a transport's id: what the reader chose. */
+let choice = chosenTransport();
+/** The transport carrying the chat (in race mode, the one the status line follows). */
+let active = choice === 'auto' ? NAMES[0] : choice;
 let raceMode = false;
+/** What Auto is doing ('trying', 'settled') and why, for the status line. */
+let autoState = { state: 'settled', text: '' };
 
-const sink = { message: onMessage, gap: onGap, changed: scheduleRender };
+const sink = { message: onMessage, gap: onGap, live: onLive, failed: onFailed, changed: scheduleRender };
 const transports = Object.fromEntries(TRANSPORTS.map((Client) => [Client.id, new Client(sink)]));
 const publisher = new Publisher(roundTrips, transports.websocket);
+const auto = new Auto(carry, (state, text) => {
+  autoState = { state, text };
+  document.body.dataset.auto = state;
+  render();
+});
+
+function onLive(transport) {
+  auto.live(transport);
+}
+
+/** A failure during Auto's trial counts against that transport; a settled transport
+ *  that keeps failing (the network changed) sends Auto back to choosing. */
+function onFailed(transport) {
+  auto.failed(transport);
+  const stuck = choice === 'auto' && !auto.choosing && transport.name === active && transport.failuresSinceLive >= 3;
+  if (stuck) auto.rechoose();
+}
 
 function onMessage(transport, message) {
   const at = performance.now();
@@ -75,13 +102,13 @@ function onGap(transport, gap, staleCursor) {
 
 // --- choosing the transport and race mode ------------------------------------------
 
-/** `?transport=` if it names one, else the reader's last choice, else the first. */
+/** `?transport=` if it names a choice, else the reader's last choice, else Auto. */
 function chosenTransport() {
   const asked = new URLSearchParams(location.search).get('transport');
-  if (NAMES.includes(asked)) return asked;
-  if (asked !== null) console.warn(`unknown ?transport=${asked}; choose one of ${NAMES.join(', ')}`);
+  if (CHOICES.includes(asked)) return asked;
+  if (asked !== null) console.warn(`unknown ?transport=${asked}; choose one of ${CHOICES.join(', ')}`);
   const stored = storage(() => localStorage.getItem(CHOICE_KEY));
-  return NAMES.includes(stored) ? stored : NAMES[0];
+  return CHOICES.includes(stored) ? stored : 'auto';
 }
 
 /** Keeps `name` for the next visit, and in the address if the address names one. */
@@ -107,15 +134,29 @@ function running() {
   return raceMode ? NAMES : [active];
 }
 
-function switchTo(name) {
-  if (name === active) return;
+/** The reader picked `next` ('auto' or a transport) on the toggle. */
+function choose(next) {
+  if (next === choice) return;
+  choice = next;
+  document.body.dataset.choice = next;
+  rememberChoice(next);
+  if (next === 'auto') {
+    auto.choose();
+  } else {
+    auto.cancel();
+    document.body.dataset.auto = 'off';
+    carry(next);
+  }
+}
+
+/** Makes `name` the transport that carries the chat, from the newest message shown. */
+function carry(name) {
   const previous = active;
   active = name;
   document.body.dataset.transport = name;
-  rememberChoice(name);
   if (!raceMode) {
-    transports[previous].stop();
-    transports[name].start(inbox.lastId);
+    if (previous !== name) transports[previous].stop();
+    if (previous !== name || !transports[name].running) transports[name].start(inbox.lastId);
   }
   chartsDirty = true;
   render();
@@ -189,7 +230,7 @@ function scheduleRender() {
 function render() {
   clearTimeout(renderTimer);
   renderTimer = null;
-  const view = { active, raceMode, running: running(), transports };
+  const view = { active, raceMode, running: running(), transports, auto: choice === 'auto' ? autoState : null };
   renderStatus($('#status'), $('#status-text'), view);
   renderHood($('#hood'), view);
   race.renderSummary();
@@ -208,16 +249,19 @@ function render() {
 // --- start ----------------------------------------------------------------------------
 
 for (const radio of document.querySelectorAll('input[name="transport"]')) {
-  radio.checked = radio.value === active;
+  radio.checked = radio.value === choice;
   radio.addEventListener('change', () => {
-    if (radio.checked) switchTo(radio.value);
+    if (radio.checked) choose(radio.value);
   });
 }
 $('#race').addEventListener('change', (event) => setRace(event.target.checked));
 composeForm.elements._xsrf.value = xsrfToken();
 
 document.body.dataset.transport = active;
-transports[active].start(null);
+document.body.dataset.choice = choice;
+document.body.dataset.auto = choice === 'auto' ? 'trying' : 'off';
+if (choice === 'auto') auto.choose();
+else transports[active].start(null);
 // The race switch may have been restored by the browser (back/forward).
 if ($('#race').checked) setRace(true);
 render();
@@ -232,7 +276,12 @@ window.addEventListener('pageshow', (event) => {
   for (const name of running()) transports[name].start(transports[name].cursor ?? inbox.lastId);
   render();
 });
-// When the network comes back, a transport waiting out its backoff tries at once.
-window.addEventListener('online', () => {
+// When the network comes back, or a hidden tab is shown again with a dead connection,
+// a transport waiting out its backoff tries at once.
+function reconnectWaiting() {
   for (const name of running()) if (transports[name].state === 'waiting') transports[name].reconnectNow();
+}
+window.addEventListener('online', reconnectWaiting);
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'visible') reconnectWaiting();
 });

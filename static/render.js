@@ -25,17 +25,19 @@ export function describeState(transport) {
   }
 }
 
-/** `#status`: the active transport's state (in race mode, all three). */
-export function renderStatus(status, text, { active, raceMode, transports }) {
+/** `#status`: the active transport's state (in race mode, all three), and with Auto,
+ *  what it chose and why. */
+export function renderStatus(status, text, { active, raceMode, transports, auto }) {
   const current = transports[active];
-  status.dataset.state = current.state;
+  status.dataset.state = auto?.state === 'trying' ? 'connecting' : current.state;
   status.dataset.transport = active;
   if (raceMode) {
     text.textContent = `Race · ${NAMES.map((t) => `${LABEL[t]} ${describeState(transports[t])}`).join(' · ')}`;
     return;
   }
-  let line = `${LABEL[active]} · ${describeState(current)}`;
+  let line = `${auto ? 'Auto → ' : ''}${LABEL[active]} · ${describeState(current)}`;
   if (current.state === 'waiting' && current.detail) line += ` — ${current.detail}`;
+  if (auto?.text) line += ` — ${auto.text}`;
   text.textContent = line;
 }
 

@@ -34,6 +34,7 @@ const STATIC_FILES: &[(&str, &str)] = &[
     ("race.js", include_str!("../../static/race.js")),
     ("publish.js", include_str!("../../static/publish.js")),
     ("render.js", include_str!("../../static/render.js")),
+    ("auto.js", include_str!("../../static/auto.js")),
     ("transports/index.js", include_str!("../../static/transports/index.js")),
     ("transports/base.js", include_str!("../../static/transports/base.js")),
     ("transports/long-poll.js", include_str!("../../static/transports/long-poll.js")),

@@ -12,9 +12,11 @@
 //! same bytes. A browser's `EventSource` reconnects by itself and sends the last `id:`
 //! it saw as `Last-Event-ID`; we resume from that (or from `?cursor=`).
 //!
-//! - The stream opens with `retry: 1000` and a comment, so the headers and first bytes
-//!   pass any buffering at once; a keep-alive comment follows each quiet period
-//!   (default 15 s) so proxies do not cut an idle stream.
+//! - The stream opens with `retry: 1000` and an `event: ready` (`data: {}`), so the
+//!   headers and first bytes leave at once and a client can tell that events come
+//!   through (a buffering proxy opens the stream and then holds every event, `ready`
+//!   included); a keep-alive comment follows each quiet period (default 15 s) so
+//!   proxies do not cut an idle stream.
 //! - `Cache-Control: no-cache` and `X-Accel-Buffering: no` keep caches and nginx from
 //!   holding events back; no compression layer wraps this route.
 //! - Gap notices are events of their own type: `event: gap` / `id: <cursor>` /
@@ -54,8 +56,9 @@ use crate::bus::{Delivery, Subscription};
 use crate::metrics::{SubscriberGuard, Transport, TransportMetrics};
 use crate::server::Connection;
 
-/// Sent first: flushes the headers and tells the browser to retry after 1 s if cut.
-const OPENING: &[u8] = b"retry: 1000\n: connected\n\n";
+/// Sent first: flushes the headers, tells the browser to retry after 1 s if cut, and
+/// proves to the client that events reach it.
+const OPENING: &[u8] = b"retry: 1000\nevent: ready\ndata: {}\n\n";
 /// Sent after each quiet keep-alive period.
 const KEEPALIVE: &[u8] = b": keep-alive\n\n";
 /// The last event to a slow consumer.

@@ -1,8 +1,9 @@
 //! `GET /a/message/socket[?cursor=ID]`: WebSocket.
 //!
-//! After the upgrade the server sends the history after `cursor` (none: everything
-//! retained), then every new message: one JSON message object per text frame, the
-//! same bytes for every subscriber. The client may publish in-band with a text frame
+//! After the upgrade the server sends `{"ready":{}}` (so a client can tell that frames
+//! come through), the history after `cursor` (none: everything retained), then every
+//! new message: one JSON message object per text frame, the same bytes for every
+//! subscriber. The client may publish in-band with a text frame
 //! `{"body": "…"}` (Tornado's WebSocket chat format); the message goes to every
 //! transport, the sender included.
 //!
@@ -56,6 +57,8 @@ const WRITE_BUFFER: usize = 16 * 1024;
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Close code for a slow consumer: "try again later", the client should reconnect.
 const SLOW_CONSUMER: u16 = close_code::AGAIN;
+/// The first frame: it has no `id`, so clients that only read messages skip it.
+const READY: &str = r#"{"ready":{}}"#;
 
 /// The WebSocket endpoint, for [`super::routes`] to merge.
 pub fn routes() -> Router<AppState> {
@@ -117,6 +120,10 @@ async fn serve(
     let metrics = state.metrics.transport(Transport::WebSocket);
     let _subscriber = metrics.subscriber();
     let mut subscription = state.bus.subscribe(cursor.as_deref().filter(|c| !c.is_empty())).await;
+    let ready = socket.send(Frame::Text(Utf8Bytes::from_static(READY)));
+    if !matches!(timeout(state.config.slow_consumer_timeout, ready).await, Ok(Ok(()))) {
+        return; // gone, or not reading even the first frame
+    }
     let mut ping = interval(state.config.ws_ping);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     ping.reset(); // the first tick would fire at once

@@ -5,7 +5,8 @@
 //
 //   connect()          open a connection from `this.cursor`     (each transport)
 //   disconnect()       close it, silently                       (each transport)
-//   opened()           data can flow: reset the backoff, show "live"
+//   opened()           data came through (the server's first event, not just an open
+//                      connection): reset the backoff, show "live"
 //   received(bytes)    count bytes read
 //   deliver(message)   a message object: advance the cursor, hand it to the page
 //   gap(notice)        the server could not resume from our cursor
@@ -35,7 +36,8 @@ export class Backoff {
 
 /**
  * The base of every transport client. `sink` is the page: `message(transport, message)`,
- * `gap(transport, notice, staleCursor)` and `changed()`.
+ * `gap(transport, notice, staleCursor)`, `live(transport)`, `failed(transport, why)` and
+ * `changed()`.
  *
  * `generation` changes on every start, stop and reconnect; callbacks of an older
  * connection compare it and fall silent, so a late answer from a stopped transport can
@@ -50,6 +52,8 @@ export class Transport {
     this.state = 'idle';
     this.detail = '';
     this.stats = { requests: 0, bytes: 0, messages: 0, reconnects: 0, lastGap: null, lastCut: null };
+    /** Failures since the transport was last live: a network that stopped letting it through. */
+    this.failuresSinceLive = 0;
     this.backoff = new Backoff();
     this.retryAt = null;
     this.retryTimer = null;
@@ -84,7 +88,10 @@ export class Transport {
 
   opened() {
     this.backoff.reset();
+    this.failuresSinceLive = 0;
+    const wasLive = this.state === 'live';
     this.setState('live', '');
+    if (!wasLive) this.sink.live(this);
   }
 
   received(bytes) {
@@ -114,6 +121,7 @@ export class Transport {
     this.generation += 1;
     this.disconnect();
     this.stats.lastCut = why;
+    this.failuresSinceLive += 1;
     const delay = this.backoff.next();
     this.retryAt = performance.now() + delay;
     this.setState('waiting', why);
@@ -124,6 +132,7 @@ export class Transport {
       this.stats.reconnects += 1;
       this.connect();
     }, delay);
+    this.sink.failed(this, why);
   }
 
   setState(state, detail) {

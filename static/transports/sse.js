@@ -1,6 +1,8 @@
 // Server-Sent Events: `GET /a/message/events?cursor=…` through the browser's
 // `EventSource`. One long `text/event-stream` response; each message is an event whose
 // `id:` is the message id, so a reconnect can resume from it. The server also sends
+//   event: ready  first, so the client knows events come through (a buffering proxy
+//                 opens the stream and then holds everything: the open event is no proof)
 //   event: gap    the cursor could not be placed (`id:` is where to resume past it)
 //   event: slow   this client did not read fast enough; the stream ends after it
 //
@@ -11,9 +13,8 @@
 import { httpUrl, utf8Length, withCursor } from '../net.js';
 import { Transport } from './base.js';
 
-/** The opening the server writes on every stream (`retry: 1000\n: connected\n\n`);
- *  `EventSource` does not expose comments, so it is counted on open. */
-const OPENING_BYTES = 25;
+/** The `retry: 1000\n` line before the ready event, which `EventSource` does not expose. */
+const RETRY_BYTES = 12;
 
 export class Sse extends Transport {
   static id = 'sse';
@@ -32,11 +33,12 @@ export class Sse extends Transport {
       const id = event.lastEventId ? `id: ${event.lastEventId}\n` : '';
       this.received(utf8Length(`${header}${id}data: ${event.data}\n\n`));
     };
-    source.onopen = () => {
+    source.addEventListener('ready', (event) => {
       if (!current()) return;
-      this.received(OPENING_BYTES);
+      this.received(RETRY_BYTES);
+      count('ready', event);
       this.opened();
-    };
+    });
     source.onmessage = (event) => {
       if (!current()) return;
       count('', event);

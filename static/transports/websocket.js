@@ -1,6 +1,8 @@
-// WebSocket: `GET /a/message/socket?cursor=…`, upgraded. The server sends the history
-// after the cursor, then every new message, one JSON message object per text frame; a
-// gap notice is a frame `{"gap": {...}}` (no `id`). The client may publish in-band with a
+// WebSocket: `GET /a/message/socket?cursor=…`, upgraded. The server sends `{"ready":{}}`,
+// the history after the cursor, then every new message, one JSON message object per
+// text frame; a gap notice is a frame `{"gap": {...}}` (no `id`). The transport is live
+// at the ready frame, not at the open event: some proxies complete an upgrade and then
+// pass nothing. The client may publish in-band with a
 // frame `{"body": "…"}`. On close it reconnects from the last id it received; the close
 // code says why (1001 server going away, 1013 slow consumer or bus unavailable).
 import { utf8Length, withCursor, wsUrl } from '../net.js';
@@ -16,9 +18,6 @@ export class WebSocketTransport extends Transport {
     this.socket = socket;
     this.stats.requests += 1;
     this.setState('connecting', '');
-    socket.onopen = () => {
-      if (generation === this.generation) this.opened();
-    };
     socket.onmessage = (event) => {
       if (generation !== this.generation || typeof event.data !== 'string') return;
       this.received(utf8Length(event.data));
@@ -28,7 +27,8 @@ export class WebSocketTransport extends Transport {
       } catch {
         return;
       }
-      if (frame.gap) this.gap(frame.gap);
+      if (frame.ready) this.opened();
+      else if (frame.gap) this.gap(frame.gap);
       else this.deliver(frame);
     };
     socket.onclose = (event) => {
@@ -44,7 +44,7 @@ export class WebSocketTransport extends Transport {
     const socket = this.socket;
     this.socket = null;
     if (socket) {
-      socket.onopen = socket.onmessage = socket.onclose = null;
+      socket.onmessage = socket.onclose = null;
       socket.close(1000);
     }
   }

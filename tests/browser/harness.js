@@ -96,11 +96,16 @@ async function launchBrowser() {
 
 /**
  * Opens the chat in a fresh browser context (its own cookie jar and connection pool,
- * like a second person) and waits until its transport is live. The returned page has
- * `errors`: uncaught exceptions and console errors seen on it.
+ * like a second person) and waits until its transport is live. The page starts on
+ * `transport` (long-poll unless a test says otherwise; `null`: the page's own default,
+ * Auto) unless `url` names one. The returned page has `errors`: uncaught exceptions and
+ * console errors seen on it.
  */
-async function openChat(browser, url, { viewport = { width: 1280, height: 900 } } = {}) {
-  const context = await browser.newContext({ viewport });
+async function openChat(browser, url, { viewport = { width: 1280, height: 900 }, transport = 'long-poll', context: options = {} } = {}) {
+  const context = await browser.newContext({ viewport, ...options });
+  const address = new URL(url);
+  if (transport && !address.searchParams.has('transport')) address.searchParams.set('transport', transport);
+  url = address.href;
   const page = await context.newPage();
   page.setDefaultTimeout(WAIT_MS);
   page.errors = [];

@@ -11,7 +11,7 @@ const env = h.useServerAndBrowser();
 
 const bodyTransport = (page) => page.evaluate(() => document.body.dataset.transport);
 
-test('?transport= selects each transport, and an unknown one falls back to the default', { timeout: 60000 }, async () => {
+test('?transport= selects each transport, and an unknown one falls back to Auto', { timeout: 60000 }, async () => {
   for (const transport of ['sse', 'websocket', 'long-poll']) {
     const page = await h.openChat(env.browser, `${env.server.url}?transport=${transport}`);
     await h.waitLive(page, transport);
@@ -24,7 +24,8 @@ test('?transport= selects each transport, and an unknown one falls back to the d
     await page.context().close();
   }
   const page = await h.openChat(env.browser, `${env.server.url}?transport=carrier-pigeon`);
-  assert.equal(await bodyTransport(page), 'long-poll');
+  assert.equal(await page.evaluate(() => document.body.dataset.choice), 'auto');
+  assert.ok(await page.isChecked('#t-auto'), 'the Auto radio is checked');
   h.assertNoErrors(page);
   await page.context().close();
 });

@@ -144,7 +144,10 @@ impl TestApp {
             request.headers_mut().insert("origin", HeaderValue::from_str(origin).expect("origin is a header value"));
         }
         let (socket, _response) = within("the WebSocket handshake", tokio_tungstenite::connect_async(request)).await?;
-        Ok(WsClient { socket })
+        let mut client = WsClient { socket };
+        // Every socket opens with the ready frame, before any history.
+        assert_eq!(client.next_json().await, serde_json::json!({ "ready": {} }), "the first frame");
+        Ok(client)
     }
 
     /// An SSE subscriber from `cursor` (query string) and/or `last_event_id` (the
@@ -158,7 +161,21 @@ impl TestApp {
         let response = within("the SSE response headers", request.send()).await.expect("SSE request");
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(content_type(response.headers()), "text/event-stream");
-        SseReader { headers: response.headers().clone(), body: Box::pin(response.bytes_stream()), buffer: Vec::new() }
+        let mut reader = SseReader {
+            headers: response.headers().clone(),
+            body: Box::pin(response.bytes_stream()),
+            buffer: Vec::new(),
+        };
+        // Every stream opens with the retry time and the ready event, before any history.
+        let opening = reader.next_block().await.expect("the opening block");
+        let ready = SseBlock {
+            event: Some("ready".to_owned()),
+            data: Some("{}".to_owned()),
+            retry: Some("1000".to_owned()),
+            ..SseBlock::default()
+        };
+        assert_eq!(opening, ready, "the opening block");
+        reader
     }
 
     /// Every message the bus retains, oldest first, read straight from the bus: how a
