@@ -496,11 +496,13 @@ fn profile_list() -> String {
         .join("; ")
 }
 
+/// One ramp's highest sustained step and its first failing one.
+type Ramp<'a> = (Option<&'a Outcome>, Option<&'a Outcome>);
+
 /// Per profile, transport and server: the highest sustained rate of 1 KiB messages and
 /// the bytes on the wire per delivered message there.
 fn constrained_table(md: &mut String, run: &Run) {
-    let mut best: BTreeMap<(usize, String, Transport), BTreeMap<String, (Option<&Outcome>, Option<&Outcome>)>> =
-        BTreeMap::new();
+    let mut best: BTreeMap<(usize, String, Transport), BTreeMap<String, Ramp<'_>>> = BTreeMap::new();
     for o in run.outcomes.iter().filter(|o| o.kind == Kind::Constrained) {
         let Some(profile) = &o.link else { continue };
         let entry = best.entry((profile_order(profile), profile.clone(), o.transport)).or_default();
@@ -582,7 +584,7 @@ pub(crate) fn write(run: &Run, dir: &Path, json: &str) -> std::io::Result<()> {
 /// constrained ones, which a line against RTT would misread.
 fn unlimited_rtt_ms(profile: &str) -> Option<f64> {
     let p = profiles().into_iter().find(|p| p.name == profile)?;
-    (p.link.down.is_none() && p.link.up.is_none()).then(|| p.link.rtt.as_secs_f64() * 1000.0)
+    (p.link.down.is_none() && p.link.up.is_none()).then_some(p.link.rtt.as_secs_f64() * 1000.0)
 }
 
 fn rtt_plot(
