@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
+use clap::builder::RangedU64ValueParser;
 use emulated_link::{Link, Rate};
 
 /// Tornado's chat demo keeps 200 messages; so do we.
@@ -30,6 +31,16 @@ pub const DEFAULT_SLOW_CONSUMER_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_SUBSCRIBERS: usize = 32_768;
 /// A browser sends its request head in one go; 10 s is generous even on mobile.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request head (request line and headers) accepted: a quarter of Tornado's
+/// 64 KiB, the same as Node's. Every request of the page is under 1 KiB with its cookie,
+/// so even a few large cookies of other apps on the same host fit.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Connections open at once, subscribed or not: the 32,768 subscriber slots with room
+/// for page loads and publishers. Each connection still sending its head holds at most
+/// about twice `--max-header-bytes` (hyper's read buffer doubles, then checks), so the
+/// worst case is about 1.2 GiB of the benchmark machine's 24. The open-file limit may
+/// bind first: pushwire raises its soft limit to the hard one.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 40_000;
 /// tokio's own: 61 task polls between two looks for new I/O and timer events. Raising
 /// it lets a fan-out burst finish before the requests that follow it are taken in,
 /// which helps long-poll (its clients poll again at once) and costs the streaming
@@ -84,6 +95,18 @@ pub struct Config {
     /// Seconds a client gets to send its request headers before the connection is dropped.
     #[arg(long, env = "PUSHWIRE_HEADER_TIMEOUT", default_value = "10", value_parser = seconds)]
     pub header_timeout: Duration,
+
+    /// Largest request head in bytes (request line and headers); larger heads get 431
+    /// and the connection is closed.
+    #[arg(long, env = "PUSHWIRE_MAX_HEADER_BYTES", default_value_t = DEFAULT_MAX_HEADER_BYTES,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1024..=1024 * 1024))]
+    pub max_header_bytes: usize,
+
+    /// Connections open at once; beyond it a new connection is closed at once (counted
+    /// as `too_many_connections`), and those already open are not disturbed.
+    #[arg(long, env = "PUSHWIRE_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_connections: usize,
 
     /// Task polls a busy worker thread runs between two looks for new I/O and timer
     /// events (tokio's `event_interval`). Read by the `pushwire` binary, which builds
@@ -151,6 +174,8 @@ impl Default for Config {
             slow_consumer_timeout: DEFAULT_SLOW_CONSUMER_TIMEOUT,
             max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             event_interval: DEFAULT_EVENT_INTERVAL,
             allowed_origins: Vec::new(),
             bus: None,
@@ -221,6 +246,10 @@ mod tests {
             (default.outbound_limit, default.slow_consumer_timeout, default.max_subscribers, default.header_timeout)
         );
         assert_eq!(parsed.event_interval, default.event_interval);
+        assert_eq!(
+            (parsed.max_header_bytes, parsed.max_connections),
+            (default.max_header_bytes, default.max_connections)
+        );
     }
 
     #[test]

@@ -122,8 +122,14 @@ pub async fn run(listener: TcpListener, state: AppState) -> std::io::Result<()> 
         header_timeout: state.config.header_timeout,
         outbound: state.config.outbound_limit,
         link: state.config.link(),
+        max_header_bytes: state.config.max_header_bytes,
+        max_connections: state.config.max_connections,
     };
-    server::serve(listener, app(state), limits, shutdown).await?;
+    let refused = {
+        let state = state.clone();
+        move |refusal: server::Refusal| state.metrics.rejected(refusal.reason())
+    };
+    server::serve(listener, app(state), limits, shutdown, refused).await?;
     tasks.close();
     tasks.wait().await;
     Ok(())

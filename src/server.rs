@@ -10,6 +10,10 @@
 //!   Nagle's algorithm waits for an ACK.
 //! - A header read timeout: a client that sends its request head too slowly (a
 //!   slowloris) is dropped instead of holding a socket forever.
+//! - Inbound memory is bounded: a request head larger than `--max-header-bytes` gets
+//!   431 and the connection is closed (hyper's read buffer grows by doubling and is
+//!   checked after each read, so a head in progress holds under twice the limit), and
+//!   at most `--max-connections` are open at once; more are closed as they come.
 //! - A write buffer limit (`--outbound-limit`): what hyper holds for a client that
 //!   does not read.
 //! - Accept errors (e.g. out of file descriptors) pause the loop briefly instead of
@@ -23,6 +27,7 @@
 //!   end of their connection rather than on the shutdown token every connection shares.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -33,6 +38,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
@@ -55,6 +61,10 @@ pub struct Limits {
     pub outbound: usize,
     /// The network link emulated on every connection (`--emulate-rtt`); usually none.
     pub link: Link,
+    /// The largest request head; hyper answers a larger one with 431 and closes.
+    pub max_header_bytes: usize,
+    /// Connections open at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
 }
 
 /// The TCP connection a request arrived on: a handler can close it, whatever it is
@@ -63,18 +73,24 @@ pub struct Limits {
 /// It is a child of the shutdown token. Waiting on a token takes its lock at every
 /// poll, and the shutdown token's lock is shared by every connection (waiting on it was
 /// the top user-space cost of long-polling); a connection's lock is its own.
+///
+/// It also holds the connection's `--max-connections` permit: an upgraded WebSocket
+/// outlives hyper's connection task, and counts until its handler lets go of this.
 #[derive(Clone, Debug)]
-pub struct Connection(CancellationToken);
+pub struct Connection {
+    token: CancellationToken,
+    _permit: Option<Arc<OwnedSemaphorePermit>>,
+}
 
 impl Connection {
     /// Ends the connection now, whatever its request is doing.
     pub fn close(&self) {
-        self.0.cancel();
+        self.token.cancel();
     }
 
     /// Resolves when the connection is closed or the server shuts down.
     pub fn ended(&self) -> WaitForCancellationFuture<'_> {
-        self.0.cancelled()
+        self.token.cancelled()
     }
 }
 
@@ -86,7 +102,7 @@ impl FromRequestParts<AppState> for Connection {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
         Ok(match parts.extensions.get::<Connection>() {
             Some(connection) => connection.clone(),
-            None => Connection(state.shutdown.child_token()),
+            None => Connection { token: state.shutdown.child_token(), _permit: None },
         })
     }
 }
@@ -99,15 +115,19 @@ pub async fn serve(
     app: Router,
     limits: Limits,
     shutdown: CancellationToken,
+    refused: impl Fn(Refusal) + Clone + Send + 'static,
 ) -> std::io::Result<()> {
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
+        .max_header_size(limits.max_header_bytes)
         // hyper stops asking a streaming body for more once this much is buffered:
         // the SSE outbound limit. hyper refuses less than 8 KiB.
         .max_buf_size(limits.outbound.max(MIN_BUFFER));
     let connections = TaskTracker::new();
+    // One permit per open connection; a connection's task holds it until it ends.
+    let open = Arc::new(Semaphore::new(limits.max_connections));
 
     loop {
         let stream = tokio::select! {
@@ -121,13 +141,20 @@ pub async fn serve(
             },
             () = shutdown.cancelled() => break,
         };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            // Over the cap: closed before a byte is read, so it costs next to nothing.
+            drop(stream);
+            refused(Refusal::TooManyConnections);
+            continue;
+        };
         // Best effort: a socket that refuses NODELAY still works, just with more delay.
         let _ = stream.set_nodelay(true);
+        let closer = Connection { token: shutdown.child_token(), _permit: Some(Arc::new(permit)) };
         if limits.link.is_emulated() {
             let stream = limits.link.wrap(stream, Side::Server);
-            connections.spawn(connection(&builder, TokioIo::new(stream), &app, &shutdown));
+            connections.spawn(connection(&builder, TokioIo::new(stream), &app, closer, &shutdown, refused.clone()));
         } else {
-            connections.spawn(connection(&builder, TokioIo::new(stream), &app, &shutdown));
+            connections.spawn(connection(&builder, TokioIo::new(stream), &app, closer, &shutdown, refused.clone()));
         }
     }
     drop(listener);
@@ -142,12 +169,13 @@ fn connection<I>(
     builder: &http1::Builder,
     io: I,
     app: &Router,
+    closer: Connection,
     shutdown: &CancellationToken,
+    refused: impl Fn(Refusal) + Send + 'static,
 ) -> impl Future<Output = ()> + Send + 'static
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let closer = Connection(shutdown.child_token());
     let service = {
         let (app, closer) = (app.clone(), closer.clone());
         hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
@@ -161,7 +189,7 @@ where
         let mut connection = std::pin::pin!(connection);
         let result = tokio::select! {
             result = connection.as_mut() => result,
-            () = closer.0.cancelled() => {
+            () = closer.ended() => {
                 if !shutdown.is_cancelled() {
                     return tracing::debug!("connection closed by the server");
                 }
@@ -172,7 +200,31 @@ where
             }
         };
         if let Err(error) = result {
+            // hyper has answered 431 and closed.
+            if error.is_parse_too_large() {
+                refused(Refusal::HeaderTooLarge);
+            }
             tracing::debug!(%error, "connection ended with an error");
+        }
+    }
+}
+
+/// A connection refused before it reached the router, as the `requests_rejected`
+/// metric names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Accepted while `--max-connections` were open, and closed at once.
+    TooManyConnections,
+    /// A request head over `--max-header-bytes`: answered 431, then closed.
+    HeaderTooLarge,
+}
+
+impl Refusal {
+    /// The reason label of the `requests_rejected` metric.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::TooManyConnections => "too_many_connections",
+            Refusal::HeaderTooLarge => "header_too_large",
         }
     }
 }

@@ -39,7 +39,14 @@ enum Text {
     Verbatim(Range<usize>),
     /// Decoded from `+` and `%XX` escapes.
     Decoded(String),
+    /// Escapes that do not decode to UTF-8: no text at all.
+    Undecodable,
 }
+
+/// A field whose value is not UTF-8 text once decoded. The handler decides what that
+/// means: a message body is refused, a cursor is malformed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotText;
 
 impl FromRequest<AppState> for Form {
     type Rejection = AppError;
@@ -61,8 +68,8 @@ impl FromRequest<AppState> for Form {
 }
 
 impl Form {
-    /// Decodes a form body, refusing percent-escapes that are not UTF-8 rather than
-    /// replacing them: a message is published as sent or not at all.
+    /// Decodes a form body. Percent-escapes that are not UTF-8 are kept as such rather
+    /// than replaced: a message is published as sent or not at all ([`Form::get`]).
     pub fn parse(body: Bytes) -> Result<Self, AppError> {
         // A form body is ASCII (anything else is percent-encoded), so UTF-8 is enough.
         let body = String::from_utf8(body.into()).map_err(|_| AppError::MalformedForm)?;
@@ -78,20 +85,23 @@ impl Form {
                 Some(at) => (whole.start..whole.start + at, whole.start + at + 1..whole.end),
                 None => (whole.clone(), whole.end..whole.end),
             };
-            fields.push((Text::decode(&body, name)?, Text::decode(&body, value)?));
+            fields.push((Text::decode(&body, name), Text::decode(&body, value)));
         }
         Ok(Form { body, fields })
     }
 
-    /// The last value of `name` (Tornado's `get_argument`), if present.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.fields.iter().rev().find(|(n, _)| self.text(n) == name).map(|(_, v)| self.text(v))
+    /// The last value of `name` (Tornado's `get_argument`), if present; [`NotText`]
+    /// when it is there but not UTF-8 text.
+    pub fn get(&self, name: &str) -> Result<Option<&str>, NotText> {
+        let found = self.fields.iter().rev().find(|(n, _)| self.text(n) == Some(name));
+        found.map(|(_, value)| self.text(value).ok_or(NotText)).transpose()
     }
 
-    fn text<'a>(&'a self, text: &'a Text) -> &'a str {
+    fn text<'a>(&'a self, text: &'a Text) -> Option<&'a str> {
         match text {
-            Text::Verbatim(range) => &self.body[range.clone()],
-            Text::Decoded(decoded) => decoded,
+            Text::Verbatim(range) => Some(&self.body[range.clone()]),
+            Text::Decoded(decoded) => Some(decoded),
+            Text::Undecodable => None,
         }
     }
 
@@ -99,6 +109,7 @@ impl Form {
     pub fn check_xsrf(&self, headers: &HeaderMap) -> Result<(), AppError> {
         let sent = self
             .get(XSRF)
+            .map_err(|NotText| AppError::MalformedForm)?
             .or_else(|| ["x-xsrftoken", "x-csrftoken"].iter().find_map(|h| headers.get(*h)?.to_str().ok()))
             .ok_or(AppError::XsrfMissing)?;
         let cookie = xsrf_cookie(headers).ok_or(AppError::XsrfNoCookie)?;
@@ -107,14 +118,16 @@ impl Form {
 }
 
 impl Text {
-    fn decode(body: &str, range: Range<usize>) -> Result<Text, AppError> {
+    fn decode(body: &str, range: Range<usize>) -> Text {
         let raw = &body.as_bytes()[range.clone()];
         if memchr::memchr2(b'+', b'%', raw).is_none() {
-            return Ok(Text::Verbatim(range));
+            return Text::Verbatim(range);
         }
         let spaced: Vec<u8> = raw.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
-        let decoded = percent_decode(&spaced).decode_utf8().map_err(|_| AppError::MalformedForm)?;
-        Ok(Text::Decoded(decoded.into_owned()))
+        match percent_decode(&spaced).decode_utf8() {
+            Ok(decoded) => Text::Decoded(decoded.into_owned()),
+            Err(_) => Text::Undecodable,
+        }
     }
 }
 
@@ -151,15 +164,17 @@ mod tests {
     #[test]
     fn parse_decodes_plus_and_percent_and_keeps_the_last_value() {
         let form = Form::parse(Bytes::from_static(b"body=a+b%26c&x=1&x=2&flag")).unwrap();
-        assert_eq!(form.get("body"), Some("a b&c"));
-        assert_eq!(form.get("x"), Some("2"));
-        assert_eq!(form.get("flag"), Some(""));
-        assert_eq!(form.get("missing"), None);
+        assert_eq!(form.get("body"), Ok(Some("a b&c")));
+        assert_eq!(form.get("x"), Ok(Some("2")));
+        assert_eq!(form.get("flag"), Ok(Some("")));
+        assert_eq!(form.get("missing"), Ok(None));
     }
 
     #[test]
-    fn parse_refuses_invalid_utf8() {
-        assert!(matches!(Form::parse(Bytes::from_static(b"body=%FF%FE")), Err(AppError::MalformedForm)));
+    fn escapes_that_are_not_utf8_make_that_field_not_text_and_raw_bytes_the_whole_form() {
+        let form = Form::parse(Bytes::from_static(b"cursor=%FF%FE&x=1")).unwrap();
+        assert_eq!(form.get("cursor"), Err(NotText));
+        assert_eq!(form.get("x"), Ok(Some("1")));
         assert!(matches!(Form::parse(Bytes::from_static(b"body=\xFF")), Err(AppError::MalformedForm)));
     }
 

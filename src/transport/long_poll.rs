@@ -21,7 +21,7 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::post;
 
-use super::{AppError, Form, SubscriberSlot};
+use super::{AppError, Form, NOT_TEXT, SubscriberSlot};
 use crate::AppState;
 use crate::bus::Delivery;
 use crate::metrics::{Transport, TransportMetrics};
@@ -38,7 +38,8 @@ async fn poll(
     connection: Connection,
     form: Form,
 ) -> Result<Response, AppError> {
-    let cursor = form.get("cursor").filter(|c| !c.is_empty());
+    // A cursor that is not text is as malformed as any other that points nowhere.
+    let cursor = form.get("cursor").unwrap_or(Some(NOT_TEXT)).filter(|c| !c.is_empty());
     let metrics = state.metrics.transport(Transport::LongPoll);
     let _pending = metrics.subscriber();
     let mut subscription = state.bus.subscribe(cursor).await;

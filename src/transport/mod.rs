@@ -87,7 +87,13 @@ impl FromRequestParts<AppState> for SubscriberSlot {
     }
 }
 
-/// `?cursor=ID` on the streaming transports.
+/// What a cursor that is not UTF-8 text (in a form, a query or `Last-Event-ID`) is read
+/// as: the replacement character, which no cursor contains, so the bus answers with a
+/// `malformed` gap notice and the history, as for any other cursor it cannot place.
+pub(crate) const NOT_TEXT: &str = "\u{fffd}";
+
+/// `?cursor=ID` on the streaming transports (a query that is not UTF-8 text decodes
+/// with replacement characters, so such a cursor is malformed too).
 #[derive(Debug, Deserialize)]
 pub struct CursorQuery {
     /// The id of the last message the client has.

@@ -10,6 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
+use super::form::NotText;
 use super::{AppError, Form};
 use crate::AppState;
 
@@ -20,8 +21,9 @@ pub fn routes() -> Router<AppState> {
 
 async fn publish(State(state): State<AppState>, form: Form) -> Result<Response, AppError> {
     // Refuse a bad `next` before publishing: a refused request must change nothing.
-    let next = form.get("next").filter(|next| !next.is_empty()).map(local_path).transpose()?;
-    let text = form.get("body").ok_or(AppError::MissingField("body"))?;
+    let field = |name| form.get(name).map_err(|NotText| AppError::MalformedForm);
+    let next = field("next")?.filter(|next| !next.is_empty()).map(local_path).transpose()?;
+    let text = field("body")?.ok_or(AppError::MissingField("body"))?;
     let message = state.bus.publish(text.to_owned()).await?;
     state.metrics.published();
     Ok(match next {

@@ -50,7 +50,7 @@ use bytes::BytesMut;
 use futures::stream::{self, Stream, StreamExt};
 use tokio::time::{Instant, sleep, sleep_until};
 
-use super::{CursorQuery, SubscriberSlot};
+use super::{CursorQuery, NOT_TEXT, SubscriberSlot};
 use crate::AppState;
 use crate::bus::{Delivery, Subscription};
 use crate::metrics::{SubscriberGuard, Transport, TransportMetrics};
@@ -83,7 +83,8 @@ async fn events(
     headers: HeaderMap,
     Query(query): Query<CursorQuery>,
 ) -> Response {
-    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    // A header that is not text (bytes beyond ASCII) is a malformed cursor, not none.
+    let last_event_id = headers.get("last-event-id").map(|v| v.to_str().unwrap_or(NOT_TEXT));
     let cursor = last_event_id.or(query.cursor.as_deref()).filter(|c| !c.is_empty());
     let subscription = state.bus.subscribe(cursor).await;
     let metrics = state.metrics.transport(Transport::Sse).clone();

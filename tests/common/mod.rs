@@ -138,7 +138,17 @@ impl TestApp {
         cursor: Option<&str>,
         origin: Option<&str>,
     ) -> Result<WsClient, tungstenite::Error> {
-        let url = format!("ws://{}/a/message/socket{}", self.addr, cursor_query(cursor));
+        self.try_websocket_at(&cursor_query(cursor), origin).await
+    }
+
+    /// A WebSocket upgrade with `query` (`?…` or empty) as it is, for queries a cursor
+    /// would not make (escapes that are not UTF-8).
+    pub(crate) async fn try_websocket_at(
+        &self,
+        query: &str,
+        origin: Option<&str>,
+    ) -> Result<WsClient, tungstenite::Error> {
+        let url = format!("ws://{}/a/message/socket{query}", self.addr);
         let mut request = url.into_client_request()?;
         if let Some(origin) = origin {
             request.headers_mut().insert("origin", HeaderValue::from_str(origin).expect("origin is a header value"));
@@ -154,7 +164,12 @@ impl TestApp {
     /// `Last-Event-ID` header a reconnecting `EventSource` sends). Asserts the response
     /// is a `200 text/event-stream`.
     pub(crate) async fn sse(&self, cursor: Option<&str>, last_event_id: Option<&str>) -> SseReader {
-        let mut request = reqwest::Client::new().get(self.url(&format!("/a/message/events{}", cursor_query(cursor))));
+        self.sse_at(&cursor_query(cursor), last_event_id).await
+    }
+
+    /// An SSE subscriber with `query` (`?…` or empty) as it is.
+    pub(crate) async fn sse_at(&self, query: &str, last_event_id: Option<&str>) -> SseReader {
+        let mut request = reqwest::Client::new().get(self.url(&format!("/a/message/events{query}")));
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id);
         }
