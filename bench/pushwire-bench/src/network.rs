@@ -639,10 +639,13 @@ fn rtt_plot(
     title: &str,
     value_us: impl Fn(&Outcome) -> Option<u64>,
 ) -> Result<(), String> {
-    let mut series: BTreeMap<(String, Transport), Vec<(f64, f64)>> = BTreeMap::new();
+    let mut series = report::Series::new();
     for o in run.outcomes.iter().filter(|o| o.kind == kind) {
         let (Some(rtt), Some(us)) = (o.link.as_deref().and_then(unlimited_rtt_ms), value_us(o)) else { continue };
         series.entry((o.server.clone(), o.transport)).or_default().push((rtt, us as f64 / 1000.0));
+    }
+    for data in series.values_mut() {
+        data.sort_by(|a, b| a.0.total_cmp(&b.0));
     }
     let x_max = series.values().flatten().map(|p| p.0).fold(1.0f64, f64::max) * 1.05;
     // Log scale: nchan's long-poll falls behind by orders of magnitude, which a linear
@@ -665,25 +668,6 @@ fn rtt_plot(
         .y_label_formatter(&|y| format!("{y}"))
         .draw()
         .map_err(|e| e.to_string())?;
-    for ((server, transport), mut data) in series {
-        data.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let colour = report::colour(&server, transport);
-        let style = if server == "pushwire" { colour.stroke_width(3) } else { colour.stroke_width(2) };
-        chart
-            .draw_series(LineSeries::new(data.iter().copied(), style))
-            .map_err(|e| e.to_string())?
-            .label(format!("{server} {}", transport.name()))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
-        chart
-            .draw_series(data.iter().map(|&(x, y)| Circle::new((x, y), 3, colour.filled())))
-            .map_err(|e| e.to_string())?;
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(|e| e.to_string())?;
+    report::draw_lines(&mut chart, &series)?;
     root.present().map_err(|e| e.to_string())
 }

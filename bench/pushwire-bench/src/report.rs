@@ -437,7 +437,8 @@ pub(crate) fn colour(server: &str, transport: Transport) -> RGBColor {
     }
 }
 
-type Series = BTreeMap<(String, Transport), Vec<(f64, f64)>>;
+/// Points per server and transport, in rising x.
+pub(crate) type Series = BTreeMap<(String, Transport), Vec<(f64, f64)>>;
 
 fn line_plot(path: &Path, title: &str, x_label: &str, series: &Series) -> Result<(), String> {
     let points = series.values().flatten();
@@ -468,6 +469,19 @@ fn line_plot(path: &Path, title: &str, x_label: &str, series: &Series) -> Result
         .y_label_formatter(&|y| format!("{y}"))
         .draw()
         .map_err(|e| e.to_string())?;
+    draw_lines(&mut chart, series)?;
+    root.present().map_err(|e| e.to_string())
+}
+
+/// One line with points per server and transport, in their colours, and the legend.
+pub(crate) fn draw_lines<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    series: &Series,
+) -> Result<(), String>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
     for ((server, transport), data) in series {
         let colour = colour(server, *transport);
         chart
@@ -485,8 +499,7 @@ fn line_plot(path: &Path, title: &str, x_label: &str, series: &Series) -> Result
         .border_style(BLACK)
         .position(SeriesLabelPosition::UpperLeft)
         .draw()
-        .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())
 }
 
 fn latency_plot(run: &Run, path: &Path) -> Result<(), String> {
