@@ -82,10 +82,28 @@ pub struct Connection {
     _permit: Option<Arc<OwnedSemaphorePermit>>,
 }
 
+/// What can close a connection without keeping it counted as open: for a watcher that
+/// may outlive the connection (the SSE watchdog's list).
+#[derive(Clone, Debug)]
+pub struct Closer(CancellationToken);
+
+impl Closer {
+    /// Ends the connection now, if it is still open.
+    pub fn close(&self) {
+        self.0.cancel();
+    }
+}
+
 impl Connection {
     /// Ends the connection now, whatever its request is doing.
     pub fn close(&self) {
         self.token.cancel();
+    }
+
+    /// A handle that closes this connection but does not hold its `--max-connections`
+    /// permit.
+    pub fn closer(&self) -> Closer {
+        Closer(self.token.clone())
     }
 
     /// Resolves when the connection is closed or the server shuts down.

@@ -184,3 +184,29 @@ async fn a_cursor_that_is_not_text_gets_a_malformed_gap_then_the_history_on_ever
     assert_gap(&socket.next_json().await["gap"], "malformed", None);
     assert_eq!(ids(&socket.next_messages(2).await), published);
 }
+
+#[tokio::test]
+async fn a_closed_event_stream_gives_its_connection_back_at_once() {
+    let app = spawn_app(Config { max_connections: 2, ..Config::default() }).await;
+    let events = app.sse(None, None).await;
+    app.wait_for_open_subscriptions(1).await;
+    drop(events);
+    // The slow-consumer watchdog still lists the stream until its next sweep (5 s); that
+    // must not keep the connection counted.
+    within("the subscription to end", async {
+        while app.open_subscriptions() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = within("connect", TcpStream::connect(app.addr)).await.expect("connect");
+        stream.write_all(format!("GET / HTTP/1.1\r\nHost: {}\r\n\r\n", app.addr).as_bytes()).await.unwrap();
+        let mut head = [0; 12];
+        within("the page", stream.read_exact(&mut head)).await.expect("an answer");
+        assert_eq!(&head, b"HTTP/1.1 200");
+        held.push(stream);
+    }
+    assert_eq!(rejected(&app, "too_many_connections"), 0.0);
+}

@@ -54,7 +54,7 @@ use super::{CursorQuery, NOT_TEXT, SubscriberSlot};
 use crate::AppState;
 use crate::bus::{Delivery, Subscription};
 use crate::metrics::{SubscriberGuard, Transport, TransportMetrics};
-use crate::server::Connection;
+use crate::server::{Closer, Connection};
 
 /// Sent first: flushes the headers, tells the browser to retry after 1 s if cut, and
 /// proves to the client that events reach it.
@@ -89,7 +89,7 @@ async fn events(
     let subscription = state.bus.subscribe(cursor).await;
     let metrics = state.metrics.transport(Transport::Sse).clone();
     let progress = Arc::new(Progress::new());
-    watchlist.watch(&state, &progress, connection.clone());
+    watchlist.watch(&state, &progress, connection.closer());
     let keepalive_due = Instant::now() + state.config.sse_keepalive;
     let reader = Reader {
         _subscriber: metrics.subscriber(),
@@ -241,13 +241,13 @@ struct Watchlist {
 #[derive(Debug)]
 struct Watched {
     progress: Weak<Progress>,
-    connection: Connection,
+    closer: Closer,
 }
 
 impl Watchlist {
     /// Puts a stream on the list; the first one starts the watchdog.
-    fn watch(self: &Arc<Self>, state: &AppState, progress: &Arc<Progress>, connection: Connection) {
-        let watched = Watched { progress: Arc::downgrade(progress), connection };
+    fn watch(self: &Arc<Self>, state: &AppState, progress: &Arc<Progress>, closer: Closer) {
+        let watched = Watched { progress: Arc::downgrade(progress), closer };
         self.streams.lock().unwrap_or_else(PoisonError::into_inner).push(watched);
         if !self.started.swap(true, Ordering::AcqRel) {
             state.tasks.spawn(watchdog(state.clone(), self.clone()));
@@ -266,7 +266,7 @@ impl Watchlist {
                 return true;
             }
             progress.slow.store(true, Ordering::Release);
-            slow.push(Watched { progress: watched.progress.clone(), connection: watched.connection.clone() });
+            slow.push(Watched { progress: watched.progress.clone(), closer: watched.closer.clone() });
             false
         });
         slow
@@ -293,7 +293,7 @@ async fn watchdog(state: AppState, watchlist: Arc<Watchlist>) {
                     () = shutdown.cancelled() => return,
                 }
                 if stream.progress.upgrade().is_some() {
-                    stream.connection.close();
+                    stream.closer.close();
                 }
             });
         }
