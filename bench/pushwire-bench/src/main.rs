@@ -23,6 +23,7 @@
 //! - `scaleout`: cross-instance delivery through Redis against one in-memory instance;
 //! - `report`: the JSON record, Markdown tables and SVG plots.
 
+mod churn;
 mod clients;
 mod headline;
 mod network;
@@ -86,6 +87,11 @@ struct Args {
     /// --profiles), into `bench/results/network-<date>` by default.
     #[arg(long, value_enum)]
     network: Option<MatrixName>,
+    /// Run the churn check instead: this many subscriber connections per transport
+    /// come and go (clean closes, resets, heads dropped half way) against the pushwire
+    /// of --pushwire-bin or --pushwire-addr; writes churn.json and churn.md.
+    #[arg(long)]
+    churn: Option<u64>,
     /// Only these link profiles of the network matrix: loopback, rtt-20ms, rtt-100ms,
     /// rtt-300ms, fast-3g, slow-3g.
     #[arg(long, value_delimiter = ',', value_parser = parse_profile)]
@@ -285,6 +291,8 @@ async fn run(args: Args, threads: usize, nofile: u64) -> Result<PathBuf, String>
         format!("scale-out-{}", &date[..10])
     } else if args.network.is_some() {
         format!("network-{}", &date[..10])
+    } else if args.churn.is_some() {
+        format!("churn-{}", &date[..10])
     } else {
         date[..10].to_owned()
     };
@@ -293,6 +301,21 @@ async fn run(args: Args, threads: usize, nofile: u64) -> Result<PathBuf, String>
 
     // The scale-out scenario starts its own servers.
     let mut servers = if args.scale_out_only { Vec::new() } else { start_servers(&args)? };
+    if let Some(connections) = args.churn {
+        let server = servers.iter().find(|s| s.facts.name == "pushwire").ok_or("--churn needs a pushwire server")?;
+        let transports = if args.transports.is_empty() { Transport::ALL.to_vec() } else { args.transports.clone() };
+        let outcomes = churn::run(server, &transports, connections).await;
+        let json = out.join("churn.json");
+        let record =
+            serde_json::json!({ "date": date, "machine": machine, "server": server.facts, "outcomes": outcomes });
+        std::fs::write(&json, serde_json::to_string_pretty(&record).expect("serializes"))
+            .map_err(|e| format!("{}: {e}", json.display()))?;
+        let command = std::env::args().collect::<Vec<_>>().join(" ");
+        let md = churn::table(&outcomes, &json.display().to_string(), &command);
+        std::fs::write(out.join("churn.md"), &md).map_err(|e| e.to_string())?;
+        println!("{md}");
+        return Ok(json);
+    }
     if servers.is_empty() && !scale_out {
         return Err(
             "nothing to measure: give --pushwire-bin, --pushwire-addr, --nchan-conf, --tornado-demo or --tornado-addr"
