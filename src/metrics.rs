@@ -9,6 +9,8 @@
 //! | `pushwire_slow_consumer_disconnects_total` | counter | `transport` |
 //! | `pushwire_requests_rejected_total` | counter | `reason` |
 //! | `pushwire_delivery_latency_seconds` | histogram: publish → handed to the socket | `transport` |
+//! | `pushwire_fanout_deferred_writes_total` | counter: WebSocket writes the fan-out left to the connection's task (the socket was full) | |
+//! | `pushwire_fanout_releases_total` | counter: WebSockets the fan-out let go of, to catch up by themselves | |
 //!
 //! Each transport's handles are looked up once, at start-up ([`Metrics::transport`]),
 //! so the delivery path only bumps atomics. Per-transport series exist from start-up at
@@ -74,6 +76,8 @@ pub struct Metrics {
     registry: Registry,
     published: Counter,
     rejected: Family<ReasonLabel, Counter>,
+    fanout_deferred: Counter,
+    fanout_released: Counter,
     /// The handles of each transport, looked up once here rather than per connection,
     /// in the order of [`Transport`]'s variants.
     by_transport: [TransportMetrics; 3],
@@ -88,6 +92,8 @@ impl Default for Metrics {
         let gaps = Family::default();
         let slow_disconnects = Family::default();
         let rejected = Family::default();
+        let fanout_deferred = Counter::default();
+        let fanout_released = Counter::default();
         // 50 µs to ~1.6 s in 16 doublings: loopback deliveries sit at the low end,
         // overloaded ones at the high end.
         let latency = Family::<TransportLabel, Histogram>::new_with_constructor(|| {
@@ -99,6 +105,16 @@ impl Default for Metrics {
         registry.register("gaps", "Gap notices sent to subscribers", gaps.clone());
         registry.register("slow_consumer_disconnects", "Subscribers cut off for not reading", slow_disconnects.clone());
         registry.register("requests_rejected", "Requests and frames refused, by reason", rejected.clone());
+        registry.register(
+            "fanout_deferred_writes",
+            "WebSocket writes the fan-out left to the connection's task: the socket could not take them at once",
+            fanout_deferred.clone(),
+        );
+        registry.register(
+            "fanout_releases",
+            "WebSocket connections the fan-out let go of, to catch up from the bus by themselves",
+            fanout_released.clone(),
+        );
         registry.register(
             "delivery_latency_seconds",
             "From publish to handing the message to the socket",
@@ -117,7 +133,7 @@ impl Default for Metrics {
                 gaps: gaps.clone(),
             }
         });
-        Metrics { registry, published, rejected, by_transport }
+        Metrics { registry, published, rejected, fanout_deferred, fanout_released, by_transport }
     }
 }
 
@@ -130,6 +146,16 @@ impl Metrics {
     /// Counts one refused request or frame.
     pub fn rejected(&self, reason: &'static str) {
         self.rejected.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// Counts a WebSocket write the fan-out left to the connection's task.
+    pub fn fanout_deferred(&self) {
+        self.fanout_deferred.inc();
+    }
+
+    /// Counts a WebSocket connection the fan-out let go of.
+    pub fn fanout_released(&self) {
+        self.fanout_released.inc();
     }
 
     /// The handles of one transport.

@@ -30,6 +30,8 @@ async fn metrics_count_publishes_deliveries_and_subscribers_per_transport() {
         "pushwire_deliveries_total",
         "pushwire_slow_consumer_disconnects_total",
         "pushwire_delivery_latency_seconds",
+        "pushwire_fanout_deferred_writes_total",
+        "pushwire_fanout_releases_total",
     ] {
         assert!(text.contains(&format!("# TYPE {}", family.trim_end_matches("_total"))), "{family} missing:\n{text}");
     }

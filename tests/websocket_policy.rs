@@ -91,3 +91,48 @@ async fn a_frame_over_the_size_limit_is_closed_with_1009() {
     let frame = Frame::text(serde_json::json!({ "body": body }).to_string());
     assert_eq!(close_code_for(&app, frame).await, MESSAGE_TOO_BIG);
 }
+
+#[tokio::test]
+async fn a_request_that_is_not_a_valid_upgrade_gets_400_with_the_reason_and_is_counted() {
+    let app = spawn_app(Config::default()).await;
+    let client = reqwest::Client::new();
+    let url = app.url("/a/message/socket");
+    let upgrade = [("connection", "Upgrade"), ("upgrade", "websocket")];
+    let key = ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (&[], "expected a WebSocket upgrade"),
+        (&[upgrade[0], ("upgrade", "h2c"), ("sec-websocket-version", "13"), key], "expected a WebSocket upgrade"),
+        (&[upgrade[0], upgrade[1], ("sec-websocket-version", "8"), key], "Sec-WebSocket-Version must be 13"),
+        (&[upgrade[0], upgrade[1], ("sec-websocket-version", "13")], "Sec-WebSocket-Key missing"),
+    ];
+    for (headers, reason) in cases {
+        let mut request = client.get(&url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("an answer");
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{headers:?}");
+        assert!(response.text().await.expect("a body").starts_with(reason), "{headers:?}: {reason}");
+    }
+    let rejected = app.metric("pushwire_requests_rejected_total{reason=\"not_websocket\"}");
+    assert_eq!(rejected, cases.len() as f64);
+    // Nothing was subscribed, and a proper upgrade still works.
+    assert_eq!(app.subscribers("websocket"), 0.0);
+    app.websocket(None).await;
+}
+
+#[tokio::test]
+async fn a_valid_upgrade_that_the_connection_cannot_make_gets_426() {
+    // Served through the router alone (no hyper connection), nothing can be upgraded.
+    let router = common::router::RouterApp::new(Config::default()).await;
+    let request = axum::http::Request::get("/a/message/socket")
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .body(axum::body::Body::empty())
+        .expect("a request");
+    let answer = router.send(request).await;
+    assert_eq!(answer.status, StatusCode::UPGRADE_REQUIRED);
+    assert_eq!(answer.text, "this connection cannot be upgraded to a WebSocket\n");
+}

@@ -9,6 +9,8 @@ use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use linkify::{LinkFinder, LinkKind};
 use serde::Serialize;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
 use super::Cursor;
 
@@ -29,6 +31,8 @@ pub struct Message {
     pub json: Utf8Bytes,
     /// The SSE event for this message (`id:` + `data:` lines), see `transport::sse`.
     pub sse_event: Bytes,
+    /// The WebSocket text frame carrying `json`, header included, see `transport::fanout`.
+    pub websocket_frame: Bytes,
 }
 
 /// The JSON message object, as Tornado's chat demo sends it plus `seq` and `time`.
@@ -50,8 +54,18 @@ impl Message {
         // Serializing a struct of strings and integers cannot fail.
         let json = serde_json::to_string(&object).expect("message serializes");
         let sse_event = Bytes::from(format!("id: {id}\ndata: {json}\n\n"));
-        Message { cursor, id, body, time_ms, created: Instant::now(), json: json.into(), sse_event }
+        let websocket_frame = websocket_text_frame(&json);
+        Message { cursor, id, body, time_ms, created: Instant::now(), json: json.into(), sse_event, websocket_frame }
     }
+}
+
+/// A complete server-to-client WebSocket text frame (unmasked, final) carrying `text`.
+pub fn websocket_text_frame(text: &str) -> Bytes {
+    let frame = Frame::message(Bytes::copy_from_slice(text.as_bytes()), OpCode::Data(Data::Text), true);
+    let mut bytes = Vec::with_capacity(frame.len());
+    // Formatting into a Vec cannot fail.
+    frame.format(&mut bytes).expect("frame formats");
+    bytes.into()
 }
 
 /// Milliseconds since the Unix epoch, the clock every message is stamped with.
@@ -106,5 +120,10 @@ mod tests {
         assert_eq!(object["id"], "00000000000000ff-3");
         assert_eq!(object["seq"], 3);
         assert_eq!(message.sse_event, format!("id: {}\ndata: {}\n\n", message.id, &*message.json));
+        // A text frame: FIN and opcode 1, no mask, a 7-bit length, then the object.
+        let frame = &message.websocket_frame;
+        assert_eq!(frame[0], 0x81);
+        assert_eq!(usize::from(frame[1]), message.json.len());
+        assert_eq!(&frame[2..], message.json.as_bytes());
     }
 }

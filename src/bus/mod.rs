@@ -55,7 +55,7 @@ use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 pub use cursor::{Cursor, Epoch, MalformedCursor};
-pub use message::{Message, now_ms};
+pub use message::{Message, now_ms, websocket_text_frame};
 #[cfg(feature = "redis")]
 pub use redis::ConnectError;
 use ring::{After, Ring};
@@ -344,6 +344,12 @@ impl Subscription {
                 Err(RecvError::Closed) => return None,
             }
         }
+    }
+
+    /// Where this subscription is: the cursor of the last message it will have
+    /// yielded once its replay is through (or the newest message when it began).
+    pub fn position(&self) -> Cursor {
+        Cursor { epoch: self.epoch, seq: self.last_seq }
     }
 
     /// The next delivery if one is ready now, without waiting.

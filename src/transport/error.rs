@@ -29,6 +29,11 @@ pub enum AppError {
     Publish(PublishError),
     /// A WebSocket upgrade from a page of another origin.
     CrossOrigin,
+    /// A request to the WebSocket endpoint that is not a valid upgrade, and why.
+    NotWebSocket(&'static str),
+    /// An upgrade that this connection cannot make (it was not served by hyper's
+    /// HTTP/1 connection, as in a router test).
+    NotUpgradable,
     /// Every subscriber slot is taken (`--max-subscribers`).
     OverCapacity,
 }
@@ -54,6 +59,8 @@ impl AppError {
             AppError::OffsiteRedirect => "offsite_redirect",
             AppError::Publish(error) => publish_reason(error),
             AppError::CrossOrigin => "cross_origin",
+            AppError::NotWebSocket(_) => "not_websocket",
+            AppError::NotUpgradable => "not_upgradable",
             AppError::OverCapacity => "over_capacity",
         }
     }
@@ -67,10 +74,12 @@ impl AppError {
             // Redis is down: the client did nothing wrong and may retry.
             AppError::Publish(PublishError::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::OverCapacity => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::NotUpgradable => StatusCode::UPGRADE_REQUIRED,
             AppError::MissingField(_)
             | AppError::MalformedForm
             | AppError::BodyUnreadable
             | AppError::OffsiteRedirect
+            | AppError::NotWebSocket(_)
             | AppError::Publish(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -87,6 +96,8 @@ impl AppError {
             AppError::OffsiteRedirect => "'next' must be a path on this site, starting with a single '/'".to_owned(),
             AppError::Publish(error) => error.to_string(),
             AppError::CrossOrigin => "cross-origin WebSocket refused".to_owned(),
+            AppError::NotWebSocket(why) => (*why).to_owned(),
+            AppError::NotUpgradable => "this connection cannot be upgraded to a WebSocket".to_owned(),
             AppError::OverCapacity => format!("too many open connections; retry in {RETRY_AFTER_SECS} s"),
         }
     }

@@ -10,9 +10,11 @@
 //! | [`crate::metrics`] | `GET /metrics`                       | Prometheus         |
 //!
 //! A new transport is one new module and one `.merge` below. The streaming transports
-//! share [`SubscriberSlot`] (the connection cap).
+//! share [`SubscriberSlot`] (the connection cap). WebSocket messages are written by
+//! `fanout`: one task per worker thread for all sockets, not one wake-up per socket.
 
 mod error;
+mod fanout;
 mod form;
 pub mod long_poll;
 pub mod page;

@@ -9,7 +9,8 @@
 //!
 //! - Browsers do not apply CORS to WebSockets, so the `Origin` of an upgrade must be
 //!   this server's own (or in `--allow-origin`), or it gets 403. Clients without an
-//!   `Origin` (not browsers) are let in, as Tornado does.
+//!   `Origin` (not browsers) are let in, as Tornado does. A request that is not a
+//!   valid upgrade gets 400 with the reason.
 //! - Gap notices are control objects `{"gap": {"reason": …, "missed": N|null,
 //!   "cursor": …}}`: they have no `id`, so clients tell them from messages; `cursor`
 //!   is where to resume after the gap.
@@ -20,29 +21,45 @@
 //! - A ping goes out every 25 s (default), which also keeps proxies from cutting the
 //!   connection while idle; a peer that has not answered by the next ping is dead and
 //!   its connection is dropped.
-//! - At most `--outbound-limit` bytes (1 MiB) are buffered for a client: then they are
-//!   flushed. A client that does not take them within `--slow-consumer-timeout` (5 s)
+//! - New messages are written into the socket by the fan-out (module `fanout`): one
+//!   task per worker thread for every socket, so a message does not wake each
+//!   connection's task. The connection's task sends the history first, reads the
+//!   client's frames, and sends pings and the close frame.
+//! - At most `--outbound-limit` bytes (1 MiB), plus one batch, wait in the server for
+//!   a client that does not read. Then the fan-out lets go of it, and its task drains
+//!   what waits: a client that does not take it within `--slow-consumer-timeout` (5 s)
 //!   gets close 1013 ("try again later", reason "slow consumer") after what was
-//!   buffered; it reconnects with `?cursor=` and loses nothing the history still
-//!   holds. If it does not read even that within a grace period, the TCP connection
-//!   is cut.
+//!   buffered, and reconnects with `?cursor=`, losing nothing the history still holds;
+//!   one that does catches up from the bus and is handed to the fan-out again. If it
+//!   does not read even the close frame within a grace period, the TCP connection is
+//!   cut.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::ws::{CloseFrame, Message as Frame, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, header};
+use axum::body::Body;
+use axum::extract::{Extension, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
+use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::time::{MissedTickBehavior, interval, timeout};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as Frame, Utf8Bytes};
 
 use super::error::publish_reason;
+use super::fanout::{Fanout, Outbox, Release, Socket};
 use super::{AppError, CursorQuery, SubscriberSlot};
 use crate::AppState;
-use crate::bus::{Delivery, PublishError, Subscription};
+use crate::bus::{Cursor, Delivery, PublishError, Subscription, websocket_text_frame};
 use crate::metrics::{Transport, TransportMetrics};
 use crate::server::Connection;
 
@@ -50,36 +67,64 @@ use crate::server::Connection;
 /// 128 KiB, which at 10,000 idle sockets is 1.3 GB; chat frames are small, and the
 /// buffer still grows for a large frame when one comes.
 const READ_BUFFER: usize = 4 * 1024;
-/// Frames are buffered up to this size before tungstenite writes: a burst goes out in
-/// few syscalls.
-const WRITE_BUFFER: usize = 16 * 1024;
 /// How long a closing connection gets to send what is buffered and its close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
-/// Close code for a slow consumer: "try again later", the client should reconnect.
-const SLOW_CONSUMER: u16 = close_code::AGAIN;
 /// The first frame: it has no `id`, so clients that only read messages skip it.
 const READY: &str = r#"{"ready":{}}"#;
 
-/// The WebSocket endpoint, for [`super::routes`] to merge.
+/// The WebSocket endpoint, for [`super::routes`] to merge, with the fan-out that
+/// writes messages into its sockets (this module's own state).
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/a/message/socket", get(upgrade))
+    Router::new().route("/a/message/socket", get(upgrade)).layer(Extension(Arc::new(Fanout::default())))
 }
 
+/// The handshake (RFC 6455 §4.2), done here rather than by axum's `WebSocketUpgrade`,
+/// which keeps the upgraded socket to itself: the fan-out writes into it.
 async fn upgrade(
     State(state): State<AppState>,
+    Extension(fanout): Extension<Arc<Fanout>>,
     slot: SubscriberSlot,
     connection: Connection,
-    headers: HeaderMap,
     Query(query): Query<CursorQuery>,
-    ws: WebSocketUpgrade,
+    mut request: Request,
 ) -> Result<Response, AppError> {
-    check_origin(&headers, &state.config.allowed_origins)?;
-    let max = state.config.max_body;
-    let ws = ws.max_message_size(max).max_frame_size(max).read_buffer_size(READ_BUFFER).write_buffer_size(WRITE_BUFFER);
-    Ok(ws.on_upgrade(move |socket| {
-        let tasks = state.tasks.clone();
-        tasks.track_future(serve(socket, state, connection, query.cursor, slot))
-    }))
+    let accept = accept_key(request.headers())?;
+    check_origin(request.headers(), &state.config.allowed_origins)?;
+    let on_upgrade = request.extensions_mut().remove::<OnUpgrade>().ok_or(AppError::NotUpgradable)?;
+    let tasks = state.tasks.clone();
+    tasks.spawn(async move {
+        // Err: the client went away before the switch completed.
+        if let Ok(upgraded) = on_upgrade.await {
+            serve(upgraded, state, fanout, connection, query.cursor, slot).await;
+        }
+    });
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    Ok(response)
+}
+
+/// The `Sec-WebSocket-Accept` for a valid upgrade request, or why it is not one.
+fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, AppError> {
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .any(|value| value.split(',').any(|item| item.trim().eq_ignore_ascii_case(token)))
+    };
+    if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
+        return Err(AppError::NotWebSocket("expected a WebSocket upgrade (Connection: upgrade, Upgrade: websocket)"));
+    }
+    if headers.get(header::SEC_WEBSOCKET_VERSION).is_none_or(|version| version != "13") {
+        return Err(AppError::NotWebSocket("Sec-WebSocket-Version must be 13"));
+    }
+    let key = headers.get(header::SEC_WEBSOCKET_KEY).ok_or(AppError::NotWebSocket("Sec-WebSocket-Key missing"))?;
+    // The accept key is base64: always a valid header value.
+    Ok(HeaderValue::from_str(&derive_accept_key(key.as_bytes())).expect("base64 header value"))
 }
 
 /// A frame from the client: `{"body": "…"}`.
@@ -91,37 +136,53 @@ struct Post {
 /// Why the server closes a connection: the close code, its reason text, and the
 /// label under which a refused frame is counted.
 struct Closing {
-    code: u16,
+    code: CloseCode,
     reason: Utf8Bytes,
     rejected: Option<&'static str>,
 }
 
 impl Closing {
-    fn new(code: u16, reason: &'static str) -> Self {
+    fn new(code: CloseCode, reason: &'static str) -> Self {
         Closing { code, reason: Utf8Bytes::from_static(reason), rejected: None }
     }
 
-    fn refusal(code: u16, reason: &'static str, label: &'static str) -> Self {
+    fn refusal(code: CloseCode, reason: &'static str, label: &'static str) -> Self {
         Closing { code, reason: Utf8Bytes::from_static(reason), rejected: Some(label) }
+    }
+
+    /// Close code for a slow consumer: "try again later", the client should reconnect.
+    fn slow_consumer(metrics: &TransportMetrics) -> Self {
+        metrics.slow_disconnect();
+        Closing::new(CloseCode::Again, "slow consumer: fell too far behind")
+    }
+
+    fn going_away() -> Self {
+        Closing::new(CloseCode::Away, "server is going away")
     }
 }
 
 /// Runs one connection until either side closes, the client stops answering pings or
-/// reading, or the server shuts down. One task does it all, so a delivery costs one
-/// wake-up: frames are fed to the socket as deliveries come and flushed once none is
-/// ready (a burst goes out in few writes).
+/// reading, or the server shuts down. New messages are written by the fan-out, not
+/// by this task: it is woken for them only when the socket could not take them at
+/// once (to drain what waits) or the fan-out let go (to catch up and join again).
 async fn serve(
-    mut socket: WebSocket,
+    upgraded: Upgraded,
     state: AppState,
+    fanout: Arc<Fanout>,
     connection: Connection,
     cursor: Option<String>,
     _slot: SubscriberSlot,
 ) {
     let metrics = state.metrics.transport(Transport::WebSocket);
     let _subscriber = metrics.subscriber();
-    let mut subscription = state.bus.subscribe(cursor.as_deref().filter(|c| !c.is_empty())).await;
-    let ready = socket.send(Frame::Text(Utf8Bytes::from_static(READY)));
-    if !matches!(timeout(state.config.slow_consumer_timeout, ready).await, Ok(Ok(()))) {
+    let subscription = state.bus.subscribe(cursor.as_deref().filter(|c| !c.is_empty())).await;
+    let outbox = Arc::new(Outbox::new(TokioIo::new(upgraded), subscription.position()));
+    let max = Some(state.config.max_body);
+    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER).max_message_size(max).max_frame_size(max);
+    let mut socket = WebSocketStream::from_raw_socket(Socket(outbox.clone()), Role::Server, Some(config)).await;
+    let patience = state.config.slow_consumer_timeout;
+    let ready = socket.send(Frame::text(READY));
+    if !matches!(timeout(patience, ready).await, Ok(Ok(()))) {
         return; // gone, or not reading even the first frame
     }
     let mut ping = interval(state.config.ws_ping);
@@ -129,26 +190,29 @@ async fn serve(
     ping.reset(); // the first tick would fire at once
     let mut awaiting_pong = false;
     // Made once: a fresh one at every turn of the loop would register with the
-    // connection's token again after each burst.
+    // connection's token again each time.
     let mut ended = std::pin::pin!(connection.ended());
 
+    let mut joining = catch_up(&outbox, subscription, &fanout, &state, metrics).await;
     let closing: Option<Closing> = loop {
+        if let Err(stall) = joining {
+            break stall.closing(metrics);
+        }
+        joining = Ok(());
         tokio::select! {
-            // Deliveries first: woken by one, the task does not poll the socket, the
-            // ping timer and the end of the connection on the way. They are polled
-            // whenever no delivery is ready, as on entering this loop after each burst.
             biased;
-            delivery = subscription.next() => {
-                let Some(first) = delivery else {
-                    break Some(Closing::new(close_code::AWAY, "server is going away"));
-                };
-                match deliver(&mut socket, &mut subscription, first, &state, metrics).await {
-                    Ok(()) => {}
-                    Err(Stall::Slow) => {
-                        metrics.slow_disconnect();
-                        break Some(Closing::new(SLOW_CONSUMER, "slow consumer: fell too far behind"));
+            () = outbox.woken() => {
+                if let Err(stall) = within(patience, outbox.drain()).await {
+                    break stall.closing(metrics);
+                }
+                match outbox.take_release() {
+                    None => {}
+                    Some(Release::Ended) => break Some(Closing::going_away()),
+                    Some(Release::Behind) => {
+                        let position = outbox.position().to_string();
+                        let subscription = state.bus.subscribe(Some(&position)).await;
+                        joining = catch_up(&outbox, subscription, &fanout, &state, metrics).await;
                     }
-                    Err(Stall::Failed) => break None,
                 }
             }
             frame = socket.next() => match frame {
@@ -158,13 +222,13 @@ async fn serve(
                     }
                 }
                 Some(Ok(Frame::Binary(_))) => {
-                    break Some(Closing::refusal(close_code::UNSUPPORTED, "binary frames are not accepted", "ws_binary"))
+                    break Some(Closing::refusal(CloseCode::Unsupported, "binary frames are not accepted", "ws_binary"))
                 }
                 Some(Ok(Frame::Pong(_))) => awaiting_pong = false,
-                Some(Ok(Frame::Ping(_))) => {}
+                Some(Ok(Frame::Ping(_) | Frame::Frame(_))) => {}
                 Some(Ok(Frame::Close(_))) | None => break None,
                 Some(Err(error)) => {
-                    break too_large(&error).then_some(Closing::refusal(close_code::SIZE, "frame too large", "ws_too_large"))
+                    break too_large(&error).then_some(Closing::refusal(CloseCode::Size, "frame too large", "ws_too_large"))
                 }
             },
             _ = ping.tick() => {
@@ -172,19 +236,16 @@ async fn serve(
                     break None; // a dead peer: nobody would read a close frame
                 }
                 awaiting_pong = true;
-                match timeout(state.config.slow_consumer_timeout, socket.send(Frame::Ping(Default::default()))).await {
+                match timeout(patience, socket.send(Frame::Ping(Bytes::new()))).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => break None,
-                    Err(_) => {
-                        metrics.slow_disconnect();
-                        break Some(Closing::new(SLOW_CONSUMER, "slow consumer: fell too far behind"));
-                    }
+                    Err(_) => break Some(Closing::slow_consumer(metrics)),
                 }
             }
-            () = &mut ended => break Some(Closing::new(close_code::AWAY, "server shutting down")),
+            () = &mut ended => break Some(Closing::new(CloseCode::Away, "server shutting down")),
         }
     };
-    drop(subscription);
+    fanout.leave(&outbox);
     if let Some(closing) = closing {
         if let Some(label) = closing.rejected {
             state.metrics.rejected(label);
@@ -204,44 +265,64 @@ enum Stall {
     Failed,
 }
 
-/// Writes `first` and every delivery ready behind it, flushing each time
-/// `--outbound-limit` bytes are buffered and at the end. So at most that much waits
-/// in memory for this client; a write or flush that does not finish within
-/// `--slow-consumer-timeout` means the client is not reading.
-async fn deliver(
-    socket: &mut WebSocket,
-    subscription: &mut Subscription,
-    first: Delivery,
+impl Stall {
+    fn closing(self, metrics: &TransportMetrics) -> Option<Closing> {
+        match self {
+            Stall::Slow => Some(Closing::slow_consumer(metrics)),
+            Stall::Failed => None,
+        }
+    }
+}
+
+/// Sends what `subscription` holds for the client (the history, or what it missed
+/// while the fan-out let go), then hands the connection to the fan-out. At most
+/// `--outbound-limit` bytes wait in memory for the client: then they are drained, and
+/// a drain that does not finish within `--slow-consumer-timeout` means the client is
+/// not reading.
+async fn catch_up(
+    outbox: &Arc<Outbox>,
+    mut subscription: Subscription,
+    fanout: &Fanout,
     state: &AppState,
     metrics: &TransportMetrics,
 ) -> Result<(), Stall> {
     let patience = state.config.slow_consumer_timeout;
-    let mut buffered = 0;
-    let mut next = Some(first);
-    while let Some(delivery) = next {
-        let (text, created) = match delivery {
-            Delivery::Message(message) => (message.json.clone(), Some(message.created)),
-            Delivery::Gap(gap) => {
-                metrics.gap(gap.reason);
-                (Utf8Bytes::from(format!(r#"{{"gap":{}}}"#, gap.to_json())), None)
+    loop {
+        let Some(delivery) = subscription.try_next() else {
+            if outbox.waiting() == 0 {
+                break;
             }
+            within(patience, outbox.drain()).await?;
+            continue; // more may have come meanwhile
         };
-        buffered += text.len();
-        within(patience, socket.feed(Frame::Text(text))).await?;
-        if let Some(created) = created {
-            metrics.delivered(created.elapsed());
+        let (frame, position) = frame(delivery, metrics);
+        outbox.send(frame, position).map_err(|_| Stall::Failed)?;
+        if outbox.waiting() >= state.config.outbound_limit {
+            within(patience, outbox.drain()).await?;
         }
-        if buffered >= state.config.outbound_limit {
-            within(patience, socket.flush()).await?;
-            buffered = 0;
-        }
-        next = subscription.try_next();
     }
-    within(patience, socket.flush()).await
+    // What is published from here on, the fan-out writes (it knows where the client is).
+    drop(subscription);
+    fanout.join(state, outbox);
+    Ok(())
+}
+
+/// A delivery's frame, and where the client is once it has it.
+fn frame(delivery: Delivery, metrics: &TransportMetrics) -> (Bytes, Cursor) {
+    match delivery {
+        Delivery::Message(message) => {
+            metrics.delivered(message.created.elapsed());
+            (message.websocket_frame.clone(), message.cursor)
+        }
+        Delivery::Gap(gap) => {
+            metrics.gap(gap.reason);
+            (websocket_text_frame(&format!(r#"{{"gap":{}}}"#, gap.to_json())), gap.resume)
+        }
+    }
 }
 
 /// Runs a socket operation with the slow-consumer timeout.
-async fn within(patience: Duration, operation: impl Future<Output = Result<(), axum::Error>>) -> Result<(), Stall> {
+async fn within<E>(patience: Duration, operation: impl Future<Output = Result<(), E>>) -> Result<(), Stall> {
     match timeout(patience, operation).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(Stall::Failed),
@@ -252,8 +333,8 @@ async fn within(patience: Duration, operation: impl Future<Output = Result<(), a
 /// Publishes a client frame, or says why the connection closes instead.
 async fn publish(state: &AppState, text: &str) -> Result<(), Closing> {
     let post: Post = serde_json::from_str(text)
-        .map_err(|_| Closing::refusal(close_code::INVALID, "frame is not a JSON object", "ws_not_json"))?;
-    let body = post.body.ok_or(Closing::refusal(close_code::POLICY, "frame has no \"body\"", "ws_no_body"))?;
+        .map_err(|_| Closing::refusal(CloseCode::Invalid, "frame is not a JSON object", "ws_not_json"))?;
+    let body = post.body.ok_or(Closing::refusal(CloseCode::Policy, "frame has no \"body\"", "ws_no_body"))?;
     let error = match state.bus.publish(body).await {
         Ok(_) => {
             state.metrics.published();
@@ -262,21 +343,17 @@ async fn publish(state: &AppState, text: &str) -> Result<(), Closing> {
         Err(error) => error,
     };
     let code = match error {
-        PublishError::TooLarge { .. } => close_code::SIZE,
+        PublishError::TooLarge { .. } => CloseCode::Size,
         // Nothing was published; "try again later" tells the client to reconnect and resend.
-        PublishError::Unavailable => close_code::AGAIN,
-        PublishError::Empty | PublishError::ControlCharacter => close_code::POLICY,
+        PublishError::Unavailable => CloseCode::Again,
+        PublishError::Empty | PublishError::ControlCharacter => CloseCode::Policy,
     };
     // The same reason text and metric label as a refused POST.
     Err(Closing { code, reason: error.to_string().into(), rejected: Some(publish_reason(&error)) })
 }
 
-fn too_large(error: &axum::Error) -> bool {
-    use std::error::Error;
-    matches!(
-        error.source().and_then(|e| e.downcast_ref::<tokio_tungstenite::tungstenite::Error>()),
-        Some(tokio_tungstenite::tungstenite::Error::Capacity(_))
-    )
+fn too_large(error: &WsError) -> bool {
+    matches!(error, WsError::Capacity(_))
 }
 
 /// Allows upgrades without `Origin`, from this server's own origin (the `Host` the
