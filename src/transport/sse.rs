@@ -36,6 +36,7 @@
 //! with `Last-Event-ID` and loses nothing the history still holds.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
@@ -48,7 +49,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::BytesMut;
 use futures::stream::{self, Stream, StreamExt};
-use tokio::time::{Instant, sleep, sleep_until};
+use tokio::time::{Instant, Sleep, sleep};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::{CursorQuery, NOT_TEXT, SubscriberSlot};
 use crate::AppState;
@@ -90,16 +92,17 @@ async fn events(
     let metrics = state.metrics.transport(Transport::Sse).clone();
     let progress = Arc::new(Progress::new());
     watchlist.watch(&state, &progress, connection.closer());
-    let keepalive_due = Instant::now() + state.config.sse_keepalive;
     let reader = Reader {
         _subscriber: metrics.subscriber(),
         _slot: slot,
-        connection,
+        keepalive: Box::pin(sleep(state.config.sse_keepalive)),
+        last_sent: Instant::now(),
+        ended: Box::pin(connection.ended_owned()),
+        _connection: connection,
         subscription,
         state,
         metrics,
         progress,
-        keepalive_due,
     };
     (
         [
@@ -147,10 +150,13 @@ struct Reader {
     state: AppState,
     metrics: TransportMetrics,
     progress: Arc<Progress>,
+    /// Fires a keep-alive period after the last chunk: the timer is set once and moved
+    /// on only when it fires, not at every delivery.
+    keepalive: Pin<Box<Sleep>>,
+    last_sent: Instant,
     /// The stream ends with its connection (or at shutdown).
-    connection: Connection,
-    /// When the next keep-alive is due unless something is sent before.
-    keepalive_due: Instant,
+    ended: Pin<Box<WaitForCancellationFutureOwned>>,
+    _connection: Connection,
     /// Hold the subscriber count and the slot for as long as the body lives.
     _subscriber: SubscriberGuard,
     _slot: SubscriberSlot,
@@ -167,26 +173,12 @@ impl Reader {
         }
         let first = match self.subscription.try_next() {
             Some(delivery) => delivery,
-            None => {
-                progress.caught_up.store(true, Ordering::Relaxed);
-                let keepalive = self.state.config.sse_keepalive;
-                let waited = tokio::select! {
-                    // The delivery first: woken by it, the body does not poll the timer
-                    // and the shutdown signal again.
-                    biased;
-                    delivery = self.subscription.next() => delivery,
-                    () = sleep_until(self.keepalive_due) => {
-                        progress.caught_up.store(false, Ordering::Relaxed);
-                        self.keepalive_due = Instant::now() + keepalive;
-                        return Some(Bytes::from_static(KEEPALIVE));
-                    }
-                    () = self.connection.ended() => None,
-                };
-                progress.caught_up.store(false, Ordering::Relaxed);
-                waited?
-            }
+            None => match self.wait().await? {
+                Waited::Delivery(delivery) => delivery,
+                Waited::KeepAlive => return Some(Bytes::from_static(KEEPALIVE)),
+            },
         };
-        self.keepalive_due = Instant::now() + self.state.config.sse_keepalive;
+        self.last_sent = Instant::now();
         let mut chunk = self.encode(first);
         // Whatever else is ready goes in the same chunk: one write for a burst.
         while chunk.len() < BATCH_BYTES {
@@ -198,6 +190,38 @@ impl Reader {
             chunk = joined.freeze();
         }
         Some(chunk)
+    }
+
+    /// Waits for a delivery, or for a keep-alive period to pass since the last chunk;
+    /// `None` when the connection ends or the feed does.
+    async fn wait(&mut self) -> Option<Waited> {
+        self.progress.caught_up.store(true, Ordering::Relaxed);
+        let waited = self.wait_caught_up().await;
+        self.progress.caught_up.store(false, Ordering::Relaxed);
+        waited
+    }
+
+    async fn wait_caught_up(&mut self) -> Option<Waited> {
+        let period = self.state.config.sse_keepalive;
+        loop {
+            tokio::select! {
+                // The delivery first: woken by it, the body does not poll the timer
+                // and the end of the connection again.
+                biased;
+                delivery = self.subscription.next() => return delivery.map(Waited::Delivery),
+                () = self.keepalive.as_mut() => {
+                    let due = self.last_sent + period;
+                    let now = Instant::now();
+                    if due <= now {
+                        self.last_sent = now;
+                        self.keepalive.as_mut().reset(now + period);
+                        return Some(Waited::KeepAlive);
+                    }
+                    self.keepalive.as_mut().reset(due); // something was sent meanwhile
+                }
+                () = self.ended.as_mut() => return None,
+            }
+        }
     }
 
     fn encode(&self, delivery: Delivery) -> Bytes {
@@ -212,6 +236,12 @@ impl Reader {
             }
         }
     }
+}
+
+/// What the body waited for.
+enum Waited {
+    Delivery(Delivery),
+    KeepAlive,
 }
 
 /// The response body: the opening comment, then the reader's chunks, then the slow
