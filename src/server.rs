@@ -34,6 +34,8 @@ use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use emulated_link::{Link, Side};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -111,10 +113,25 @@ impl Connection {
         self.token.cancelled()
     }
 
-    /// Like [`Connection::ended`], for a future kept across many waits: made once, it
-    /// registers with the connection's token once, not at every wait.
-    pub fn ended_owned(&self) -> WaitForCancellationFutureOwned {
-        self.token.clone().cancelled_owned()
+    /// Like [`Connection::ended`], for a task that waits on it across many wake-ups
+    /// (for other reasons: deliveries, socket readiness): see [`End`].
+    pub fn end(&self) -> End {
+        End(FuturesUnordered::from_iter([self.token.clone().cancelled_owned()]))
+    }
+}
+
+/// The end of a connection, polled only when it may have come. Polling the token itself
+/// takes two locks (its flag, then its waiters), at every wake of a busy task: a stream's
+/// every delivery. `FuturesUnordered` polls the future inside only when that future
+/// woke the task.
+#[derive(Debug)]
+pub struct End(FuturesUnordered<WaitForCancellationFutureOwned>);
+
+impl End {
+    /// Resolves when the connection is closed or the server shuts down (and at once
+    /// from then on).
+    pub async fn wait(&mut self) {
+        self.0.next().await;
     }
 }
 
@@ -211,9 +228,10 @@ where
     let shutdown = shutdown.clone();
     async move {
         let mut connection = std::pin::pin!(connection);
+        let mut end = closer.end();
         let result = tokio::select! {
             result = connection.as_mut() => result,
-            () = closer.ended() => {
+            () = end.wait() => {
                 if !shutdown.is_cancelled() {
                     return tracing::debug!("connection closed by the server");
                 }

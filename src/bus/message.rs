@@ -31,6 +31,9 @@ pub struct Message {
     pub json: Utf8Bytes,
     /// The SSE event for this message (`id:` + `data:` lines), see `transport::sse`.
     pub sse_event: Bytes,
+    /// The long-poll answer when this is the only message in it, `{"messages":[json]}`:
+    /// every poll waiting at the same cursor is answered with these same bytes.
+    pub long_poll_answer: Bytes,
     /// The WebSocket text frame carrying `json`, header included, see `transport::fanout`.
     pub websocket_frame: Bytes,
 }
@@ -54,8 +57,10 @@ impl Message {
         // Serializing a struct of strings and integers cannot fail.
         let json = serde_json::to_string(&object).expect("message serializes");
         let sse_event = Bytes::from(format!("id: {id}\ndata: {json}\n\n"));
+        let long_poll_answer = Bytes::from(format!(r#"{{"messages":[{json}]}}"#));
         let websocket_frame = websocket_text_frame(&json);
-        Message { cursor, id, body, time_ms, created: Instant::now(), json: json.into(), sse_event, websocket_frame }
+        let created = Instant::now();
+        Message { cursor, id, body, time_ms, created, json: json.into(), sse_event, long_poll_answer, websocket_frame }
     }
 }
 
@@ -120,6 +125,7 @@ mod tests {
         assert_eq!(object["id"], "00000000000000ff-3");
         assert_eq!(object["seq"], 3);
         assert_eq!(message.sse_event, format!("id: {}\ndata: {}\n\n", message.id, &*message.json));
+        assert_eq!(message.long_poll_answer, format!(r#"{{"messages":[{}]}}"#, &*message.json));
         // A text frame: FIN and opcode 1, no mask, a 7-bit length, then the object.
         let frame = &message.websocket_frame;
         assert_eq!(frame[0], 0x81);

@@ -1,25 +1,27 @@
-//! One task per worker thread writes each message into every joined WebSocket.
+//! One task per worker thread writes each message into every joined WebSocket and SSE
+//! stream.
 //!
-//! Delivered by its own connection task, a message to N WebSocket subscribers wakes N
-//! tasks, each to copy the same frame into its socket. Instead a *shard* (one task
-//! per tokio worker, so both cores write) follows the bus and writes each message's
-//! pre-encoded frame (`Message::websocket_frame`) straight into the sockets of the
-//! connections that joined it: one wake-up per shard for a message, not one per
-//! subscriber. Several messages that are ready together go out as one write.
+//! Delivered by each subscriber's own task, a message to N subscribers wakes N tasks,
+//! and each of them registers again with the bus's channel and reads the message from
+//! it. Instead a *shard* (one task per tokio worker, so both cores write) follows the
+//! bus and hands each message's pre-encoded bytes (`Message::websocket_frame`,
+//! `Message::sse_event`) to the connections that joined it: a WebSocket's bytes go
+//! straight into its socket, without waking its task at all; an SSE stream's bytes
+//! wait in its [`Outbox`] for hyper, whose connection task is woken to take them (hyper
+//! owns that socket). Several messages that are ready together go out as one write.
 //!
-//! A connection's task keeps everything else: it reads the client's frames, sends
-//! pings and the close frame, and sends the history itself before it joins. A shard
-//! lets go of a connection ([`Release`]) when
-//! - its socket cannot take a frame now and `--outbound-limit` bytes already wait for
-//!   it (a slow reader): the task drains what waits within the slow-consumer timeout,
-//!   then catches up from the bus where the client is and joins again;
-//! - the connection joined after the shard wrote a message it has not had: the same;
-//! - the shard's own feed had a gap or ended: each connection then hears of it from
-//!   its own cursor, or closes.
+//! A connection sends its history itself (it "catches up" from its own subscription),
+//! then joins a shard. The shard lets go of it ([`Release`]) when
+//! - `--outbound-limit` bytes already wait for it and more come (a slow reader): it
+//!   drains what waits, then catches up from the bus where the client is and joins
+//!   again, or is cut off as a slow consumer if it does not drain in time;
+//! - it joined after the shard wrote a message it has not had: the same;
+//! - the shard's own feed had a gap or ended: each connection then hears of it from its
+//!   own cursor, or closes.
 //!
-//! Every byte for a socket goes through its [`Outbox`] under one lock, whole frames at
-//! a time, and the outbox knows the cursor of the last message it took: so frames
-//! never interleave, and a message reaches a client once and in order.
+//! Every byte for a connection goes through its [`Outbox`] under one lock, whole frames
+//! or events at a time, and the outbox knows the cursor of the last message it took:
+//! so writes never interleave, and a message reaches a client once and in order.
 
 use std::collections::VecDeque;
 use std::io;
@@ -28,15 +30,15 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker, ready};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
 use crate::AppState;
-use crate::bus::{Cursor, Delivery, Message};
-use crate::metrics::Transport;
+use crate::bus::{Cursor, Delivery, Gap, Message};
+use crate::metrics::{Transport, TransportMetrics};
 
 /// Messages that are ready together are joined into one write up to this size.
 const BATCH_BYTES: usize = 64 * 1024;
@@ -52,10 +54,17 @@ pub(super) struct Fanout {
 /// What one shard task shares with the connections.
 #[derive(Debug, Default)]
 struct Shard {
-    /// Connections that joined since the shard last looked.
-    arrivals: Mutex<Vec<Arc<Outbox>>>,
+    arrivals: Mutex<Arrivals>,
     /// Woken when a connection joins or leaves.
     changed: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Arrivals {
+    /// Connections that joined since the shard last looked.
+    outboxes: Vec<Arc<Outbox>>,
+    /// The shard has stopped (shutdown): who joins now is let go at once.
+    closed: bool,
 }
 
 /// Why a shard let go of a connection.
@@ -63,7 +72,8 @@ struct Shard {
 pub(super) enum Release {
     /// The client is behind the shard: catch up from the bus, then join again.
     Behind,
-    /// The bus's feed ended (a Redis stream restarted): close the connection.
+    /// The bus's feed ended (a Redis stream restarted), or the server is shutting
+    /// down: close the connection (an SSE stream ends here at shutdown).
     Ended,
 }
 
@@ -85,8 +95,14 @@ impl Fanout {
                 .collect()
         });
         let index = self.next.fetch_add(1, Ordering::Relaxed) % shards.len();
+        let mut arrivals = lock(&shards[index].arrivals);
+        if arrivals.closed {
+            drop(arrivals);
+            return release(state, outbox, Release::Ended);
+        }
         outbox.lock().shard = Some(index);
-        lock(&shards[index].arrivals).push(outbox.clone());
+        arrivals.outboxes.push(outbox.clone());
+        drop(arrivals);
         shards[index].changed.notify_one();
     }
 
@@ -104,7 +120,6 @@ impl Fanout {
 /// A shard's task: follows the bus until shutdown and writes every message into the
 /// outboxes that joined it.
 async fn follow(shard: Arc<Shard>, state: AppState) {
-    let metrics = state.metrics.transport(Transport::WebSocket);
     let limit = state.config.outbound_limit;
     let mut joined: Vec<Arc<Outbox>> = Vec::new();
     let mut subscription = state.bus.subscribe(None).await;
@@ -115,17 +130,24 @@ async fn follow(shard: Arc<Shard>, state: AppState) {
             biased;
             () = shard.changed.notified() => {
                 joined.retain(|outbox| !outbox.left.load(Ordering::Acquire));
-                joined.append(&mut lock(&shard.arrivals));
+                joined.append(&mut lock(&shard.arrivals).outboxes);
                 continue;
             }
             delivery = subscription.next() => delivery,
-            () = state.shutdown.cancelled() => return,
+            () = state.shutdown.cancelled() => {
+                let mut arrivals = lock(&shard.arrivals);
+                arrivals.closed = true;
+                joined.append(&mut arrivals.outboxes);
+                drop(arrivals);
+                return release_all(&state, &mut joined, Release::Ended);
+            }
         };
         match delivery {
             Some(Delivery::Message(first)) => {
                 let (batch, gap) = Batch::gather(first, || subscription.try_next());
                 joined.retain(|outbox| match outbox.offer(&batch, limit) {
                     Offer::Taken { messages, deferred } => {
+                        let metrics = state.metrics.transport(outbox.transport);
                         for message in &batch.messages[batch.messages.len() - messages..] {
                             metrics.delivered(message.created.elapsed());
                         }
@@ -169,12 +191,38 @@ fn release(state: &AppState, outbox: &Outbox, why: Release) {
     outbox.woken.notify_one();
 }
 
-/// Messages written together, and their frames joined into one buffer.
+/// Messages written together, in each wire form.
 struct Batch {
     messages: Vec<Arc<Message>>,
-    frames: Bytes,
-    /// Where each message's frame ends in `frames`.
+    websocket: Joined,
+    sse: Joined,
+}
+
+/// One wire form of a batch's messages, joined into one buffer.
+struct Joined {
+    bytes: Bytes,
+    /// Where each message ends in `bytes`.
     ends: Vec<usize>,
+}
+
+impl Joined {
+    fn of(messages: &[Arc<Message>], form: impl Fn(&Message) -> &Bytes) -> Self {
+        if let [one] = messages {
+            return Joined { bytes: form(one).clone(), ends: vec![form(one).len()] };
+        }
+        let mut bytes = BytesMut::new();
+        let ends = messages.iter().map(|m| {
+            bytes.extend_from_slice(form(m));
+            bytes.len()
+        });
+        let ends = ends.collect();
+        Joined { bytes: bytes.freeze(), ends }
+    }
+
+    /// The messages from index `first` on.
+    fn from(&self, first: usize) -> Bytes {
+        if first == 0 { self.bytes.clone() } else { self.bytes.slice(self.ends[first - 1]..) }
+    }
 }
 
 impl Batch {
@@ -197,21 +245,9 @@ impl Batch {
                 None => break,
             }
         }
-        let (frames, ends) = match &messages[..] {
-            [one] => (one.websocket_frame.clone(), vec![one.websocket_frame.len()]),
-            several => {
-                let mut frames = BytesMut::with_capacity(size);
-                let ends = several
-                    .iter()
-                    .map(|m| {
-                        frames.extend_from_slice(&m.websocket_frame);
-                        frames.len()
-                    })
-                    .collect();
-                (frames.freeze(), ends)
-            }
-        };
-        (Batch { messages, frames, ends }, gap)
+        let websocket = Joined::of(&messages, |m| &m.websocket_frame);
+        let sse = Joined::of(&messages, |m| &m.sse_event);
+        (Batch { messages, websocket, sse }, gap)
     }
 }
 
@@ -226,21 +262,22 @@ enum Offer {
     Gone,
 }
 
-/// An upgraded WebSocket's socket, shared by its connection task (which reads and
-/// sends control frames through tungstenite over [`Socket`]) and a shard (which
-/// writes messages). Bytes the socket cannot take at once wait here, in order.
+/// What a connection is sent, on its way to the client, shared by the connection's
+/// own code and a shard. Bytes that cannot go out at once wait here, in order.
 #[derive(Debug)]
 pub(super) struct Outbox {
     inner: Mutex<Inner>,
-    /// Wakes the connection task: bytes wait to be drained, or a shard let go.
+    /// Wakes the connection: bytes wait for it, or a shard let go.
     woken: Notify,
     /// Set when the connection leaves; shards drop it from their list.
     left: AtomicBool,
+    /// For the delivery metrics.
+    transport: Transport,
 }
 
 #[derive(Debug)]
 struct Inner {
-    io: TokioIo<Upgraded>,
+    to: Destination,
     waiting: VecDeque<Bytes>,
     waiting_bytes: usize,
     /// The cursor of the last message taken: where the client is once all is sent.
@@ -251,20 +288,44 @@ struct Inner {
     released: Option<Release>,
 }
 
+/// Where an outbox's bytes go.
+#[derive(Debug)]
+enum Destination {
+    /// An upgraded WebSocket's socket, written directly; what it does not take at once
+    /// waits for the connection's task to drain it. The task reads from it through
+    /// [`Socket`] too.
+    WebSocket(TokioIo<Upgraded>),
+    /// An SSE response body: the bytes wait until hyper asks the body for them.
+    Sse,
+}
+
 impl Outbox {
-    /// The outbox of a connection whose client will be at `position` once what its
-    /// task sends first (the history) is written.
-    pub(super) fn new(io: TokioIo<Upgraded>, position: Cursor) -> Self {
-        let inner = Inner { io, waiting: VecDeque::new(), waiting_bytes: 0, position, shard: None, released: None };
-        Outbox { inner: Mutex::new(inner), woken: Notify::new(), left: AtomicBool::new(false) }
+    /// The outbox of an upgraded WebSocket whose client will be at `position` once what
+    /// its task sends first (the history) is written.
+    pub(super) fn websocket(io: TokioIo<Upgraded>, position: Cursor) -> Self {
+        Self::new(Destination::WebSocket(io), position)
+    }
+
+    /// The outbox of an SSE stream, like [`Outbox::websocket`].
+    pub(super) fn sse(position: Cursor) -> Self {
+        Self::new(Destination::Sse, position)
+    }
+
+    fn new(to: Destination, position: Cursor) -> Self {
+        let transport = match to {
+            Destination::WebSocket(_) => Transport::WebSocket,
+            Destination::Sse => Transport::Sse,
+        };
+        let inner = Inner { to, waiting: VecDeque::new(), waiting_bytes: 0, position, shard: None, released: None };
+        Outbox { inner: Mutex::new(inner), woken: Notify::new(), left: AtomicBool::new(false), transport }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         lock(&self.inner)
     }
 
-    /// Writes a message's (or a gap notice's) frame, or keeps what the socket does not
-    /// take now; the client is then at `position`.
+    /// Writes a message's (or a gap notice's) frame to a WebSocket, or keeps what the
+    /// socket does not take now; the client is then at `position`.
     pub(super) fn send(&self, frame: Bytes, position: Cursor) -> io::Result<()> {
         let mut inner = self.lock();
         inner.write_or_keep(frame)?;
@@ -272,9 +333,29 @@ impl Outbox {
         Ok(())
     }
 
-    /// Bytes waiting for the socket.
+    /// Notes that the connection sent the client everything up to `position` itself.
+    pub(super) fn sent(&self, position: Cursor) {
+        self.lock().position = position;
+    }
+
+    /// Bytes waiting to go out.
     pub(super) fn waiting(&self) -> usize {
         self.lock().waiting_bytes
+    }
+
+    /// Everything waiting, as one chunk (an SSE body's next).
+    pub(super) fn take_waiting(&self) -> Option<Bytes> {
+        let mut inner = self.lock();
+        inner.waiting_bytes = 0;
+        match inner.waiting.len() {
+            0 => None,
+            1 => inner.waiting.pop_front(),
+            _ => {
+                let mut chunk = BytesMut::new();
+                inner.waiting.drain(..).for_each(|bytes| chunk.extend_from_slice(&bytes));
+                Some(chunk.freeze())
+            }
+        }
     }
 
     /// Where the client is: the last message taken.
@@ -282,26 +363,29 @@ impl Outbox {
         self.lock().position
     }
 
-    /// Writes everything waiting, then resolves.
+    /// Writes everything waiting to a WebSocket, then resolves.
     pub(super) async fn drain(&self) -> io::Result<()> {
         std::future::poll_fn(|cx| self.poll_drain(cx)).await
     }
 
     fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut inner = self.lock();
-        while let Some(front) = inner.waiting.front().cloned() {
-            let written = ready!(Pin::new(&mut inner.io).poll_write(cx, &front))?;
+        let Inner { to: Destination::WebSocket(io), waiting, waiting_bytes, .. } = &mut *inner else {
+            return Poll::Ready(Ok(())); // an SSE body's bytes are drained by hyper
+        };
+        while let Some(front) = waiting.front_mut() {
+            let written = ready!(Pin::new(&mut *io).poll_write(cx, front))?;
             if written == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            inner.waiting_bytes -= written;
+            *waiting_bytes -= written;
             if written == front.len() {
-                inner.waiting.pop_front();
+                waiting.pop_front();
             } else {
-                inner.waiting[0] = front.slice(written..);
+                front.advance(written);
             }
         }
-        Pin::new(&mut inner.io).poll_flush(cx)
+        Pin::new(io).poll_flush(cx)
     }
 
     /// Resolves when a shard queued bytes here or let go of this outbox.
@@ -328,65 +412,74 @@ impl Outbox {
         if had == messages.len() {
             return Offer::Taken { messages: 0, deferred: false };
         }
-        let frames = if had == 0 { batch.frames.clone() } else { batch.frames.slice(batch.ends[had - 1]..) };
-        // An empty queue takes any batch, as the task's own sending does: the bound is
-        // the limit plus one batch.
-        if inner.waiting_bytes > 0 && inner.waiting_bytes + frames.len() > limit {
+        let bytes = match inner.to {
+            Destination::WebSocket(_) => batch.websocket.from(had),
+            Destination::Sse => batch.sse.from(had),
+        };
+        // An empty queue takes any batch, as the connection's own sending does: the
+        // bound is the limit plus one batch.
+        if inner.waiting_bytes > 0 && inner.waiting_bytes + bytes.len() > limit {
             return Offer::Refused;
         }
         let was_waiting = inner.waiting_bytes > 0;
-        if inner.write_or_keep(frames).is_err() {
-            return Offer::Refused; // its task finds the socket failed
-        }
+        let wake = match inner.to {
+            Destination::WebSocket(_) => {
+                if inner.write_or_keep(bytes).is_err() {
+                    return Offer::Refused; // its task finds the socket failed
+                }
+                // Only what the socket did not take needs the task (to drain it).
+                !was_waiting && inner.waiting_bytes > 0
+            }
+            Destination::Sse => {
+                inner.keep(bytes);
+                true
+            }
+        };
         inner.position = messages[messages.len() - 1].cursor;
-        let deferred = inner.waiting_bytes > 0;
-        if deferred && !was_waiting {
-            self.woken.notify_one(); // the task drains it, within the slow-consumer timeout
+        let deferred = matches!(inner.to, Destination::WebSocket(_)) && inner.waiting_bytes > 0;
+        drop(inner);
+        if wake {
+            self.woken.notify_one();
         }
         Offer::Taken { messages: messages.len() - had, deferred }
     }
 }
 
-/// The index of the first of `messages` (consecutive, oldest first) that a client at
-/// `position` has not had; `messages.len()` if it had them all. `None` if it needs a
-/// message before them: it is behind.
-fn first_unsent(messages: &[Arc<Message>], position: Cursor) -> Option<usize> {
-    let first = messages.first()?.cursor;
-    if first.epoch != position.epoch || first.seq > position.seq + 1 {
-        return None;
-    }
-    Some(messages.len().min((position.seq + 1 - first.seq) as usize))
-}
-
 impl Inner {
-    /// Writes as much of `bytes` as the socket takes without waiting, unless bytes
-    /// already wait (they go first); keeps the rest.
-    fn write_or_keep(&mut self, bytes: Bytes) -> io::Result<()> {
-        let mut written = 0;
-        if self.waiting.is_empty() {
+    /// Writes as much of `bytes` to the WebSocket as its socket takes without waiting,
+    /// unless bytes already wait (they go first); keeps the rest.
+    fn write_or_keep(&mut self, mut bytes: Bytes) -> io::Result<()> {
+        if let (Destination::WebSocket(io), true) = (&mut self.to, self.waiting.is_empty()) {
             // No task waits on this socket's write readiness while nothing waits, so a
             // no-op waker takes nothing from anyone; a task that drains registers its own.
             let mut cx = Context::from_waker(Waker::noop());
-            if let Poll::Ready(result) = Pin::new(&mut self.io).poll_write(&mut cx, &bytes) {
-                written = result?;
+            if let Poll::Ready(result) = Pin::new(io).poll_write(&mut cx, &bytes) {
+                bytes.advance(result?);
             }
         }
-        if written < bytes.len() {
-            self.waiting_bytes += bytes.len() - written;
-            self.waiting.push_back(bytes.slice(written..));
-        }
+        self.keep(bytes);
         Ok(())
+    }
+
+    fn keep(&mut self, bytes: Bytes) {
+        if !bytes.is_empty() {
+            self.waiting_bytes += bytes.len();
+            self.waiting.push_back(bytes);
+        }
     }
 }
 
-/// The outbox as tungstenite's stream: reads come from the socket; writes (pings,
-/// pongs, the close frame) go through the outbox, behind whatever waits there.
+/// A WebSocket's outbox as tungstenite's stream: reads come from the socket; writes
+/// (pings, pongs, the close frame) go through the outbox, behind whatever waits there.
 #[derive(Debug)]
 pub(super) struct Socket(pub(super) Arc<Outbox>);
 
 impl AsyncRead for Socket {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0.lock().io).poll_read(cx, buf)
+        match &mut self.0.lock().to {
+            Destination::WebSocket(io) => Pin::new(io).poll_read(cx, buf),
+            Destination::Sse => Poll::Ready(Ok(())), // nothing to read: the end
+        }
     }
 }
 
@@ -403,7 +496,41 @@ impl AsyncWrite for Socket {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.0.poll_drain(cx))?;
-        Pin::new(&mut self.0.lock().io).poll_shutdown(cx)
+        match &mut self.0.lock().to {
+            Destination::WebSocket(io) => Pin::new(io).poll_shutdown(cx),
+            Destination::Sse => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// The index of the first of `messages` (consecutive, oldest first) that a client at
+/// `position` has not had; `messages.len()` if it had them all. `None` if it needs a
+/// message before them: it is behind.
+fn first_unsent(messages: &[Arc<Message>], position: Cursor) -> Option<usize> {
+    let first = messages.first()?.cursor;
+    if first.epoch != position.epoch || first.seq > position.seq + 1 {
+        return None;
+    }
+    Some(messages.len().min((position.seq + 1 - first.seq) as usize))
+}
+
+/// What a connection sends for a delivery of its own subscription (while it catches
+/// up), in its transport's wire form, and where the client is once it has it.
+pub(super) fn encode(
+    delivery: Delivery,
+    metrics: &TransportMetrics,
+    message_form: impl Fn(&Message) -> &Bytes,
+    gap_form: impl Fn(&Gap) -> Bytes,
+) -> (Bytes, Cursor) {
+    match delivery {
+        Delivery::Message(message) => {
+            metrics.delivered(message.created.elapsed());
+            (message_form(&message).clone(), message.cursor)
+        }
+        Delivery::Gap(gap) => {
+            metrics.gap(gap.reason);
+            (gap_form(&gap), gap.resume)
+        }
     }
 }
 

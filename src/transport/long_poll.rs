@@ -16,14 +16,17 @@
 //! answer has no messages (after a restart of an empty server, say). A client that goes away while its poll is
 //! pending drops this handler, and with it its subscription, at once.
 
+use std::sync::Arc;
+
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::post;
 
 use super::{AppError, Form, NOT_TEXT, SubscriberSlot};
 use crate::AppState;
-use crate::bus::Delivery;
+use crate::bus::{Delivery, Message};
 use crate::metrics::{Transport, TransportMetrics};
 use crate::server::Connection;
 
@@ -57,51 +60,59 @@ async fn poll(
     while let Some(delivery) = subscription.try_next() {
         answer.add(delivery);
     }
-    Ok(super::json_response(answer.into_json()))
+    Ok(super::json_response(answer.into_body()))
 }
 
-/// The body of one long-poll answer, `{"messages":[…]}` (plus `"gap"`), written
-/// straight from the pre-encoded message objects into one buffer.
+/// One long-poll answer, `{"messages":[…]}` (plus `"gap"`): the messages ready when
+/// the poll is answered, oldest first.
 struct Answer<'a> {
     metrics: &'a TransportMetrics,
-    json: String,
-    empty: bool,
+    messages: Vec<Arc<Message>>,
     gap: Option<String>,
 }
 
 impl<'a> Answer<'a> {
     fn new(metrics: &'a TransportMetrics) -> Self {
-        Answer { metrics, json: String::from(r#"{"messages":["#), empty: true, gap: None }
+        Answer { metrics, messages: Vec::new(), gap: None }
     }
 
     fn add(&mut self, delivery: Delivery) {
         match delivery {
             Delivery::Message(message) => {
                 self.metrics.delivered(message.created.elapsed());
-                // Room for the separator and the closing `]}` too: one allocation for
-                // a one-message answer instead of three.
-                self.json.reserve(message.json.len() + 3);
-                if !std::mem::take(&mut self.empty) {
-                    self.json.push(',');
-                }
-                self.json.push_str(&message.json);
+                self.messages.push(message);
             }
             // At most one gap per answer in practice; if a second comes, the first
             // (earlier) one is what the client needs to hear about.
             Delivery::Gap(gap) => {
-                self.metrics.gap(gap.reason);
                 self.gap.get_or_insert_with(|| gap.to_json());
+                self.metrics.gap(gap.reason);
             }
         }
     }
 
-    fn into_json(mut self) -> String {
-        self.json.push(']');
-        if let Some(gap) = self.gap {
-            self.json.push_str(r#","gap":"#);
-            self.json.push_str(&gap);
+    /// The body: one message alone is the answer it carries pre-built (the same bytes
+    /// for every poll waiting at that cursor); otherwise written from the message
+    /// objects into one buffer.
+    fn into_body(self) -> Bytes {
+        if let ([message], None) = (&self.messages[..], &self.gap) {
+            return message.long_poll_answer.clone();
         }
-        self.json.push('}');
-        self.json
+        let size = self.messages.iter().map(|m| m.json.len() + 1).sum::<usize>() + 32;
+        let mut json = String::with_capacity(size + self.gap.as_ref().map_or(0, String::len));
+        json.push_str(r#"{"messages":["#);
+        for (i, message) in self.messages.iter().enumerate() {
+            if i > 0 {
+                json.push(',');
+            }
+            json.push_str(&message.json);
+        }
+        json.push(']');
+        if let Some(gap) = self.gap {
+            json.push_str(r#","gap":"#);
+            json.push_str(&gap);
+        }
+        json.push('}');
+        json.into()
     }
 }

@@ -10,8 +10,8 @@
 //! | [`crate::metrics`] | `GET /metrics`                       | Prometheus         |
 //!
 //! A new transport is one new module and one `.merge` below. The streaming transports
-//! share [`SubscriberSlot`] (the connection cap). WebSocket messages are written by
-//! `fanout`: one task per worker thread for all sockets, not one wake-up per socket.
+//! share [`SubscriberSlot`] (the connection cap) and the fan-out (`fanout`): one task
+//! per worker thread hands every new message to all their connections.
 
 mod error;
 mod fanout;
@@ -22,9 +22,11 @@ pub mod publish;
 pub mod sse;
 pub mod websocket;
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::body::Body;
-use axum::extract::FromRequestParts;
+use axum::extract::{Extension, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
@@ -34,6 +36,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tower::util::MapResponseLayer;
 
 pub use error::{AppError, Rejected};
+use fanout::Fanout;
 pub use form::Form;
 
 use crate::AppState;
@@ -47,6 +50,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .merge(websocket::routes())
         .merge(sse::routes())
         .route("/metrics", get(crate::metrics::serve))
+        // The streaming transports' fan-out: one set of shard tasks writes to both.
+        .layer(Extension(Arc::new(Fanout::default())))
         // A plain function of the response: no boxed future per request, unlike
         // `middleware::from_fn`, and this runs on every request.
         .layer(MapResponseLayer::new(move |response| count_rejection(&state, response)))
@@ -104,9 +109,9 @@ pub struct CursorQuery {
 
 /// A JSON answer, typed as Tornado types its own. Built directly: a `String` made into
 /// a response is first typed `text/plain`, then retyped.
-fn json_response(json: String) -> Response {
+fn json_response(json: impl Into<Body>) -> Response {
     const JSON: HeaderValue = HeaderValue::from_static("application/json; charset=UTF-8");
-    let mut response = Response::new(Body::from(json));
+    let mut response = Response::new(json.into());
     response.headers_mut().insert(header::CONTENT_TYPE, JSON);
     response
 }

@@ -24,16 +24,19 @@
 //!   browser's `Last-Event-ID` past the gap, so a reconnect is not told it twice.
 //! - The stream ends at server shutdown; `EventSource` then retries by itself.
 //!
-//! The response body reads the subscription itself: hyper asks it for the next chunk
-//! whenever the socket can take more, so a delivery costs one task wake-up, and
-//! several events that are ready together go out as one chunk. hyper buffers at most
-//! `--outbound-limit` bytes (1 MiB) of it; beyond that it stops asking. One watchdog
-//! task for all streams looks, once per `--slow-consumer-timeout` (5 s), for a body
-//! that has had something to send but was not asked for it during a whole timeout:
-//! that client is a slow consumer. Its stream's next chunk is `event: slow` /
-//! `data: {"reason":"slow_consumer"}`, and then the stream ends; if hyper does not
-//! take even that within a grace period, the connection is cut. The client reconnects
-//! with `Last-Event-ID` and loses nothing the history still holds.
+//! The response body sends the history itself, from its own subscription; then it
+//! joins the fan-out (module `fanout`), whose task for all streams hands it each new
+//! event: hyper asks the body for the next chunk whenever the socket can take more,
+//! and several events that are ready together go out as one chunk. hyper buffers at
+//! most `--outbound-limit` bytes (1 MiB) of it, and at most as much again waits in the
+//! body for hyper; beyond that the fan-out lets go, and the body catches up from the
+//! bus by itself when hyper asks again. One watchdog task for all streams looks, once
+//! per `--slow-consumer-timeout` (5 s), for a body that has had something to send but
+//! was not asked for it during a whole timeout: that client is a slow consumer. Its
+//! stream's next chunk is `event: slow` / `data: {"reason":"slow_consumer"}`, and then
+//! the stream ends; if hyper does not take even that within a grace period, the
+//! connection is cut. The client reconnects with `Last-Event-ID` and loses nothing
+//! the history still holds.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -50,11 +53,11 @@ use axum::routing::get;
 use bytes::BytesMut;
 use futures::stream::{self, Stream, StreamExt};
 use tokio::time::{Instant, Sleep, sleep};
-use tokio_util::sync::WaitForCancellationFutureOwned;
 
+use super::fanout::{Fanout, Outbox, Release, encode};
 use super::{CursorQuery, NOT_TEXT, SubscriberSlot};
 use crate::AppState;
-use crate::bus::{Delivery, Subscription};
+use crate::bus::{Gap, Subscription};
 use crate::metrics::{SubscriberGuard, Transport, TransportMetrics};
 use crate::server::{Closer, Connection};
 
@@ -80,6 +83,7 @@ pub fn routes() -> Router<AppState> {
 async fn events(
     State(state): State<AppState>,
     Extension(watchlist): Extension<Arc<Watchlist>>,
+    Extension(fanout): Extension<Arc<Fanout>>,
     slot: SubscriberSlot,
     connection: Connection,
     headers: HeaderMap,
@@ -97,9 +101,10 @@ async fn events(
         _slot: slot,
         keepalive: Box::pin(sleep(state.config.sse_keepalive)),
         last_sent: Instant::now(),
-        ended: Box::pin(connection.ended_owned()),
         _connection: connection,
-        subscription,
+        outbox: Arc::new(Outbox::sse(subscription.position())),
+        subscription: Some(subscription),
+        fanout,
         state,
         metrics,
         progress,
@@ -146,7 +151,11 @@ impl Progress {
 
 /// The state of one stream's body.
 struct Reader {
-    subscription: Subscription,
+    /// Where the events come from while the stream catches up (the history at first):
+    /// then it joins the fan-out, and they come through `outbox`.
+    subscription: Option<Subscription>,
+    outbox: Arc<Outbox>,
+    fanout: Arc<Fanout>,
     state: AppState,
     metrics: TransportMetrics,
     progress: Arc<Progress>,
@@ -154,8 +163,6 @@ struct Reader {
     /// on only when it fires, not at every delivery.
     keepalive: Pin<Box<Sleep>>,
     last_sent: Instant,
-    /// The stream ends with its connection (or at shutdown).
-    ended: Pin<Box<WaitForCancellationFutureOwned>>,
     _connection: Connection,
     /// Hold the subscriber count and the slot for as long as the body lives.
     _subscriber: SubscriberGuard,
@@ -171,77 +178,102 @@ impl Reader {
         if progress.slow.load(Ordering::Acquire) {
             return None;
         }
-        let first = match self.subscription.try_next() {
-            Some(delivery) => delivery,
-            None => match self.wait().await? {
-                Waited::Delivery(delivery) => delivery,
+        loop {
+            if let Some(chunk) = self.catch_up() {
+                self.last_sent = Instant::now();
+                return Some(chunk);
+            }
+            // Joined: what the fan-out handed over, or why it let go.
+            if let Some(chunk) = self.outbox.take_waiting() {
+                self.last_sent = Instant::now();
+                return Some(chunk);
+            }
+            match self.outbox.take_release() {
+                Some(Release::Behind) => {
+                    let position = self.outbox.position().to_string();
+                    self.subscription = Some(self.state.bus.subscribe(Some(&position)).await);
+                    continue;
+                }
+                Some(Release::Ended) => return None,
+                None => {}
+            }
+            match self.wait().await {
+                Waited::Woken => {}
                 Waited::KeepAlive => return Some(Bytes::from_static(KEEPALIVE)),
-            },
-        };
-        self.last_sent = Instant::now();
-        let mut chunk = self.encode(first);
-        // Whatever else is ready goes in the same chunk: one write for a burst.
-        while chunk.len() < BATCH_BYTES {
-            let Some(delivery) = self.subscription.try_next() else { break };
-            let more = self.encode(delivery);
-            let mut joined = BytesMut::with_capacity(chunk.len() + more.len());
-            joined.extend_from_slice(&chunk);
-            joined.extend_from_slice(&more);
-            chunk = joined.freeze();
+            }
         }
-        Some(chunk)
     }
 
-    /// Waits for a delivery, or for a keep-alive period to pass since the last chunk;
-    /// `None` when the connection ends or the feed does.
-    async fn wait(&mut self) -> Option<Waited> {
+    /// While catching up: what the subscription has ready, joined into one chunk; when
+    /// it has nothing more, the stream joins the fan-out instead.
+    fn catch_up(&mut self) -> Option<Bytes> {
+        let subscription = self.subscription.as_mut()?;
+        let Some(first) = subscription.try_next() else {
+            self.subscription = None;
+            self.fanout.join(&self.state, &self.outbox);
+            return None;
+        };
+        let mut chunk = BytesMut::new();
+        let mut next = Some(first);
+        while let Some(delivery) = next {
+            let (event, position) = encode(delivery, &self.metrics, |m| &m.sse_event, gap_event);
+            chunk.extend_from_slice(&event);
+            self.outbox.sent(position);
+            // Whatever else is ready goes in the same chunk: one write for a burst.
+            next = if chunk.len() < BATCH_BYTES { subscription.try_next() } else { None };
+        }
+        Some(chunk.freeze())
+    }
+
+    /// Waits for the fan-out, or for a keep-alive period to pass since the last chunk.
+    async fn wait(&mut self) -> Waited {
         self.progress.caught_up.store(true, Ordering::Relaxed);
         let waited = self.wait_caught_up().await;
         self.progress.caught_up.store(false, Ordering::Relaxed);
         waited
     }
 
-    async fn wait_caught_up(&mut self) -> Option<Waited> {
+    async fn wait_caught_up(&mut self) -> Waited {
         let period = self.state.config.sse_keepalive;
         loop {
             tokio::select! {
-                // The delivery first: woken by it, the body does not poll the timer
-                // and the end of the connection again.
+                // The fan-out first: woken by it, the body does not poll the timer
+                // again. (At shutdown the fan-out lets go with `Ended`; a connection
+                // closed by the server is dropped by its task, body and all.)
                 biased;
-                delivery = self.subscription.next() => return delivery.map(Waited::Delivery),
+                () = self.outbox.woken() => return Waited::Woken,
                 () = self.keepalive.as_mut() => {
                     let due = self.last_sent + period;
                     let now = Instant::now();
                     if due <= now {
                         self.last_sent = now;
                         self.keepalive.as_mut().reset(now + period);
-                        return Some(Waited::KeepAlive);
+                        return Waited::KeepAlive;
                     }
                     self.keepalive.as_mut().reset(due); // something was sent meanwhile
                 }
-                () = self.ended.as_mut() => return None,
-            }
-        }
-    }
-
-    fn encode(&self, delivery: Delivery) -> Bytes {
-        match delivery {
-            Delivery::Message(message) => {
-                self.metrics.delivered(message.created.elapsed());
-                message.sse_event.clone()
-            }
-            Delivery::Gap(gap) => {
-                self.metrics.gap(gap.reason);
-                Bytes::from(format!("event: gap\nid: {}\ndata: {}\n\n", gap.resume, gap.to_json()))
             }
         }
     }
 }
 
+/// A gap notice's event: its `id:` moves the browser's `Last-Event-ID` past the gap.
+fn gap_event(gap: &Gap) -> Bytes {
+    Bytes::from(format!("event: gap\nid: {}\ndata: {}\n\n", gap.resume, gap.to_json()))
+}
+
 /// What the body waited for.
 enum Waited {
-    Delivery(Delivery),
+    /// The fan-out handed over events, or let go.
+    Woken,
     KeepAlive,
+}
+
+/// A stream that ends leaves its shard, which then drops its outbox.
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.fanout.leave(&self.outbox);
+    }
 }
 
 /// The response body: the opening comment, then the reader's chunks, then the slow

@@ -56,10 +56,10 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as Frame, Utf8Bytes};
 
 use super::error::publish_reason;
-use super::fanout::{Fanout, Outbox, Release, Socket};
+use super::fanout::{Fanout, Outbox, Release, Socket, encode};
 use super::{AppError, CursorQuery, SubscriberSlot};
 use crate::AppState;
-use crate::bus::{Cursor, Delivery, PublishError, Subscription, websocket_text_frame};
+use crate::bus::{Gap, PublishError, Subscription, websocket_text_frame};
 use crate::metrics::{Transport, TransportMetrics};
 use crate::server::Connection;
 
@@ -72,10 +72,9 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// The first frame: it has no `id`, so clients that only read messages skip it.
 const READY: &str = r#"{"ready":{}}"#;
 
-/// The WebSocket endpoint, for [`super::routes`] to merge, with the fan-out that
-/// writes messages into its sockets (this module's own state).
+/// The WebSocket endpoint, for [`super::routes`] to merge.
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/a/message/socket", get(upgrade)).layer(Extension(Arc::new(Fanout::default())))
+    Router::new().route("/a/message/socket", get(upgrade))
 }
 
 /// The handshake (RFC 6455 §4.2), done here rather than by axum's `WebSocketUpgrade`,
@@ -176,7 +175,7 @@ async fn serve(
     let metrics = state.metrics.transport(Transport::WebSocket);
     let _subscriber = metrics.subscriber();
     let subscription = state.bus.subscribe(cursor.as_deref().filter(|c| !c.is_empty())).await;
-    let outbox = Arc::new(Outbox::new(TokioIo::new(upgraded), subscription.position()));
+    let outbox = Arc::new(Outbox::websocket(TokioIo::new(upgraded), subscription.position()));
     let max = Some(state.config.max_body);
     let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER).max_message_size(max).max_frame_size(max);
     let mut socket = WebSocketStream::from_raw_socket(Socket(outbox.clone()), Role::Server, Some(config)).await;
@@ -189,9 +188,7 @@ async fn serve(
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     ping.reset(); // the first tick would fire at once
     let mut awaiting_pong = false;
-    // Made once: a fresh one at every turn of the loop would register with the
-    // connection's token again each time.
-    let mut ended = std::pin::pin!(connection.ended());
+    let mut end = connection.end();
 
     let mut joining = catch_up(&outbox, subscription, &fanout, &state, metrics).await;
     let closing: Option<Closing> = loop {
@@ -242,7 +239,7 @@ async fn serve(
                     Err(_) => break Some(Closing::slow_consumer(metrics)),
                 }
             }
-            () = &mut ended => break Some(Closing::new(CloseCode::Away, "server shutting down")),
+            () = end.wait() => break Some(Closing::new(CloseCode::Away, "server shutting down")),
         }
     };
     fanout.leave(&outbox);
@@ -295,7 +292,7 @@ async fn catch_up(
             within(patience, outbox.drain()).await?;
             continue; // more may have come meanwhile
         };
-        let (frame, position) = frame(delivery, metrics);
+        let (frame, position) = encode(delivery, metrics, |m| &m.websocket_frame, gap_frame);
         outbox.send(frame, position).map_err(|_| Stall::Failed)?;
         if outbox.waiting() >= state.config.outbound_limit {
             within(patience, outbox.drain()).await?;
@@ -307,18 +304,9 @@ async fn catch_up(
     Ok(())
 }
 
-/// A delivery's frame, and where the client is once it has it.
-fn frame(delivery: Delivery, metrics: &TransportMetrics) -> (Bytes, Cursor) {
-    match delivery {
-        Delivery::Message(message) => {
-            metrics.delivered(message.created.elapsed());
-            (message.websocket_frame.clone(), message.cursor)
-        }
-        Delivery::Gap(gap) => {
-            metrics.gap(gap.reason);
-            (websocket_text_frame(&format!(r#"{{"gap":{}}}"#, gap.to_json())), gap.resume)
-        }
-    }
+/// A gap notice's frame: a control object without `id`.
+fn gap_frame(gap: &Gap) -> Bytes {
+    websocket_text_frame(&format!(r#"{{"gap":{}}}"#, gap.to_json()))
 }
 
 /// Runs a socket operation with the slow-consumer timeout.
