@@ -1,5 +1,5 @@
-//! The WebSocket fan-out: one task per worker writes each message into every joined
-//! socket. Whether a connection joins while messages flow, is one of hundreds, or
+//! The fan-out: one task per worker hands each message to every joined WebSocket and
+//! SSE stream. Whether a connection joins while messages flow, is one of hundreds, or
 //! stops reading for a while, its client gets every message once and in order.
 
 mod common;
@@ -56,7 +56,7 @@ async fn hundreds_of_sockets_are_written_by_the_fan_out_itself() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_that_join_while_messages_flow_get_each_one_once_in_order() {
+async fn websockets_and_sse_streams_that_join_while_messages_flow_get_each_one_once_in_order() {
     const MESSAGES: u64 = 600;
     let app = spawn_app(Config { history: 1_000, ..Config::default() }).await;
     let bus = app.state.bus.clone();
@@ -71,9 +71,20 @@ async fn connections_that_join_while_messages_flow_get_each_one_once_in_order() 
     // Clients arrive throughout the stream; without a cursor each gets the history from
     // the first message, then joins a shard mid-stream.
     let mut readers = Vec::new();
-    for _ in 0..40 {
-        let mut client = app.websocket(None).await;
-        readers.push(tokio::spawn(async move { seqs_until(&mut client, MESSAGES).await }));
+    for i in 0..40 {
+        if i % 2 == 0 {
+            let mut client = app.websocket(None).await;
+            readers.push(tokio::spawn(async move { seqs_until(&mut client, MESSAGES).await }));
+        } else {
+            let mut stream = app.sse(None, None).await;
+            readers.push(tokio::spawn(async move {
+                let mut seqs = Vec::new();
+                while seqs.last() != Some(&MESSAGES) {
+                    seqs.push(stream.next_message().await["seq"].as_u64().expect("a seq"));
+                }
+                seqs
+            }));
+        }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     within("the publisher", publisher).await.expect("the publisher panicked");
