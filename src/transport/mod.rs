@@ -43,15 +43,15 @@ use crate::AppState;
 
 /// All routes, with the layers every request goes through.
 pub fn routes(state: AppState) -> Router<AppState> {
+    // The streaming transports share the fan-out: one set of shard tasks writes to
+    // both. Layered on their routes alone, so no other request pays for carrying it.
+    let streams = websocket::routes().merge(sse::routes()).layer(Extension(Arc::new(Fanout::default())));
     Router::new()
         .merge(page::routes())
         .merge(publish::routes())
         .merge(long_poll::routes())
-        .merge(websocket::routes())
-        .merge(sse::routes())
+        .merge(streams)
         .route("/metrics", get(crate::metrics::serve))
-        // The streaming transports' fan-out: one set of shard tasks writes to both.
-        .layer(Extension(Arc::new(Fanout::default())))
         // A plain function of the response: no boxed future per request, unlike
         // `middleware::from_fn`, and this runs on every request.
         .layer(MapResponseLayer::new(move |response| count_rejection(&state, response)))
