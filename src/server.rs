@@ -34,14 +34,12 @@ use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use emulated_link::{Link, Side};
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture, WaitForCancellationFutureOwned};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
@@ -111,27 +109,6 @@ impl Connection {
     /// Resolves when the connection is closed or the server shuts down.
     pub fn ended(&self) -> WaitForCancellationFuture<'_> {
         self.token.cancelled()
-    }
-
-    /// Like [`Connection::ended`], for a task that waits on it across many wake-ups
-    /// (for other reasons: deliveries, socket readiness): see [`End`].
-    pub fn end(&self) -> End {
-        End(FuturesUnordered::from_iter([self.token.clone().cancelled_owned()]))
-    }
-}
-
-/// The end of a connection, polled only when it may have come. Polling the token itself
-/// takes two locks (its flag, then its waiters), at every wake of a busy task: a stream's
-/// every delivery. `FuturesUnordered` polls the future inside only when that future
-/// woke the task.
-#[derive(Debug)]
-pub struct End(FuturesUnordered<WaitForCancellationFutureOwned>);
-
-impl End {
-    /// Resolves when the connection is closed or the server shuts down (and at once
-    /// from then on).
-    pub async fn wait(&mut self) {
-        self.0.next().await;
     }
 }
 
@@ -228,10 +205,9 @@ where
     let shutdown = shutdown.clone();
     async move {
         let mut connection = std::pin::pin!(connection);
-        let mut end = closer.end();
         let result = tokio::select! {
             result = connection.as_mut() => result,
-            () = end.wait() => {
+            () = closer.ended() => {
                 if !shutdown.is_cancelled() {
                     return tracing::debug!("connection closed by the server");
                 }

@@ -188,58 +188,51 @@ async fn serve(
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     ping.reset(); // the first tick would fire at once
     let mut awaiting_pong = false;
-    let mut end = connection.end();
+    // Made once: a fresh one at every turn of the loop would register with the
+    // connection's token again each time.
+    let mut ended = std::pin::pin!(connection.ended());
 
-    let mut joining = catch_up(&outbox, subscription, &fanout, &state, metrics).await;
-    let closing: Option<Closing> = loop {
-        if let Err(stall) = joining {
-            break stall.closing(metrics);
-        }
-        joining = Ok(());
-        tokio::select! {
-            biased;
-            () = outbox.woken() => {
-                if let Err(stall) = within(patience, outbox.drain()).await {
-                    break stall.closing(metrics);
-                }
-                match outbox.take_release() {
-                    None => {}
-                    Some(Release::Ended) => break Some(Closing::going_away()),
-                    Some(Release::Behind) => {
-                        let position = outbox.position().to_string();
-                        let subscription = state.bus.subscribe(Some(&position)).await;
-                        joining = catch_up(&outbox, subscription, &fanout, &state, metrics).await;
+    let caught_up = catch_up(&outbox, subscription, &fanout, &state, metrics).await;
+    let closing: Option<Closing> = if let Err(stall) = caught_up {
+        stall.closing(metrics)
+    } else {
+        loop {
+            tokio::select! {
+                biased;
+                () = outbox.woken() => {
+                    if let Err(closing) = on_woken(&outbox, &fanout, &state, metrics).await {
+                        break closing;
                     }
                 }
-            }
-            frame = socket.next() => match frame {
-                Some(Ok(Frame::Text(text))) => {
-                    if let Err(refusal) = publish(&state, &text).await {
-                        break Some(refusal);
+                frame = socket.next() => match frame {
+                    Some(Ok(Frame::Text(text))) => {
+                        if let Err(refusal) = publish(&state, &text).await {
+                            break Some(refusal);
+                        }
+                    }
+                    Some(Ok(Frame::Binary(_))) => {
+                        break Some(Closing::refusal(CloseCode::Unsupported, "binary frames are not accepted", "ws_binary"))
+                    }
+                    Some(Ok(Frame::Pong(_))) => awaiting_pong = false,
+                    Some(Ok(Frame::Ping(_) | Frame::Frame(_))) => {}
+                    Some(Ok(Frame::Close(_))) | None => break None,
+                    Some(Err(error)) => {
+                        break too_large(&error).then_some(Closing::refusal(CloseCode::Size, "frame too large", "ws_too_large"))
+                    }
+                },
+                _ = ping.tick() => {
+                    if awaiting_pong {
+                        break None; // a dead peer: nobody would read a close frame
+                    }
+                    awaiting_pong = true;
+                    match timeout(patience, socket.send(Frame::Ping(Bytes::new()))).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break None,
+                        Err(_) => break Some(Closing::slow_consumer(metrics)),
                     }
                 }
-                Some(Ok(Frame::Binary(_))) => {
-                    break Some(Closing::refusal(CloseCode::Unsupported, "binary frames are not accepted", "ws_binary"))
-                }
-                Some(Ok(Frame::Pong(_))) => awaiting_pong = false,
-                Some(Ok(Frame::Ping(_) | Frame::Frame(_))) => {}
-                Some(Ok(Frame::Close(_))) | None => break None,
-                Some(Err(error)) => {
-                    break too_large(&error).then_some(Closing::refusal(CloseCode::Size, "frame too large", "ws_too_large"))
-                }
-            },
-            _ = ping.tick() => {
-                if awaiting_pong {
-                    break None; // a dead peer: nobody would read a close frame
-                }
-                awaiting_pong = true;
-                match timeout(patience, socket.send(Frame::Ping(Bytes::new()))).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => break None,
-                    Err(_) => break Some(Closing::slow_consumer(metrics)),
-                }
+                () = &mut ended => break Some(Closing::new(CloseCode::Away, "server shutting down")),
             }
-            () = end.wait() => break Some(Closing::new(CloseCode::Away, "server shutting down")),
         }
     };
     fanout.leave(&outbox);
@@ -251,6 +244,26 @@ async fn serve(
         // What is buffered goes first; a client that does not read even that within
         // the grace period (a slow consumer) is cut off when the socket is dropped.
         let _ = timeout(CLOSE_GRACE, socket.send(Frame::Close(Some(frame)))).await;
+    }
+}
+
+/// Woken by the fan-out: drains what waits for the socket, and catches up from the bus
+/// if the fan-out let go; or says why the connection closes instead.
+async fn on_woken(
+    outbox: &Arc<Outbox>,
+    fanout: &Fanout,
+    state: &AppState,
+    metrics: &TransportMetrics,
+) -> Result<(), Option<Closing>> {
+    let closing = |stall: Stall| stall.closing(metrics);
+    within(state.config.slow_consumer_timeout, outbox.drain()).await.map_err(closing)?;
+    match outbox.take_release() {
+        None => Ok(()),
+        Some(Release::Ended) => Err(Some(Closing::going_away())),
+        Some(Release::Behind) => {
+            let subscription = state.bus.subscribe(Some(&outbox.position().to_string())).await;
+            catch_up(outbox, subscription, fanout, state, metrics).await.map_err(closing)
+        }
     }
 }
 
