@@ -129,8 +129,10 @@ async fn follow(shard: Arc<Shard>, state: AppState) {
             // gets it from here.
             biased;
             () = shard.changed.notified() => {
-                joined.retain(|outbox| !outbox.left.load(Ordering::Acquire));
+                // Arrivals first: one that joined and left since the last look goes
+                // now, not at the next wake, and its socket closes with it.
                 joined.append(&mut lock(&shard.arrivals).outboxes);
+                joined.retain(|outbox| !outbox.left.load(Ordering::Acquire));
                 continue;
             }
             delivery = subscription.next() => delivery,
