@@ -21,10 +21,11 @@
 //! - With `--emulate-rtt` (and its siblings), every connection crosses an emulated
 //!   network link (crate `emulated-link`), so the demo shows what a real round trip
 //!   does to each transport.
-//! - Every request carries its [`Connection`], so a transport can cut its own TCP
-//!   connection (the SSE slow-consumer rule needs that: a client that stops reading
-//!   cannot be reached with an in-band goodbye), and long-lived handlers wait for the
-//!   end of their connection rather than on the shutdown token every connection shares.
+//! - Every request can reach its [`Connection`] (set around the request's future), so
+//!   a transport can cut its own TCP connection (the SSE slow-consumer rule needs that:
+//!   a client that stops reading cannot be reached with an in-band goodbye), and
+//!   long-lived handlers wait for the end of their connection rather than on the
+//!   shutdown token every connection shares.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -112,16 +113,22 @@ impl Connection {
     }
 }
 
+tokio::task_local! {
+    /// The connection of the request being handled, set around each request's future
+    /// by the accept loop. Not a request extension: that would allocate the request's
+    /// extension map and an entry in it for every request.
+    static CONNECTION: Connection;
+}
+
 /// From the accept loop below; a request served some other way (a router test through
 /// `oneshot`) gets a connection of its own that ends at shutdown.
 impl FromRequestParts<AppState> for Connection {
     type Rejection = Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
-        Ok(match parts.extensions.get::<Connection>() {
-            Some(connection) => connection.clone(),
-            None => Connection { token: state.shutdown.child_token(), _permit: None },
-        })
+    async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
+        Ok(CONNECTION
+            .try_with(Connection::clone)
+            .unwrap_or_else(|_| Connection { token: state.shutdown.child_token(), _permit: None }))
     }
 }
 
@@ -196,9 +203,8 @@ where
 {
     let service = {
         let (app, closer) = (app.clone(), closer.clone());
-        hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(closer.clone());
-            app.clone().oneshot(request)
+        hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            CONNECTION.scope(closer.clone(), app.clone().oneshot(request))
         })
     };
     let connection = builder.serve_connection(io, service).with_upgrades();

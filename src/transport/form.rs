@@ -5,14 +5,13 @@
 //! `_xsrf` or the header `X-XSRFToken`. A page of another origin cannot read the cookie,
 //! so it cannot forge the field.
 
-use std::ops::Range;
+use std::borrow::Cow;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, HeaderValue, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use percent_encoding::percent_decode;
-use subtle::ConstantTimeEq;
 
 use super::AppError;
 use crate::AppState;
@@ -25,22 +24,10 @@ pub(super) const XSRF: &str = "_xsrf";
 /// token checked against the cookie before the handler runs.
 #[derive(Debug)]
 pub struct Form {
-    /// The body, copied out of hyper's buffer (so that buffer is free while a poll is
-    /// held) and checked to be UTF-8 once.
+    /// The body, copied out of hyper's buffer and checked to be UTF-8 once. Fields
+    /// are found and decoded when asked for: a poll asks for two, and most need no
+    /// decoding.
     body: String,
-    /// (name, value) in body order.
-    fields: Vec<(Text, Text)>,
-}
-
-/// A field's name or value: most need no decoding and stay where they are in the body.
-#[derive(Debug)]
-enum Text {
-    /// A slice of the body with nothing to decode.
-    Verbatim(Range<usize>),
-    /// Decoded from `+` and `%XX` escapes.
-    Decoded(String),
-    /// Escapes that do not decode to UTF-8: no text at all.
-    Undecodable,
 }
 
 /// A field whose value is not UTF-8 text once decoded. The handler decides what that
@@ -68,66 +55,53 @@ impl FromRequest<AppState> for Form {
 }
 
 impl Form {
-    /// Decodes a form body. Percent-escapes that are not UTF-8 are kept as such rather
-    /// than replaced: a message is published as sent or not at all ([`Form::get`]).
+    /// A form body. Percent-escapes that are not UTF-8 are kept as such rather than
+    /// replaced: a message is published as sent or not at all ([`Form::get`]).
     pub fn parse(body: Bytes) -> Result<Self, AppError> {
         // A form body is ASCII (anything else is percent-encoded), so UTF-8 is enough.
         let body = String::from_utf8(body.into()).map_err(|_| AppError::MalformedForm)?;
-        let mut fields = Vec::new();
-        let mut start = 0;
-        for pair in body.split('&') {
-            let whole = start..start + pair.len();
-            start = whole.end + 1;
-            if pair.is_empty() {
-                continue;
-            }
-            let (name, value) = match pair.find('=') {
-                Some(at) => (whole.start..whole.start + at, whole.start + at + 1..whole.end),
-                None => (whole.clone(), whole.end..whole.end),
-            };
-            fields.push((Text::decode(&body, name), Text::decode(&body, value)));
-        }
-        Ok(Form { body, fields })
+        Ok(Form { body })
     }
 
     /// The last value of `name` (Tornado's `get_argument`), if present; [`NotText`]
     /// when it is there but not UTF-8 text.
-    pub fn get(&self, name: &str) -> Result<Option<&str>, NotText> {
-        let found = self.fields.iter().rev().find(|(n, _)| self.text(n) == Some(name));
-        found.map(|(_, value)| self.text(value).ok_or(NotText)).transpose()
-    }
-
-    fn text<'a>(&'a self, text: &'a Text) -> Option<&'a str> {
-        match text {
-            Text::Verbatim(range) => Some(&self.body[range.clone()]),
-            Text::Decoded(decoded) => Some(decoded),
-            Text::Undecodable => None,
+    pub fn get(&self, name: &str) -> Result<Option<Cow<'_, str>>, NotText> {
+        let mut found = None;
+        for pair in self.body.split('&').filter(|pair| !pair.is_empty()) {
+            let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+            if raw_name == name || decode(raw_name).is_ok_and(|decoded| decoded == name) {
+                found = Some(raw_value);
+            }
         }
+        found.map(decode).transpose()
     }
 
     /// Checks the request's XSRF token (form field or header) against its cookie.
     pub fn check_xsrf(&self, headers: &HeaderMap) -> Result<(), AppError> {
-        let sent = self
-            .get(XSRF)
-            .map_err(|NotText| AppError::MalformedForm)?
-            .or_else(|| ["x-xsrftoken", "x-csrftoken"].iter().find_map(|h| headers.get(*h)?.to_str().ok()))
-            .ok_or(AppError::XsrfMissing)?;
+        let field = self.get(XSRF).map_err(|NotText| AppError::MalformedForm)?;
+        let sent = match &field {
+            Some(token) => token,
+            None => ["x-xsrftoken", "x-csrftoken"]
+                .iter()
+                .find_map(|h| headers.get(*h)?.to_str().ok())
+                .ok_or(AppError::XsrfMissing)?,
+        };
         let cookie = xsrf_cookie(headers).ok_or(AppError::XsrfNoCookie)?;
-        if bool::from(sent.as_bytes().ct_eq(cookie.as_bytes())) { Ok(()) } else { Err(AppError::XsrfMismatch) }
+        let equal = constant_time_eq::constant_time_eq(sent.as_bytes(), cookie.as_bytes());
+        if equal { Ok(()) } else { Err(AppError::XsrfMismatch) }
     }
 }
 
-impl Text {
-    fn decode(body: &str, range: Range<usize>) -> Text {
-        let raw = &body.as_bytes()[range.clone()];
-        if memchr::memchr2(b'+', b'%', raw).is_none() {
-            return Text::Verbatim(range);
-        }
-        let spaced: Vec<u8> = raw.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
-        match percent_decode(&spaced).decode_utf8() {
-            Ok(decoded) => Text::Decoded(decoded.into_owned()),
-            Err(_) => Text::Undecodable,
-        }
+/// A field's name or value as text: borrowed from the body when it has no `+` or
+/// `%XX` escapes, which is most of them.
+fn decode(raw: &str) -> Result<Cow<'_, str>, NotText> {
+    if !raw.bytes().any(|b| b == b'+' || b == b'%') {
+        return Ok(Cow::Borrowed(raw));
+    }
+    let spaced: Vec<u8> = raw.bytes().map(|b| if b == b'+' { b' ' } else { b }).collect();
+    match percent_decode(&spaced).decode_utf8() {
+        Ok(decoded) => Ok(Cow::Owned(decoded.into_owned())),
+        Err(_) => Err(NotText),
     }
 }
 
@@ -163,18 +137,20 @@ mod tests {
 
     #[test]
     fn parse_decodes_plus_and_percent_and_keeps_the_last_value() {
-        let form = Form::parse(Bytes::from_static(b"body=a+b%26c&x=1&x=2&flag")).unwrap();
-        assert_eq!(form.get("body"), Ok(Some("a b&c")));
-        assert_eq!(form.get("x"), Ok(Some("2")));
-        assert_eq!(form.get("flag"), Ok(Some("")));
-        assert_eq!(form.get("missing"), Ok(None));
+        let form = Form::parse(Bytes::from_static(b"body=a+b%26c&x=1&x=2&flag&%63ursor=7")).unwrap();
+        let get = |name| form.get(name).map(|value| value.map(Cow::into_owned));
+        assert_eq!(get("body"), Ok(Some("a b&c".to_owned())));
+        assert_eq!(get("x"), Ok(Some("2".to_owned())));
+        assert_eq!(get("flag"), Ok(Some(String::new())));
+        assert_eq!(get("cursor"), Ok(Some("7".to_owned())), "names are decoded too");
+        assert_eq!(get("missing"), Ok(None));
     }
 
     #[test]
     fn escapes_that_are_not_utf8_make_that_field_not_text_and_raw_bytes_the_whole_form() {
         let form = Form::parse(Bytes::from_static(b"cursor=%FF%FE&x=1")).unwrap();
         assert_eq!(form.get("cursor"), Err(NotText));
-        assert_eq!(form.get("x"), Ok(Some("1")));
+        assert_eq!(form.get("x"), Ok(Some(Cow::Borrowed("1"))));
         assert!(matches!(Form::parse(Bytes::from_static(b"body=\xFF")), Err(AppError::MalformedForm)));
     }
 

@@ -16,6 +16,7 @@
 //! answer has no messages (after a restart of an empty server, say). A client that goes away while its poll is
 //! pending drops this handler, and with it its subscription, at once.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::Router;
@@ -42,7 +43,8 @@ async fn poll(
     form: Form,
 ) -> Result<Response, AppError> {
     // A cursor that is not text is as malformed as any other that points nowhere.
-    let cursor = form.get("cursor").unwrap_or(Some(NOT_TEXT)).filter(|c| !c.is_empty());
+    let cursor = form.get("cursor").unwrap_or(Some(Cow::Borrowed(NOT_TEXT)));
+    let cursor = cursor.as_deref().filter(|c| !c.is_empty());
     let metrics = state.metrics.transport(Transport::LongPoll);
     let _pending = metrics.subscriber();
     let mut subscription = state.bus.subscribe(cursor).await;

@@ -22,9 +22,10 @@ pub fn routes() -> Router<AppState> {
 async fn publish(State(state): State<AppState>, form: Form) -> Result<Response, AppError> {
     // Refuse a bad `next` before publishing: a refused request must change nothing.
     let field = |name| form.get(name).map_err(|NotText| AppError::MalformedForm);
-    let next = field("next")?.filter(|next| !next.is_empty()).map(local_path).transpose()?;
+    let next = field("next")?;
+    let next = next.as_deref().filter(|next| !next.is_empty()).map(local_path).transpose()?;
     let text = field("body")?.ok_or(AppError::MissingField("body"))?;
-    let message = state.bus.publish(text.to_owned()).await?;
+    let message = state.bus.publish(text.into_owned()).await?;
     state.metrics.published();
     Ok(match next {
         Some(path) => (StatusCode::FOUND, [(header::LOCATION, path.to_owned())]).into_response(),
