@@ -77,6 +77,15 @@ pub(super) enum Release {
     Ended,
 }
 
+/// What an SSE body takes from its outbox.
+#[derive(Debug)]
+pub(super) enum Taken {
+    /// Bytes a shard left there, in order.
+    Chunk(Bytes),
+    /// A shard let go.
+    Released(Release),
+}
+
 impl Fanout {
     /// Hands `outbox` to a shard: from now on the shard writes new messages into it,
     /// starting after [`Outbox::position`], until it lets go or the connection leaves.
@@ -345,19 +354,21 @@ impl Outbox {
         self.lock().waiting_bytes
     }
 
-    /// Everything waiting, as one chunk (an SSE body's next).
-    pub(super) fn take_waiting(&self) -> Option<Bytes> {
+    /// What an SSE body sends next: everything waiting, as one chunk; once that is
+    /// sent, why the shard let go, if it did.
+    pub(super) fn take(&self) -> Option<Taken> {
         let mut inner = self.lock();
         inner.waiting_bytes = 0;
-        match inner.waiting.len() {
-            0 => None,
-            1 => inner.waiting.pop_front(),
+        let chunk = match inner.waiting.len() {
+            0 => return inner.released.take().map(Taken::Released),
+            1 => inner.waiting.pop_front()?,
             _ => {
                 let mut chunk = BytesMut::new();
                 inner.waiting.drain(..).for_each(|bytes| chunk.extend_from_slice(&bytes));
-                Some(chunk.freeze())
+                chunk.freeze()
             }
-        }
+        };
+        Some(Taken::Chunk(chunk))
     }
 
     /// Where the client is: the last message taken.
@@ -424,21 +435,19 @@ impl Outbox {
             return Offer::Refused;
         }
         let was_waiting = inner.waiting_bytes > 0;
-        let wake = match inner.to {
+        match inner.to {
             Destination::WebSocket(_) => {
                 if inner.write_or_keep(bytes).is_err() {
                     return Offer::Refused; // its task finds the socket failed
                 }
-                // Only what the socket did not take needs the task (to drain it).
-                !was_waiting && inner.waiting_bytes > 0
             }
-            Destination::Sse => {
-                inner.keep(bytes);
-                true
-            }
-        };
+            Destination::Sse => inner.keep(bytes),
+        }
         inner.position = messages[messages.len() - 1].cursor;
         let deferred = matches!(inner.to, Destination::WebSocket(_)) && inner.waiting_bytes > 0;
+        // Only bytes the socket did not take need the task (a WebSocket's to drain them,
+        // an SSE body's to hand them to hyper); if some waited already, it was woken.
+        let wake = !was_waiting && inner.waiting_bytes > 0;
         drop(inner);
         if wake {
             self.woken.notify_one();

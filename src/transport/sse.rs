@@ -54,7 +54,7 @@ use bytes::BytesMut;
 use futures::stream::{self, Stream, StreamExt};
 use tokio::time::{Instant, Sleep, sleep};
 
-use super::fanout::{Fanout, Outbox, Release, encode};
+use super::fanout::{Fanout, Outbox, Release, Taken, encode};
 use super::{CursorQuery, NOT_TEXT, SubscriberSlot};
 use crate::AppState;
 use crate::bus::{Gap, Subscription};
@@ -143,9 +143,9 @@ impl Progress {
         }
     }
 
-    /// Milliseconds since `start`.
-    fn now(&self) -> u64 {
-        self.start.elapsed().as_millis() as u64
+    /// Milliseconds from `start` to `instant`.
+    fn since_start(&self, instant: Instant) -> u64 {
+        instant.saturating_duration_since(self.start).as_millis() as u64
     }
 }
 
@@ -173,32 +173,33 @@ impl Reader {
     /// The next chunk: events (several joined when they are ready together), a
     /// keep-alive, or `None` at shutdown or after the slow notice.
     async fn next(&mut self) -> Option<Bytes> {
+        let mut now = Instant::now();
         let progress = &self.progress;
-        progress.asked_at.store(progress.now(), Ordering::Relaxed);
+        progress.asked_at.store(progress.since_start(now), Ordering::Relaxed);
         if progress.slow.load(Ordering::Acquire) {
             return None;
         }
         loop {
             if let Some(chunk) = self.catch_up() {
-                self.last_sent = Instant::now();
+                self.last_sent = now;
                 return Some(chunk);
             }
             // Joined: what the fan-out handed over, or why it let go.
-            if let Some(chunk) = self.outbox.take_waiting() {
-                self.last_sent = Instant::now();
-                return Some(chunk);
-            }
-            match self.outbox.take_release() {
-                Some(Release::Behind) => {
+            match self.outbox.take() {
+                Some(Taken::Chunk(chunk)) => {
+                    self.last_sent = now;
+                    return Some(chunk);
+                }
+                Some(Taken::Released(Release::Behind)) => {
                     let position = self.outbox.position().to_string();
                     self.subscription = Some(self.state.bus.subscribe(Some(&position)).await);
                     continue;
                 }
-                Some(Release::Ended) => return None,
+                Some(Taken::Released(Release::Ended)) => return None,
                 None => {}
             }
             match self.wait().await {
-                Waited::Woken => {}
+                Waited::Woken => now = Instant::now(),
                 Waited::KeepAlive => return Some(Bytes::from_static(KEEPALIVE)),
             }
         }
@@ -323,7 +324,8 @@ impl Watchlist {
         let mut slow = Vec::new();
         self.streams.lock().unwrap_or_else(PoisonError::into_inner).retain_mut(|watched| {
             let Some(progress) = watched.progress.upgrade() else { return false };
-            let waiting = progress.now().saturating_sub(progress.asked_at.load(Ordering::Relaxed));
+            let waiting =
+                progress.since_start(Instant::now()).saturating_sub(progress.asked_at.load(Ordering::Relaxed));
             if progress.caught_up.load(Ordering::Relaxed) || waiting < timeout {
                 return true;
             }
