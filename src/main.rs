@@ -12,7 +12,11 @@ use tracing_subscriber::EnvFilter;
 /// jemalloc instead of the system allocator: each idle connection costs less resident
 /// memory with it. hyper allocates and frees an 8 KiB read buffer per request, which
 /// leaves glibc's heap fragmented; jemalloc's size classes pack such buffers. Measured
-/// in `bench/results/allocator-2026-11-27` (the idle rows of `bench/run-matrix`).
+/// in `bench/results/allocator-2026-11-27` (the idle rows of `bench/run-matrix`). It
+/// runs with its background thread (cargo feature `background_threads`), which hands
+/// aged free pages back to the kernel; without it jemalloc purges only as a side effect
+/// of allocating, so a server left idle after a burst of connections kept the burst's
+/// pages.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
