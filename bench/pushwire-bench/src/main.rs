@@ -141,6 +141,10 @@ enum MatrixName {
     Quick,
     /// The comparison, sized for a 2-core machine: a few minutes.
     Standard,
+    /// The scale curve: idle connections and fan-out at 1,000, 3,000, 10,000 and
+    /// 19,000, the most a process with the common hard limit of 20,000 open files
+    /// holds (not a network matrix).
+    Scale,
 }
 
 fn parse_profile(text: &str) -> Result<&'static str, String> {
@@ -165,7 +169,8 @@ struct Matrix {
     /// (subscribers, messages per second, messages)
     payload_load: (usize, f64, u64),
     round_trips: u64,
-    idle_connections: usize,
+    /// Each is one idle scenario per transport.
+    idle_connections: Vec<usize>,
     idle_hold: Duration,
     /// Scale-out (subscribers, messages per second, messages), both setups.
     scale_out: Vec<(usize, f64, u64)>,
@@ -182,7 +187,7 @@ impl Matrix {
                 payload_sizes: vec![64, 16 * 1024],
                 payload_load: (5, 20.0, 10),
                 round_trips: 10,
-                idle_connections: 50,
+                idle_connections: vec![50],
                 idle_hold: Duration::from_millis(500),
                 scale_out: vec![(20, 20.0, 10)],
             },
@@ -206,12 +211,29 @@ impl Matrix {
                 payload_sizes: vec![64, 1024, 16 * 1024],
                 payload_load: (100, 10.0, 30),
                 round_trips: 200,
-                idle_connections: 10_000,
+                idle_connections: vec![10_000],
                 idle_hold: Duration::from_secs(3),
                 // The fan-out loads of the same sizes, so the in-memory rows can be
                 // checked against the fan-out table.
                 scale_out: vec![(100, 10.0, 50), (1000, 10.0, 50)],
             },
+            // The standard matrix's fan-out at 10,000 (1 msg/s, 10 messages) at every
+            // size, and its idle hold; nothing else.
+            MatrixName::Scale => {
+                let sizes = vec![1000, 3000, 10_000, 19_000];
+                Matrix {
+                    fan_out: sizes.iter().map(|&subscribers| (subscribers, 1.0, 10)).collect(),
+                    ramp_subscribers: 0,
+                    ramp_rates: Vec::new(),
+                    ramp_step: Duration::ZERO,
+                    payload_sizes: Vec::new(),
+                    payload_load: (0, 0.0, 0),
+                    round_trips: 0,
+                    idle_connections: sizes,
+                    idle_hold: Duration::from_secs(3),
+                    scale_out: Vec::new(),
+                }
+            }
         }
     }
 }
@@ -282,6 +304,9 @@ fn loopback(text: &str) -> Result<SocketAddr, String> {
 }
 
 async fn run(args: Args, threads: usize, nofile: u64) -> Result<PathBuf, String> {
+    if matches!(args.network, Some(MatrixName::Scale)) {
+        return Err("--network is quick or standard; the scale curve is --matrix scale".to_owned());
+    }
     let begun = Instant::now();
     let deadline = begun + Duration::from_secs_f64(args.max_minutes * 60.0);
     let mut machine = Machine::describe();
@@ -293,6 +318,8 @@ async fn run(args: Args, threads: usize, nofile: u64) -> Result<PathBuf, String>
         format!("network-{}", &date[..10])
     } else if args.churn.is_some() {
         format!("churn-{}", &date[..10])
+    } else if matches!(args.matrix, MatrixName::Scale) {
+        format!("scale-{}", &date[..10])
     } else {
         date[..10].to_owned()
     };
@@ -326,7 +353,7 @@ async fn run(args: Args, threads: usize, nofile: u64) -> Result<PathBuf, String>
     let matrix = Matrix::of(args.matrix);
     let transports = if args.transports.is_empty() { Transport::ALL.to_vec() } else { args.transports.clone() };
     let mut steps = if args.scale_out_only || args.network.is_some() { Vec::new() } else { plan(&matrix, &transports) };
-    steps.retain(|step| step.chosen(&args.kinds, &args.subscribers, &matrix));
+    steps.retain(|step| step.chosen(&args.kinds, &args.subscribers));
     let scale_out_loads = if scale_out { scaleout::loads(&matrix.scale_out, &transports) } else { Vec::new() };
     let network_matrix = args.network.map(|name| network::NetworkMatrix::of(matches!(name, MatrixName::Quick)));
     let profiles: Vec<network::Profile> = network::profiles()
@@ -362,8 +389,8 @@ async fn run(args: Args, threads: usize, nofile: u64) -> Result<PathBuf, String>
                 Bench { server, subscribe_on: None, also_measured: &[], progress: &progress, deadline, link: None };
             let outcome = match step {
                 Step::Deliver(load) => scenario::deliver(&mut bench, load).await,
-                Step::Idle(transport) => {
-                    scenario::idle(&mut bench, *transport, matrix.idle_connections, matrix.idle_hold).await
+                Step::Idle(transport, connections) => {
+                    scenario::idle(&mut bench, *transport, *connections, matrix.idle_hold).await
                 }
             };
             announce(&progress, &outcome);
@@ -472,22 +499,23 @@ fn start_servers(args: &Args) -> Result<Vec<Server>, String> {
 /// One entry of the plan, run for every server.
 enum Step {
     Deliver(Load),
-    Idle(Transport),
+    /// This many connections of one transport.
+    Idle(Transport, usize),
 }
 
 impl Step {
     fn transport(&self) -> Transport {
         match self {
             Step::Deliver(load) => load.transport,
-            Step::Idle(transport) => *transport,
+            Step::Idle(transport, _) => *transport,
         }
     }
 
     /// Whether the step passes the `--kinds` and `--subscribers` filters (empty: all).
-    fn chosen(&self, kinds: &[Kind], subscribers: &[usize], matrix: &Matrix) -> bool {
+    fn chosen(&self, kinds: &[Kind], subscribers: &[usize]) -> bool {
         let (kind, count) = match self {
             Step::Deliver(load) => (load.kind, load.subscribers),
-            Step::Idle(_) => (Kind::Idle, matrix.idle_connections),
+            Step::Idle(_, connections) => (Kind::Idle, *connections),
         };
         (kinds.is_empty() || kinds.contains(&kind)) && (subscribers.is_empty() || subscribers.contains(&count))
     }
@@ -498,8 +526,10 @@ impl Step {
 /// affects both sides of a comparison alike.
 fn plan(matrix: &Matrix, transports: &[Transport]) -> Vec<Step> {
     let mut steps = Vec::new();
-    for &transport in transports {
-        steps.push(Step::Idle(transport));
+    for &connections in &matrix.idle_connections {
+        for &transport in transports {
+            steps.push(Step::Idle(transport, connections));
+        }
     }
     let load = |kind, transport, subscribers, rate, messages, payload_bytes| Load {
         kind,
@@ -520,10 +550,10 @@ fn plan(matrix: &Matrix, transports: &[Transport]) -> Vec<Step> {
             steps.push(Step::Deliver(load(Kind::Payload, transport, subscribers, rate, messages, size)));
         }
     }
-    for &transport in transports {
+    for &transport in transports.iter().filter(|_| matrix.round_trips > 0) {
         steps.push(Step::Deliver(load(Kind::RoundTrip, transport, 1, 0.0, matrix.round_trips, 64)));
     }
-    if transports.contains(&Transport::WebSocket) {
+    if transports.contains(&Transport::WebSocket) && matrix.round_trips > 0 {
         let in_band = load(Kind::RoundTripInBand, Transport::WebSocket, 1, 0.0, matrix.round_trips, 64);
         steps.push(Step::Deliver(in_band));
     }
@@ -585,4 +615,26 @@ fn utc_now() -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest / 60 % 60, rest % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scale_matrix_is_idle_then_fan_out_at_each_size_for_each_transport() {
+        let planned: Vec<(Kind, usize, Transport)> = plan(&Matrix::of(MatrixName::Scale), &Transport::ALL)
+            .iter()
+            .map(|step| match step {
+                Step::Deliver(load) => (load.kind, load.subscribers, load.transport),
+                Step::Idle(transport, connections) => (Kind::Idle, *connections, *transport),
+            })
+            .collect();
+        let sizes = [1000, 3000, 10_000, 19_000];
+        let expected: Vec<(Kind, usize, Transport)> = [Kind::Idle, Kind::FanOut]
+            .into_iter()
+            .flat_map(|kind| sizes.into_iter().flat_map(move |n| Transport::ALL.map(|t| (kind, n, t))))
+            .collect();
+        assert_eq!(planned, expected);
+    }
 }
