@@ -25,7 +25,6 @@ FORM = [
     "core::ptr::drop_in_place<http_body_util::combinators::collect::Collect<http_body_util::limited::Limited<axum_core::body::Body>>>",
     "pushwire::transport::form::Form::parse",
     "pushwire::transport::form::Form::check_xsrf",
-    "core::ptr::drop_in_place<pushwire::transport::form::Form>",
 ]
 HANDLER_PARTS = [
     "pushwire::bus::Bus::subscribe_locally",
