@@ -115,8 +115,8 @@ impl Connection {
 
 tokio::task_local! {
     /// The connection of the request being handled, set around each request's future
-    /// by the accept loop. Not a request extension: that would allocate the request's
-    /// extension map and an entry in it for every request.
+    /// by the accept loop. Not a request extension: that is one more boxed entry in
+    /// every request's extension map.
     static CONNECTION: Connection;
 }
 

@@ -24,9 +24,9 @@ pub(super) const XSRF: &str = "_xsrf";
 /// token checked against the cookie before the handler runs.
 #[derive(Debug)]
 pub struct Form {
-    /// The body, copied out of hyper's buffer and checked to be UTF-8 once. Fields
-    /// are found and decoded when asked for: a poll asks for two, and most need no
-    /// decoding.
+    /// The body, copied out of hyper's buffer into a string checked to be UTF-8
+    /// once. Fields are found and decoded when asked for: a poll asks for two, and
+    /// most need no decoding.
     body: String,
 }
 
@@ -55,8 +55,9 @@ impl FromRequest<AppState> for Form {
 }
 
 impl Form {
-    /// A form body. Percent-escapes that are not UTF-8 are kept as such rather than
-    /// replaced: a message is published as sent or not at all ([`Form::get`]).
+    /// Takes a form body, refused if it is not UTF-8. Its percent-escapes are decoded
+    /// by [`Form::get`], which reports those that are not UTF-8 ([`NotText`]) rather
+    /// than replacing them: a message is published as sent or not at all.
     pub fn parse(body: Bytes) -> Result<Self, AppError> {
         // A form body is ASCII (anything else is percent-encoded), so UTF-8 is enough.
         let body = String::from_utf8(body.into()).map_err(|_| AppError::MalformedForm)?;
