@@ -135,3 +135,14 @@ fn the_quick_network_matrix_delivers_every_message_once_in_order_behind_every_ki
     assert!(!out.join("tables.md").exists(), "a network run writes no loopback tables");
     std::fs::remove_dir_all(&out).expect("remove the output directory");
 }
+
+#[test]
+fn the_scale_matrix_is_not_a_network_matrix() {
+    let output = Command::new(env!("CARGO_BIN_EXE_pushwire-bench"))
+        .args(["--network", "scale"])
+        .output()
+        .expect("run pushwire-bench");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--network is quick or standard; the scale curve is --matrix scale"), "{stderr}");
+}
