@@ -8,7 +8,7 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use pushwire::bus::{Bus, Delivery};
+use pushwire::bus::{Bus, Delivery, ResumeFrom};
 use tokio::runtime::Runtime;
 
 /// pushwire's default history.
@@ -23,7 +23,7 @@ fn publish(c: &mut Criterion) {
     let rt = runtime();
     let bus = Bus::in_memory(HISTORY, MAX_BODY);
     // A subscriber keeps the live channel busy, as in a real server.
-    let _subscriber = rt.block_on(bus.subscribe(None));
+    let _subscriber = rt.block_on(bus.subscribe_from(ResumeFrom::Start));
     let mut group = c.benchmark_group("bus/publish");
     for size in [64usize, 1024, 16 * 1024] {
         let body = "x".repeat(size);
@@ -44,11 +44,11 @@ fn cursor_lookup(c: &mut Criterion) {
     // Near the head (the usual reconnect) and deep in the ring (a long absence).
     for (name, id) in [("newest", &ids[HISTORY - 1]), ("middle", &ids[HISTORY / 2]), ("oldest", &ids[0])] {
         group.bench_function(BenchmarkId::new("from-cursor", name), |b| {
-            b.iter(|| rt.block_on(bus.subscribe(Some(black_box(id)))));
+            b.iter(|| rt.block_on(bus.subscribe_from(black_box(ResumeFrom::parse::<()>(Ok(Some(id)))))));
         });
     }
     group.bench_function("from-unknown-cursor", |b| {
-        b.iter(|| rt.block_on(bus.subscribe(Some(black_box("0123456789abcdef-1")))));
+        b.iter(|| rt.block_on(bus.subscribe_from(black_box(ResumeFrom::parse::<()>(Ok(Some("0123456789abcdef-1")))))));
     });
     group.finish();
 }
@@ -58,8 +58,9 @@ fn fan_out(c: &mut Criterion) {
     let mut group = c.benchmark_group("bus/fan-out");
     for subscribers in [1usize, 100, 1000, 10_000] {
         let bus = Bus::in_memory(HISTORY, MAX_BODY);
-        let head = rt.block_on(bus.publish("start".into())).expect("publish").id.clone();
-        let mut subscriptions: Vec<_> = (0..subscribers).map(|_| rt.block_on(bus.subscribe(Some(&head)))).collect();
+        let head = rt.block_on(bus.publish("start".into())).expect("publish").cursor;
+        let mut subscriptions: Vec<_> =
+            (0..subscribers).map(|_| rt.block_on(bus.subscribe_from(ResumeFrom::Cursor(head)))).collect();
         group.throughput(Throughput::Elements(subscribers as u64));
         group.bench_function(BenchmarkId::from_parameter(subscribers), |b| {
             b.iter(|| {

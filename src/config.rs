@@ -45,7 +45,7 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 40_000;
 /// it lets a fan-out burst finish before the requests that follow it are taken in,
 /// which helps long-poll (its clients poll again at once) and costs the streaming
 /// transports about as much (`bench/results/event-interval-2026-11-27`, measured by
-/// `bench/event-interval/run`). So the default favours none of them; a deployment that
+/// `bench/experiments/event-interval/run`). So the default favours none of them; a deployment that
 /// serves mostly long-poll can raise it.
 pub const DEFAULT_EVENT_INTERVAL: u32 = 61;
 

@@ -99,6 +99,7 @@ async fn client(app: &TestApp, genesis: String, seed: u64) -> Vec<Seen> {
             }
         }
         if rng.random_bool(0.2) {
+            // The scenario: a client away for a while, long enough to fall behind the ring.
             tokio::time::sleep(Duration::from_millis(rng.random_range(0..250))).await;
         }
     }
@@ -137,6 +138,7 @@ async fn clients_that_churn_across_transports_get_everything_once_in_order_or_an
         for n in 2..=MESSAGES {
             publisher.publish(&format!("message {n}")).await;
             if rng.random_bool(0.3) {
+                // Irregular pacing, so the clients' churn falls at different points of the stream.
                 tokio::time::sleep(Duration::from_millis(rng.random_range(0..4))).await;
             }
         }

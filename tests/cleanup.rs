@@ -4,28 +4,20 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{TIMEOUT, TestApp, spawn_app, within};
+use common::{TestApp, eventually, eventually_within, spawn_app, within};
 use futures::future::join_all;
 use pushwire::Config;
 
 const CLIENTS: usize = 1_000;
 const TRANSPORTS: [&str; 3] = ["long_poll", "sse", "websocket"];
 
-/// Polls the subscriber gauges until `done` holds for all of them, or `limit` passes.
-async fn gauges_until(app: &TestApp, limit: Duration, done: impl Fn(f64) -> bool) -> Result<(), Vec<f64>> {
-    let start = Instant::now();
-    loop {
-        let gauges: Vec<f64> = TRANSPORTS.iter().map(|t| app.subscribers(t)).collect();
-        if gauges.iter().all(|&g| done(g)) {
-            return Ok(());
-        }
-        if start.elapsed() > limit {
-            return Err(gauges);
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+/// Whether every subscriber gauge is `expected`; if not, the gauges (long_poll, sse,
+/// websocket), for the failure message.
+fn gauges_are(app: &TestApp, expected: f64) -> Result<(), String> {
+    let gauges: Vec<f64> = TRANSPORTS.iter().map(|t| app.subscribers(t)).collect();
+    if gauges.iter().all(|&g| g == expected) { Ok(()) } else { Err(format!("gauges {gauges:?}")) }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,16 +33,13 @@ async fn a_thousand_clients_per_transport_that_vanish_are_forgotten_within_a_sec
         within("a WebSocket handshake", tokio_tungstenite::connect_async(url)).await.expect("upgrade").0
     }))
     .await;
-    gauges_until(&app, TIMEOUT, |g| g == CLIENTS as f64)
-        .await
-        .unwrap_or_else(|gauges| panic!("not every client was counted as subscribed: {gauges:?}"));
+    eventually("every client counted as subscribed", || gauges_are(&app, CLIENTS as f64)).await;
 
     // Vanish without a word: no close frame, no FIN before the drop.
     drop((polls, streams, sockets));
 
-    if let Err(gauges) = gauges_until(&app, Duration::from_secs(1), |g| g == 0.0).await {
-        panic!("subscribers still counted 1 s after their clients left (long_poll, sse, websocket): {gauges:?}");
-    }
+    let what = "every subscriber forgotten within 1 s of its client leaving";
+    eventually_within(Duration::from_secs(1), what, || gauges_are(&app, 0.0)).await;
     assert_eq!(app.open_subscriptions(), 0, "subscriber slots were not all released");
     app.shutdown().await.expect("clean shutdown");
 }

@@ -64,6 +64,7 @@ async fn websockets_and_sse_streams_that_join_while_messages_flow_get_each_one_o
         for i in 0..MESSAGES {
             bus.publish(format!("message {i}")).await.expect("publish");
             if i % 10 == 0 {
+                // Paced, so the stream lasts while the clients below arrive.
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }

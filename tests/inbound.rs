@@ -6,9 +6,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{TestApp, assert_gap, ids, spawn_app, within};
+use common::{TestApp, assert_gap, eventually_async, ids, spawn_app, within};
 use pushwire::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -128,16 +126,11 @@ async fn connections_beyond_the_cap_are_closed_at_once_and_counted_without_distu
 
     // Room again once some close.
     drop(idle);
-    within("a connection under the cap", async {
-        loop {
-            let mut stream = TcpStream::connect(app.addr).await.expect("connect");
-            stream.write_all(format!("GET / HTTP/1.1\r\nHost: {}\r\n\r\n", app.addr).as_bytes()).await.unwrap();
-            let mut head = [0; 12];
-            if stream.read_exact(&mut head).await.is_ok() && &head == b"HTTP/1.1 200" {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    eventually_async("a connection under the cap answered", || async {
+        let mut stream = TcpStream::connect(app.addr).await.expect("connect");
+        stream.write_all(format!("GET / HTTP/1.1\r\nHost: {}\r\n\r\n", app.addr).as_bytes()).await.unwrap();
+        let mut head = [0; 12];
+        stream.read_exact(&mut head).await.is_ok() && &head == b"HTTP/1.1 200"
     })
     .await;
 }
@@ -193,12 +186,7 @@ async fn a_closed_event_stream_gives_its_connection_back_at_once() {
     drop(events);
     // The slow-consumer watchdog still lists the stream until its next sweep (5 s); that
     // must not keep the connection counted.
-    within("the subscription to end", async {
-        while app.open_subscriptions() > 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    app.wait_for_open_subscriptions(0).await;
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut stream = within("connect", TcpStream::connect(app.addr)).await.expect("connect");

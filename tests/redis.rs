@@ -14,7 +14,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{Browser, TestApp, bodies, ids, spawn_app_with, within};
-use pushwire::bus::{Bus, Delivery};
+use pushwire::bus::{Bus, Delivery, ResumeFrom};
 use pushwire::{AppState, Config};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -237,7 +237,7 @@ async fn a_cursor_just_handed_out_elsewhere_waits_for_what_follows_instead_of_a_
         // message A publishes now is ahead of B's ring when B gets its id as a cursor.
         disconnect_readers(&redis).await;
         let published = a.state.bus.publish(format!("round {round}")).await.expect("publish on A");
-        let mut subscription = b.state.bus.subscribe(Some(&published.id)).await;
+        let mut subscription = b.state.bus.subscribe_from(ResumeFrom::Cursor(published.cursor)).await;
         assert!(subscription.try_next().is_none(), "round {round}: no gap and nothing to replay");
         let next = a.state.bus.publish(format!("after round {round}")).await.expect("publish on A");
         match within("the next message on B", subscription.next()).await {

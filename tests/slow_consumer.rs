@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestApp, spawn_app, within};
+use common::{TestApp, eventually, spawn_app, within};
 use futures::StreamExt;
 use pushwire::Config;
 use serde_json::Value;
@@ -127,12 +127,7 @@ async fn a_client_that_stops_reading_is_cut_off_and_resumes_without_loss() {
     // it may take up to two timeouts. Nothing signals it, so the metric is polled.
     for transport in ["websocket", "sse"] {
         let sample = format!("pushwire_slow_consumer_disconnects_total{{transport=\"{transport}\"}}");
-        within(&format!("the stalled {transport} client to be cut off"), async {
-            while app.metric(&sample) < 1.0 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await;
+        eventually(&format!("the stalled {transport} client cut off"), || app.metric(&sample) >= 1.0).await;
         assert_eq!(app.metric(&sample), 1.0, "{transport}: cut off more than once");
     }
 
@@ -140,10 +135,9 @@ async fn a_client_that_stops_reading_is_cut_off_and_resumes_without_loss() {
     // TCP connection is cut, with the client still reading nothing: its stream is gone
     // from the server (only the fast one is left), not parked until the client reads.
     let _fast_sse = fast_sse.await.expect("the fast SSE client");
-    within("the stalled SSE client's connection to be cut", async {
-        while app.subscribers("sse") > 1.0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    eventually("the stalled SSE client's connection cut", || match app.subscribers("sse") {
+        open if open <= 1.0 => Ok(()),
+        open => Err(format!("{open} SSE subscribers")),
     })
     .await;
     assert_eq!(app.subscribers("sse"), 1.0, "the fast SSE stream should still be open");

@@ -7,8 +7,8 @@ with its user-space part; idle: memory per connection.
 
 A variant is a server of the runs (pushwire, nchan); a LABEL before a file names that
 file's pushwire instead (a build, a setting). Files are rounds in the order given.
-Used by bench/rounds/run, bench/event-interval/run, bench/thread-per-core/run and
-bench/bare-long-poll/run.
+Used by bench/rounds/run and the experiments bench/experiments/event-interval/run,
+bench/experiments/thread-per-core/run and bench/experiments/bare-long-poll/run.
 """
 import json
 import statistics

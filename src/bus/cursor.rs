@@ -5,6 +5,9 @@
 //! kept from an earlier run (or from another bus) is recognised as foreign instead of
 //! being misread as a position here. The form uses only `[0-9a-f-]`, so `"m" + id` is a
 //! valid HTML id and CSS selector (Tornado's client looks messages up with `$("#m" + id)`).
+//!
+//! [`ResumeFrom`] is what a client asks to resume from, read once at the edge (a form
+//! field, `?cursor=`, `Last-Event-ID`) by every transport alike.
 
 use std::fmt;
 use std::str::FromStr;
@@ -17,6 +20,25 @@ impl Epoch {
     /// A fresh epoch for a bus starting now.
     pub fn random() -> Self {
         Self(uuid::Uuid::new_v4().as_u64_pair().0)
+    }
+}
+
+/// 16 lower-case hex digits, as in a cursor.
+impl fmt::Display for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl FromStr for Epoch {
+    type Err = MalformedCursor;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // The integer parser checks the digits itself, but accepts a leading `+`.
+        if s.len() != 16 || s.starts_with('+') {
+            return Err(MalformedCursor);
+        }
+        u64::from_str_radix(s, 16).map(Epoch).map_err(|_| MalformedCursor)
     }
 }
 
@@ -33,9 +55,16 @@ pub struct Cursor {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MalformedCursor;
 
+impl Cursor {
+    /// The cursor just before this one: where a reader resumes to receive this message next.
+    pub fn before(self) -> Cursor {
+        Cursor { epoch: self.epoch, seq: self.seq.saturating_sub(1) }
+    }
+}
+
 impl fmt::Display for Cursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}-{}", self.epoch.0, self.seq)
+        write!(f, "{}-{}", self.epoch, self.seq)
     }
 }
 
@@ -44,13 +73,36 @@ impl FromStr for Cursor {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (epoch, seq) = s.split_once('-').ok_or(MalformedCursor)?;
-        // The integer parsers check the digits themselves, but accept a leading `+`.
-        if epoch.len() != 16 || epoch.starts_with('+') || seq.starts_with('+') {
+        if seq.starts_with('+') {
             return Err(MalformedCursor);
         }
-        let epoch = u64::from_str_radix(epoch, 16).map_err(|_| MalformedCursor)?;
         let seq = seq.parse().map_err(|_| MalformedCursor)?;
-        Ok(Cursor { epoch: Epoch(epoch), seq })
+        Ok(Cursor { epoch: epoch.parse()?, seq })
+    }
+}
+
+/// Where a subscriber asks to start: what every transport reads from its request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResumeFrom {
+    /// No cursor (absent or empty): the whole retained history, then live messages.
+    Start,
+    /// After this message.
+    Cursor(Cursor),
+    /// Something that is not a cursor, or not text at all: a `malformed` gap notice,
+    /// then the whole retained history.
+    Malformed,
+}
+
+impl ResumeFrom {
+    /// Reads a cursor as a request carries it: `None` when absent, `Err` when its bytes
+    /// are not text (a `Last-Event-ID` beyond ASCII, escapes that are not UTF-8).
+    pub fn parse<E>(text: Result<Option<&str>, E>) -> Self {
+        match text {
+            Ok(None) => ResumeFrom::Start,
+            Ok(Some("")) => ResumeFrom::Start,
+            Ok(Some(text)) => text.parse().map_or(ResumeFrom::Malformed, ResumeFrom::Cursor),
+            Err(_) => ResumeFrom::Malformed,
+        }
     }
 }
 
@@ -64,6 +116,21 @@ mod tests {
         let text = cursor.to_string();
         assert_eq!(text.parse::<Cursor>(), Ok(cursor));
         assert!(text.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'));
+    }
+
+    #[test]
+    fn epochs_round_trip_and_resume_points_are_read_once() {
+        let epoch = Epoch::random();
+        assert_eq!(epoch.to_string().len(), 16);
+        assert_eq!(epoch.to_string().parse::<Epoch>(), Ok(epoch));
+        assert_eq!("not-an-epoch".parse::<Epoch>(), Err(MalformedCursor));
+        let cursor = Cursor { epoch, seq: 7 };
+        let text = cursor.to_string();
+        assert_eq!(ResumeFrom::parse::<()>(Ok(Some(&text))), ResumeFrom::Cursor(cursor));
+        assert_eq!(ResumeFrom::parse::<()>(Ok(None)), ResumeFrom::Start);
+        assert_eq!(ResumeFrom::parse::<()>(Ok(Some(""))), ResumeFrom::Start);
+        assert_eq!(ResumeFrom::parse::<()>(Ok(Some("x"))), ResumeFrom::Malformed);
+        assert_eq!(ResumeFrom::parse(Err(())), ResumeFrom::Malformed);
     }
 
     #[test]

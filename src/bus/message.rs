@@ -1,18 +1,25 @@
-//! A chat message and its wire forms.
+//! A chat message, the rules a body must follow, and the cache of its wire forms.
 //!
-//! Every form a transport sends is built here once, at publish time, and shared by
-//! reference count: fan-out to N subscribers copies pointers, not bytes.
+//! The bus knows one form: the JSON message object every transport carries. How a
+//! transport frames it (an SSE event, a WebSocket frame, a long-poll answer) is the
+//! transport's own [`WireForm`]; each message caches every form it was asked for, so a
+//! form is encoded once per message and shared by every subscriber of that transport:
+//! fan-out to N subscribers copies pointers, not bytes.
 
+use std::fmt;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use linkify::{LinkFinder, LinkKind};
 use serde::Serialize;
-use tokio_tungstenite::tungstenite::protocol::frame::Frame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
 use super::Cursor;
+
+/// How many wire forms a message can cache: one per transport that encodes messages,
+/// with room to spare (each empty slot costs a few words per retained message).
+const WIRE_FORMS: usize = 8;
 
 /// One published chat message.
 #[derive(Debug)]
@@ -28,14 +35,91 @@ pub struct Message {
     /// When this server built the message: the start of the delivery-latency metric.
     pub created: Instant,
     /// The JSON message object (`{"id","body","html","seq","time"}`), shared by every transport.
-    pub json: Utf8Bytes,
-    /// The SSE event for this message (`id:` + `data:` lines), see `transport::sse`.
-    pub sse_event: Bytes,
-    /// The long-poll answer when this is the only message in it, `{"messages":[json]}`:
-    /// every poll waiting at the same cursor is answered with these same bytes.
-    pub long_poll_answer: Bytes,
-    /// The WebSocket text frame carrying `json`, header included, see `transport::fanout`.
-    pub websocket_frame: Bytes,
+    pub json: Bytes,
+    /// The wire forms encoded so far, by [`WireForm`] slot.
+    forms: [OnceLock<Bytes>; WIRE_FORMS],
+}
+
+/// A transport's encoding of a message, declared once as a `static` in its module.
+///
+/// ```
+/// use bytes::Bytes;
+/// use pushwire::bus::{Cursor, Message, WireForm};
+///
+/// static LINE: WireForm = WireForm::new(|message| Bytes::from([&message.json[..], b"\n"].concat()));
+///
+/// let message = Message::new("00000000000000ff-1".parse::<Cursor>().unwrap(), "hi".into(), 0);
+/// let line = message.wire(&LINE);
+/// assert!(line.ends_with(b"}\n"));
+/// assert_eq!(line.as_ptr(), message.wire(&LINE).as_ptr(), "encoded once, then shared");
+/// ```
+#[derive(Debug)]
+pub struct WireForm {
+    encode: fn(&Message) -> Bytes,
+    /// The cache slot, taken from [`NEXT_SLOT`] the first time the form is used.
+    slot: OnceLock<usize>,
+}
+
+/// The next free cache slot.
+static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+
+impl WireForm {
+    /// A form encoded by `encode`.
+    pub const fn new(encode: fn(&Message) -> Bytes) -> Self {
+        WireForm { encode, slot: OnceLock::new() }
+    }
+
+    fn slot(&self) -> usize {
+        *self.slot.get_or_init(|| {
+            let slot = NEXT_SLOT.fetch_add(1, Ordering::Relaxed);
+            assert!(slot < WIRE_FORMS, "more than {WIRE_FORMS} wire forms: raise WIRE_FORMS");
+            slot
+        })
+    }
+}
+
+/// Why a published body was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishError {
+    /// The body is empty or only white space.
+    Empty,
+    /// The body is longer than the limit, in bytes of UTF-8.
+    TooLarge {
+        /// The largest body accepted, in bytes.
+        limit: usize,
+    },
+    /// The body contains a control character other than tab and newline.
+    ControlCharacter,
+    /// The shared message bus (Redis) cannot be reached; nothing was published.
+    Unavailable,
+}
+
+impl fmt::Display for PublishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PublishError::Empty => f.write_str("message body is empty"),
+            PublishError::TooLarge { limit } => write!(f, "message body exceeds {limit} bytes"),
+            PublishError::ControlCharacter => f.write_str("message body contains a control character"),
+            PublishError::Unavailable => f.write_str("the message bus (Redis) is unavailable; try again shortly"),
+        }
+    }
+}
+
+impl std::error::Error for PublishError {}
+
+/// The message rules: non-empty, at most `limit` bytes, no control characters but
+/// tab, newline and carriage return. Any other Unicode (emoji, other planes) is fine.
+pub(super) fn validate_body(body: &str, limit: usize) -> Result<(), PublishError> {
+    if body.trim().is_empty() {
+        return Err(PublishError::Empty);
+    }
+    if body.len() > limit {
+        return Err(PublishError::TooLarge { limit });
+    }
+    if body.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) {
+        return Err(PublishError::ControlCharacter);
+    }
+    Ok(())
 }
 
 /// The JSON message object, as Tornado's chat demo sends it plus `seq` and `time`.
@@ -49,28 +133,21 @@ struct MessageObject<'a> {
 }
 
 impl Message {
-    /// Builds a message and encodes its wire forms.
+    /// Builds a message and its JSON object.
     pub fn new(cursor: Cursor, body: String, time_ms: u64) -> Self {
         let id = cursor.to_string();
         let html = render_html(&id, &body);
         let object = MessageObject { id: &id, body: &body, html: &html, seq: cursor.seq, time: time_ms };
         // Serializing a struct of strings and integers cannot fail.
-        let json = serde_json::to_string(&object).expect("message serializes");
-        let sse_event = Bytes::from(format!("id: {id}\ndata: {json}\n\n"));
-        let long_poll_answer = Bytes::from(format!(r#"{{"messages":[{json}]}}"#));
-        let websocket_frame = websocket_text_frame(&json);
+        let json = serde_json::to_vec(&object).expect("message serializes").into();
         let created = Instant::now();
-        Message { cursor, id, body, time_ms, created, json: json.into(), sse_event, long_poll_answer, websocket_frame }
+        Message { cursor, id, body, time_ms, created, json, forms: Default::default() }
     }
-}
 
-/// A complete server-to-client WebSocket text frame (unmasked, final) carrying `text`.
-pub fn websocket_text_frame(text: &str) -> Bytes {
-    let frame = Frame::message(Bytes::copy_from_slice(text.as_bytes()), OpCode::Data(Data::Text), true);
-    let mut bytes = Vec::with_capacity(frame.len());
-    // Formatting into a Vec cannot fail.
-    frame.format(&mut bytes).expect("frame formats");
-    bytes.into()
+    /// This message in `form`: encoded by the first caller, shared with every later one.
+    pub fn wire(&self, form: &WireForm) -> &Bytes {
+        self.forms[form.slot()].get_or_init(|| (form.encode)(self))
+    }
 }
 
 /// Milliseconds since the Unix epoch, the clock every message is stamped with.
@@ -118,18 +195,27 @@ mod tests {
     }
 
     #[test]
-    fn json_and_sse_forms_carry_the_same_object() {
+    fn a_wire_form_is_encoded_once_per_message() {
+        static CALLS: AtomicUsize = AtomicUsize::new(0);
+        static COUNTED: WireForm = WireForm::new(|message| {
+            CALLS.fetch_add(1, Ordering::Relaxed);
+            message.json.clone()
+        });
         let cursor: Cursor = "00000000000000ff-3".parse().unwrap();
         let message = Message::new(cursor, "hi".into(), 7);
-        let object: serde_json::Value = serde_json::from_str(&message.json).unwrap();
-        assert_eq!(object["id"], "00000000000000ff-3");
-        assert_eq!(object["seq"], 3);
-        assert_eq!(message.sse_event, format!("id: {}\ndata: {}\n\n", message.id, &*message.json));
-        assert_eq!(message.long_poll_answer, format!(r#"{{"messages":[{}]}}"#, &*message.json));
-        // A text frame: FIN and opcode 1, no mask, a 7-bit length, then the object.
-        let frame = &message.websocket_frame;
-        assert_eq!(frame[0], 0x81);
-        assert_eq!(usize::from(frame[1]), message.json.len());
-        assert_eq!(&frame[2..], message.json.as_bytes());
+        let object: serde_json::Value = serde_json::from_slice(&message.json).unwrap();
+        assert_eq!((object["id"].as_str(), object["seq"].as_u64()), (Some("00000000000000ff-3"), Some(3)));
+        assert_eq!(message.wire(&COUNTED), &message.json);
+        assert_eq!(message.wire(&COUNTED), &message.json);
+        assert_eq!(CALLS.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn message_rules_refuse_empty_oversized_and_control_characters() {
+        assert_eq!(validate_body("  \n\t", 8), Err(PublishError::Empty));
+        assert_eq!(validate_body("123456789", 8), Err(PublishError::TooLarge { limit: 8 }));
+        assert_eq!(validate_body("a\u{7}b", 8), Err(PublishError::ControlCharacter));
+        assert_eq!(validate_body("tab\there", 16), Ok(()));
+        assert_eq!(validate_body("🦀 ok", 16), Ok(()));
     }
 }

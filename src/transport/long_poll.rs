@@ -16,8 +16,9 @@
 //! answer has no messages (after a restart of an empty server, say). A client that goes away while its poll is
 //! pending drops this handler, and with it its subscription, at once.
 
-use std::borrow::Cow;
 use std::sync::Arc;
+
+use bytes::BytesMut;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -25,9 +26,9 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::post;
 
-use super::{AppError, Form, NOT_TEXT, SubscriberSlot};
+use super::{AppError, Form, SubscriberSlot};
 use crate::AppState;
-use crate::bus::{Delivery, Message};
+use crate::bus::{Delivery, Message, ResumeFrom, WireForm};
 use crate::metrics::{Transport, TransportMetrics};
 use crate::server::Connection;
 
@@ -42,12 +43,11 @@ async fn poll(
     connection: Connection,
     form: Form,
 ) -> Result<Response, AppError> {
-    // A cursor that is not text is as malformed as any other that points nowhere.
-    let cursor = form.get("cursor").unwrap_or(Some(Cow::Borrowed(NOT_TEXT)));
-    let cursor = cursor.as_deref().filter(|c| !c.is_empty());
+    let cursor = form.get("cursor");
+    let from = ResumeFrom::parse(cursor.as_ref().map(|cursor| cursor.as_deref()));
     let metrics = state.metrics.transport(Transport::LongPoll);
     let _pending = metrics.subscriber();
-    let mut subscription = state.bus.subscribe(cursor).await;
+    let mut subscription = state.bus.subscribe_from(from).await;
     // Nothing of the form is needed while the poll waits, which can be long.
     drop(form);
 
@@ -64,6 +64,11 @@ async fn poll(
     }
     Ok(super::json_response(answer.into_body()))
 }
+
+/// The answer when a message is the only one in it, `{"messages":[json]}`: every poll
+/// waiting at the same cursor is answered with these same bytes.
+static ALONE: WireForm =
+    WireForm::new(|message| Bytes::from([&br#"{"messages":["#[..], &message.json, b"]}"].concat()));
 
 /// One long-poll answer, `{"messages":[…]}` (plus `"gap"`): the messages ready when
 /// the poll is answered, oldest first.
@@ -98,23 +103,23 @@ impl<'a> Answer<'a> {
     /// objects into one buffer.
     fn into_body(self) -> Bytes {
         if let ([message], None) = (&self.messages[..], &self.gap) {
-            return message.long_poll_answer.clone();
+            return message.wire(&ALONE).clone();
         }
         let size = self.messages.iter().map(|m| m.json.len() + 1).sum::<usize>() + 32;
-        let mut json = String::with_capacity(size + self.gap.as_ref().map_or(0, String::len));
-        json.push_str(r#"{"messages":["#);
+        let mut json = BytesMut::with_capacity(size + self.gap.as_ref().map_or(0, String::len));
+        json.extend_from_slice(br#"{"messages":["#);
         for (i, message) in self.messages.iter().enumerate() {
             if i > 0 {
-                json.push(',');
+                json.extend_from_slice(b",");
             }
-            json.push_str(&message.json);
+            json.extend_from_slice(&message.json);
         }
-        json.push(']');
+        json.extend_from_slice(b"]");
         if let Some(gap) = self.gap {
-            json.push_str(r#","gap":"#);
-            json.push_str(&gap);
+            json.extend_from_slice(br#","gap":"#);
+            json.extend_from_slice(gap.as_bytes());
         }
-        json.push('}');
-        json.into()
+        json.extend_from_slice(b"}");
+        json.freeze()
     }
 }

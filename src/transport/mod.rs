@@ -9,14 +9,26 @@
 //! | [`page`]      | `GET /`, `GET /static/…`                  | the browser client |
 //! | [`crate::metrics`] | `GET /metrics`                       | Prometheus         |
 //!
-//! A new transport is one new module and one `.merge` below. The streaming transports
-//! share [`SubscriberSlot`] (the connection cap) and the fan-out (`fanout`): one task
-//! per worker thread hands every new message to all their connections.
+//! Every subscriber holds a [`SubscriberSlot`] (the connection cap) and reads where to
+//! start with [`Resume`] (or, for long-poll, from its form), so every transport resumes
+//! the same way. The streaming transports share the fan-out (`fanout`): one task per
+//! worker thread hands every new message to all their connections, and one watchdog
+//! applies the slow-consumer policy.
+//!
+//! # Adding a transport
+//! 1. A module here with its `routes()`, its handler and its encoding: a `static`
+//!    [`crate::bus::WireForm`] for messages (the bus caches it on each message).
+//! 2. If it streams, a `Sink` for it in the same module (how its bytes leave, its gap
+//!    notice and its slow notice); its connection opens an outbox with `Fanout::open`,
+//!    catches up with `Outbox::catch_up` and joins with `Fanout::join`.
+//! 3. One `.merge` in [`routes`] and one [`crate::metrics::Transport`] variant.
+//! 4. One file in `static/transports/` and one line in `static/transports/index.js`.
 
 mod error;
 mod fanout;
 mod form;
 pub mod long_poll;
+mod origin;
 pub mod page;
 pub mod publish;
 pub mod sse;
@@ -26,12 +38,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Extension, FromRequestParts};
+use axum::extract::{Extension, FromRequestParts, Query};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
+use std::convert::Infallible;
 use tokio::sync::OwnedSemaphorePermit;
 use tower::util::MapResponseLayer;
 
@@ -40,6 +53,7 @@ use fanout::Fanout;
 pub use form::Form;
 
 use crate::AppState;
+use crate::bus::ResumeFrom;
 
 /// All routes, with the layers every request goes through.
 pub fn routes(state: AppState) -> Router<AppState> {
@@ -94,17 +108,30 @@ impl FromRequestParts<AppState> for SubscriberSlot {
     }
 }
 
-/// What a cursor that is not UTF-8 text (in a form, a query or `Last-Event-ID`) is read
-/// as: the replacement character, which no cursor contains, so the bus answers with a
-/// `malformed` gap notice and the history, as for any other cursor it cannot place.
-pub(crate) const NOT_TEXT: &str = "\u{fffd}";
+/// Where a streaming request resumes: `Last-Event-ID` (which `EventSource` sends when
+/// it reconnects), else `?cursor=ID`. A header that is not text (bytes beyond ASCII) or
+/// a query that does not decode to a cursor is [`ResumeFrom::Malformed`], never none.
+#[derive(Clone, Copy, Debug)]
+pub struct Resume(pub ResumeFrom);
 
-/// `?cursor=ID` on the streaming transports (a query that is not UTF-8 text decodes
-/// with replacement characters, so such a cursor is malformed too).
+/// `?cursor=ID` (a query that is not UTF-8 decodes with replacement characters, which
+/// no cursor contains).
 #[derive(Debug, Deserialize)]
-pub struct CursorQuery {
-    /// The id of the last message the client has.
-    pub cursor: Option<String>,
+struct CursorQuery {
+    cursor: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Resume {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        let header = parts.headers.get("last-event-id").filter(|value| !value.is_empty());
+        if let Some(value) = header {
+            return Ok(Resume(ResumeFrom::parse(value.to_str().map(Some))));
+        }
+        let query = Query::<CursorQuery>::try_from_uri(&parts.uri);
+        Ok(Resume(ResumeFrom::parse(query.as_ref().map(|Query(q)| q.cursor.as_deref()))))
+    }
 }
 
 /// A JSON answer, typed as Tornado types its own. Built directly: a `String` made into

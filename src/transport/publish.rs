@@ -29,7 +29,7 @@ async fn publish(State(state): State<AppState>, form: Form) -> Result<Response, 
     state.metrics.published();
     Ok(match next {
         Some(path) => (StatusCode::FOUND, [(header::LOCATION, path.to_owned())]).into_response(),
-        None => super::json_response(message.json.to_string()),
+        None => super::json_response(message.json.clone()),
     })
 }
 

@@ -18,28 +18,33 @@
 //!   the bus refuses 1008, binary 1003, too large 1009. Shutdown closes with 1001.
 //!   A frame that cannot be published because the shared bus (Redis) is down closes
 //!   with 1013 ("try again later"). The reason text is the one a refused POST gets.
+//! - The closing handshake (RFC 6455 §5.5.1, §7.4): a client's Close frame is answered
+//!   with one (echoing its code), so the client sees a clean close; a frame that breaks
+//!   the protocol (unmasked, reserved bits or opcodes, a control frame too long or
+//!   fragmented, a continuation with nothing to continue, an invalid close code) is
+//!   answered with Close 1002, invalid UTF-8 in a text frame with 1007.
 //! - A ping goes out every 25 s (default), which also keeps proxies from cutting the
 //!   connection while idle; a peer that has not answered by the next ping is dead and
 //!   its connection is dropped.
 //! - New messages are written into the socket by the fan-out (module `fanout`): one
 //!   task per worker thread for every socket, so a message does not wake each
 //!   connection's task. The connection's task sends the history first, reads the
-//!   client's frames, and sends pings and the close frame.
-//! - At most `--outbound-limit` bytes (1 MiB), plus one batch, wait in the server for
-//!   a client that does not read. Then the fan-out lets go of it, and its task drains
-//!   what waits: a client that does not take it within `--slow-consumer-timeout` (5 s)
-//!   gets close 1013 ("try again later", reason "slow consumer") after what was
-//!   buffered, and reconnects with `?cursor=`, losing nothing the history still holds;
-//!   one that does catches up from the bus and is handed to the fan-out again. If it
-//!   does not read even the close frame within a grace period, the TCP connection is
-//!   cut.
+//!   client's frames, drains what the socket did not take at once, and sends pings and
+//!   the close frame. Every byte goes through the connection's outbox, in order.
+//! - Slow consumers follow the fan-out's policy: a client that takes nothing for
+//!   `--slow-consumer-timeout` (5 s) gets close 1013 ("try again later", reason "slow
+//!   consumer") after what was buffered, and reconnects with `?cursor=`, losing
+//!   nothing the history still holds.
 
+use std::io;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Extension, Query, Request, State};
+use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
@@ -48,19 +53,23 @@ use futures::{SinkExt, StreamExt};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{MissedTickBehavior, interval, timeout};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame as RawFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message as Frame, Utf8Bytes};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as Frame};
 
 use super::error::publish_reason;
-use super::fanout::{Fanout, Outbox, Release, Socket, encode};
-use super::{AppError, CursorQuery, SubscriberSlot};
+use super::fanout::{Fanout, Outbox, Release, Sink};
+use super::origin::check_origin;
+use super::{AppError, Resume, SubscriberSlot};
 use crate::AppState;
-use crate::bus::{Gap, PublishError, Subscription, websocket_text_frame};
-use crate::metrics::{Transport, TransportMetrics};
+use crate::bus::{Gap, PublishError, ResumeFrom, WireForm};
+use crate::metrics::Transport;
 use crate::server::Connection;
 
 /// The read buffer each connection allocates up front. tungstenite's default is
@@ -71,6 +80,9 @@ const READ_BUFFER: usize = 4 * 1024;
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// The first frame: it has no `id`, so clients that only read messages skip it.
 const READY: &str = r#"{"ready":{}}"#;
+
+/// A message as a text frame, header included: the same bytes for every socket.
+static FRAME: WireForm = WireForm::new(|message| text_frame(&message.json));
 
 /// The WebSocket endpoint, for [`super::routes`] to merge.
 pub fn routes() -> Router<AppState> {
@@ -84,7 +96,7 @@ async fn upgrade(
     Extension(fanout): Extension<Arc<Fanout>>,
     slot: SubscriberSlot,
     connection: Connection,
-    Query(query): Query<CursorQuery>,
+    Resume(from): Resume,
     mut request: Request,
 ) -> Result<Response, AppError> {
     let accept = accept_key(request.headers())?;
@@ -94,7 +106,7 @@ async fn upgrade(
     tasks.spawn(async move {
         // Err: the client went away before the switch completed.
         if let Ok(upgraded) = on_upgrade.await {
-            serve(upgraded, state, fanout, connection, query.cursor, slot).await;
+            serve(upgraded, state, fanout, connection, from, slot).await;
         }
     });
     let mut response = Response::new(Body::empty());
@@ -126,216 +138,235 @@ fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, AppError> {
     Ok(HeaderValue::from_str(&derive_accept_key(key.as_bytes())).expect("base64 header value"))
 }
 
+/// This transport's sink: the upgraded socket, written by whoever holds the outbox
+/// (the fan-out for messages, the connection's task for everything else).
+struct Socket(TokioIo<Upgraded>);
+
+impl Sink for Socket {
+    const TRANSPORT: Transport = Transport::WebSocket;
+
+    fn form() -> &'static WireForm {
+        &FRAME
+    }
+
+    /// A gap notice: a control object without `id`.
+    fn gap(gap: &Gap) -> Bytes {
+        text_frame(format!(r#"{{"gap":{}}}"#, gap.to_json()).as_bytes())
+    }
+
+    fn slow_notice() -> Bytes {
+        close_frame(CloseCode::Again, "slow consumer: fell too far behind")
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, bytes)
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+}
+
+/// The outbox as tungstenite's stream: reads come from the socket; writes (pings,
+/// pongs, the reply to a close) go into the outbox, behind whatever waits there, and
+/// count as flushed once there: the connection's task drains the outbox.
+struct Stream(Arc<Outbox<Socket>>);
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        self.0.with_sink(|socket| Pin::new(&mut socket.0).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        // tungstenite hands over whole frames; taking all of each keeps them whole.
+        self.0.send(Bytes::copy_from_slice(buf))?;
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A complete server-to-client frame (unmasked, final).
+fn raw_frame(frame: RawFrame) -> Bytes {
+    let mut bytes = Vec::with_capacity(frame.len());
+    // Formatting into a Vec cannot fail.
+    frame.format(&mut bytes).expect("frame formats");
+    bytes.into()
+}
+
+fn text_frame(text: &[u8]) -> Bytes {
+    raw_frame(RawFrame::message(Bytes::copy_from_slice(text), OpCode::Data(Data::Text), true))
+}
+
+fn close_frame(code: CloseCode, reason: &str) -> Bytes {
+    raw_frame(RawFrame::close(Some(CloseFrame { code, reason: reason.into() })))
+}
+
 /// A frame from the client: `{"body": "…"}`.
 #[derive(Deserialize)]
 struct Post {
     body: Option<String>,
 }
 
-/// Why the server closes a connection: the close code, its reason text, and the
-/// label under which a refused frame is counted.
-struct Closing {
-    code: CloseCode,
-    reason: Utf8Bytes,
-    rejected: Option<&'static str>,
+/// How a connection ends.
+enum Ending {
+    /// The client closed: its Close frame is answered (tungstenite queued the reply).
+    ByClient,
+    /// The server closes with this code and reason; `rejected` counts a refused frame.
+    Close { code: CloseCode, reason: String, rejected: Option<&'static str> },
+    /// The slow notice is already queued: only what waits is sent.
+    Slow,
+    /// The client is gone or dead: nothing to send.
+    Gone,
 }
 
-impl Closing {
-    fn new(code: CloseCode, reason: &'static str) -> Self {
-        Closing { code, reason: Utf8Bytes::from_static(reason), rejected: None }
+impl Ending {
+    fn refusal(code: CloseCode, reason: &str, label: &'static str) -> Self {
+        Ending::Close { code, reason: reason.to_owned(), rejected: Some(label) }
     }
 
-    fn refusal(code: CloseCode, reason: &'static str, label: &'static str) -> Self {
-        Closing { code, reason: Utf8Bytes::from_static(reason), rejected: Some(label) }
-    }
-
-    /// Close code for a slow consumer: "try again later", the client should reconnect.
-    fn slow_consumer(metrics: &TransportMetrics) -> Self {
-        metrics.slow_disconnect();
-        Closing::new(CloseCode::Again, "slow consumer: fell too far behind")
-    }
-
-    fn going_away() -> Self {
-        Closing::new(CloseCode::Away, "server is going away")
+    fn going_away(reason: &str) -> Self {
+        Ending::Close { code: CloseCode::Away, reason: reason.to_owned(), rejected: None }
     }
 }
 
 /// Runs one connection until either side closes, the client stops answering pings or
 /// reading, or the server shuts down. New messages are written by the fan-out, not
 /// by this task: it is woken for them only when the socket could not take them at
-/// once (to drain what waits) or the fan-out let go (to catch up and join again).
+/// once (to drain what waits) or the connection was let go (to catch up and join
+/// again, or to end).
 async fn serve(
     upgraded: Upgraded,
     state: AppState,
     fanout: Arc<Fanout>,
     connection: Connection,
-    cursor: Option<String>,
+    from: ResumeFrom,
     _slot: SubscriberSlot,
 ) {
     let metrics = state.metrics.transport(Transport::WebSocket);
     let _subscriber = metrics.subscriber();
-    let subscription = state.bus.subscribe(cursor.as_deref().filter(|c| !c.is_empty())).await;
-    let outbox = Arc::new(Outbox::websocket(TokioIo::new(upgraded), subscription.position()));
+    let subscription = state.bus.subscribe_from(from).await;
+    let outbox = fanout.open(&state, Socket(TokioIo::new(upgraded)), subscription.position(), connection.closer());
     let max = Some(state.config.max_body);
     let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER).max_message_size(max).max_frame_size(max);
-    let mut socket = WebSocketStream::from_raw_socket(Socket(outbox.clone()), Role::Server, Some(config)).await;
-    let patience = state.config.slow_consumer_timeout;
-    let ready = socket.send(Frame::text(READY));
-    if !matches!(timeout(patience, ready).await, Ok(Ok(()))) {
-        return; // gone, or not reading even the first frame
-    }
+    let mut socket = WebSocketStream::from_raw_socket(Stream(outbox.clone()), Role::Server, Some(config)).await;
+    let limit = state.config.outbound_limit;
+    let mut catching_up = Some(subscription);
     let mut ping = interval(state.config.ws_ping);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     ping.reset(); // the first tick would fire at once
     let mut awaiting_pong = false;
     // Made once: a fresh one at every turn of the loop would register with the
     // connection's token again each time.
-    let mut ended = std::pin::pin!(connection.ended());
+    let mut ended = pin!(connection.ended());
 
-    let caught_up = catch_up(&outbox, subscription, &fanout, &state, metrics).await;
-    let closing: Option<Closing> = if let Err(stall) = caught_up {
-        stall.closing(metrics)
+    let ending = if outbox.send(text_frame(READY.as_bytes())).is_err() {
+        Ending::Gone
     } else {
         loop {
+            if let Some(subscription) = catching_up.as_mut()
+                && outbox.catch_up(subscription, metrics, limit)
+            {
+                // What is published from here on, the fan-out writes.
+                catching_up = None;
+                fanout.join(&state, &outbox);
+            }
             tokio::select! {
                 biased;
-                () = outbox.woken() => {
-                    if let Err(closing) = on_woken(&outbox, &fanout, &state, metrics).await {
-                        break closing;
+                () = outbox.woken() => match outbox.take_release() {
+                    None => {}
+                    Some(Release::Behind) => {
+                        let from = ResumeFrom::Cursor(outbox.position());
+                        catching_up = Some(state.bus.subscribe_from(from).await);
+                    }
+                    Some(Release::Ended) => break Ending::going_away("server is going away"),
+                    Some(Release::Slow) => break Ending::Slow,
+                },
+                written = outbox.drain(), if outbox.waiting() > 0 => {
+                    if written.is_err() {
+                        break Ending::Gone;
                     }
                 }
                 frame = socket.next() => match frame {
                     Some(Ok(Frame::Text(text))) => {
                         if let Err(refusal) = publish(&state, &text).await {
-                            break Some(refusal);
+                            break refusal;
                         }
                     }
                     Some(Ok(Frame::Binary(_))) => {
-                        break Some(Closing::refusal(CloseCode::Unsupported, "binary frames are not accepted", "ws_binary"))
+                        break Ending::refusal(CloseCode::Unsupported, "binary frames are not accepted", "ws_binary")
                     }
                     Some(Ok(Frame::Pong(_))) => awaiting_pong = false,
                     Some(Ok(Frame::Ping(_) | Frame::Frame(_))) => {}
-                    Some(Ok(Frame::Close(_))) | None => break None,
-                    Some(Err(error)) => {
-                        break too_large(&error).then_some(Closing::refusal(CloseCode::Size, "frame too large", "ws_too_large"))
-                    }
+                    Some(Ok(Frame::Close(_))) => break Ending::ByClient,
+                    Some(Err(error)) => break refusal_of(&error),
+                    None => break Ending::Gone,
                 },
                 _ = ping.tick() => {
                     if awaiting_pong {
-                        break None; // a dead peer: nobody would read a close frame
+                        break Ending::Gone; // a dead peer: nobody would read a close frame
                     }
                     awaiting_pong = true;
-                    match timeout(patience, socket.send(Frame::Ping(Bytes::new()))).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => break None,
-                        Err(_) => break Some(Closing::slow_consumer(metrics)),
+                    // Queued behind what waits; the drain above sends it.
+                    if socket.send(Frame::Ping(Bytes::new())).await.is_err() {
+                        break Ending::Gone;
                     }
                 }
-                () = &mut ended => break Some(Closing::new(CloseCode::Away, "server shutting down")),
+                () = &mut ended => break Ending::going_away("server shutting down"),
             }
         }
     };
     fanout.leave(&outbox);
-    if let Some(closing) = closing {
-        if let Some(label) = closing.rejected {
-            state.metrics.rejected(label);
-        }
-        let frame = CloseFrame { code: closing.code, reason: closing.reason };
-        // What is buffered goes first; a client that does not read even that within
-        // the grace period (a slow consumer) is cut off when the socket is dropped.
-        let _ = timeout(CLOSE_GRACE, socket.send(Frame::Close(Some(frame)))).await;
-    }
-}
-
-/// Woken by the fan-out: drains what waits for the socket, and catches up from the bus
-/// if the fan-out let go; or says why the connection closes instead.
-async fn on_woken(
-    outbox: &Arc<Outbox>,
-    fanout: &Fanout,
-    state: &AppState,
-    metrics: &TransportMetrics,
-) -> Result<(), Option<Closing>> {
-    let closing = |stall: Stall| stall.closing(metrics);
-    within(state.config.slow_consumer_timeout, outbox.drain()).await.map_err(closing)?;
-    match outbox.take_release() {
-        None => Ok(()),
-        Some(Release::Ended) => Err(Some(Closing::going_away())),
-        Some(Release::Behind) => {
-            let subscription = state.bus.subscribe(Some(&outbox.position().to_string())).await;
-            catch_up(outbox, subscription, fanout, state, metrics).await.map_err(closing)
-        }
-    }
-}
-
-/// Why writing to the client stopped.
-enum Stall {
-    /// The socket did not take the frames within the slow-consumer timeout.
-    Slow,
-    /// The socket failed (the client went away).
-    Failed,
-}
-
-impl Stall {
-    fn closing(self, metrics: &TransportMetrics) -> Option<Closing> {
-        match self {
-            Stall::Slow => Some(Closing::slow_consumer(metrics)),
-            Stall::Failed => None,
-        }
-    }
-}
-
-/// Sends what `subscription` holds for the client (the history, or what it missed
-/// while the fan-out let go), then hands the connection to the fan-out. At most
-/// `--outbound-limit` bytes wait in memory for the client: then they are drained, and
-/// a drain that does not finish within `--slow-consumer-timeout` means the client is
-/// not reading.
-async fn catch_up(
-    outbox: &Arc<Outbox>,
-    mut subscription: Subscription,
-    fanout: &Fanout,
-    state: &AppState,
-    metrics: &TransportMetrics,
-) -> Result<(), Stall> {
-    let patience = state.config.slow_consumer_timeout;
-    loop {
-        let Some(delivery) = subscription.try_next() else {
-            if outbox.waiting() == 0 {
-                break;
+    // What is buffered goes first, then the close frame; a client that does not read
+    // even that within the grace period is cut off when the socket is dropped.
+    let _ = timeout(CLOSE_GRACE, async {
+        match ending {
+            // tungstenite queued the reply (the client's code, or 1002 for one not
+            // allowed on the wire); flushing hands it to the outbox, draining sends it.
+            Ending::ByClient => {
+                let _ = socket.flush().await;
+                outbox.drain().await.map_err(|_| ())
             }
-            within(patience, outbox.drain()).await?;
-            continue; // more may have come meanwhile
-        };
-        let (frame, position) = encode(delivery, metrics, |m| &m.websocket_frame, gap_frame);
-        outbox.send(frame, position).map_err(|_| Stall::Failed)?;
-        if outbox.waiting() >= state.config.outbound_limit {
-            within(patience, outbox.drain()).await?;
+            Ending::Close { code, reason, rejected } => {
+                if let Some(label) = rejected {
+                    state.metrics.rejected(label);
+                }
+                outbox.send(close_frame(code, &reason)).map_err(|_| ())?;
+                outbox.drain().await.map_err(|_| ())
+            }
+            Ending::Slow => outbox.drain().await.map_err(|_| ()),
+            Ending::Gone => Ok(()),
         }
-    }
-    // What is published from here on, the fan-out writes (it knows where the client is).
-    drop(subscription);
-    fanout.join(state, outbox);
-    Ok(())
+    })
+    .await;
 }
 
-/// A gap notice's frame: a control object without `id`.
-fn gap_frame(gap: &Gap) -> Bytes {
-    websocket_text_frame(&format!(r#"{{"gap":{}}}"#, gap.to_json()))
-}
-
-/// Runs a socket operation with the slow-consumer timeout.
-async fn within<E>(patience: Duration, operation: impl Future<Output = Result<(), E>>) -> Result<(), Stall> {
-    match timeout(patience, operation).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(Stall::Failed),
-        Err(_) => Err(Stall::Slow),
+/// How a frame that tungstenite refused is answered: too large 1009, text that is not
+/// UTF-8 1007, any other breach of the protocol 1002; a failed socket, nothing.
+fn refusal_of(error: &WsError) -> Ending {
+    match error {
+        WsError::Capacity(_) => Ending::refusal(CloseCode::Size, "frame too large", "ws_too_large"),
+        WsError::Utf8(_) => Ending::refusal(CloseCode::Invalid, "text frame is not valid UTF-8", "ws_not_utf8"),
+        // The TCP connection ended without a close frame: nobody reads ours.
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Ending::Gone,
+        WsError::Protocol(violation) => Ending::refusal(CloseCode::Protocol, &violation.to_string(), "ws_protocol"),
+        _ => Ending::Gone,
     }
 }
 
 /// Publishes a client frame, or says why the connection closes instead.
-async fn publish(state: &AppState, text: &str) -> Result<(), Closing> {
+async fn publish(state: &AppState, text: &str) -> Result<(), Ending> {
     let post: Post = serde_json::from_str(text)
-        .map_err(|_| Closing::refusal(CloseCode::Invalid, "frame is not a JSON object", "ws_not_json"))?;
-    let body = post.body.ok_or(Closing::refusal(CloseCode::Policy, "frame has no \"body\"", "ws_no_body"))?;
+        .map_err(|_| Ending::refusal(CloseCode::Invalid, "frame is not a JSON object", "ws_not_json"))?;
+    let body = post.body.ok_or(Ending::refusal(CloseCode::Policy, "frame has no \"body\"", "ws_no_body"))?;
     let error = match state.bus.publish(body).await {
         Ok(_) => {
             state.metrics.published();
@@ -350,54 +381,5 @@ async fn publish(state: &AppState, text: &str) -> Result<(), Closing> {
         PublishError::Empty | PublishError::ControlCharacter => CloseCode::Policy,
     };
     // The same reason text and metric label as a refused POST.
-    Err(Closing { code, reason: error.to_string().into(), rejected: Some(publish_reason(&error)) })
-}
-
-fn too_large(error: &WsError) -> bool {
-    matches!(error, WsError::Capacity(_))
-}
-
-/// Allows upgrades without `Origin`, from this server's own origin (the `Host` the
-/// request was sent to) and from the configured extra origins.
-fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), AppError> {
-    let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
-    let origin = origin.to_str().map_err(|_| AppError::CrossOrigin)?;
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
-    let same_origin = host.is_some_and(|host| origin_host.is_some_and(|o| o.eq_ignore_ascii_case(host)));
-    if same_origin || allowed.iter().any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin)) {
-        Ok(())
-    } else {
-        Err(AppError::CrossOrigin)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::http::HeaderValue;
-
-    fn headers(origin: Option<&str>, host: &str) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, HeaderValue::from_str(host).unwrap());
-        if let Some(origin) = origin {
-            headers.insert(header::ORIGIN, HeaderValue::from_str(origin).unwrap());
-        }
-        headers
-    }
-
-    #[test]
-    fn same_origin_missing_origin_and_allowed_origins_pass() {
-        assert!(check_origin(&headers(Some("http://127.0.0.1:8888"), "127.0.0.1:8888"), &[]).is_ok());
-        assert!(check_origin(&headers(None, "127.0.0.1:8888"), &[]).is_ok());
-        let allowed = ["https://chat.example".to_owned()];
-        assert!(check_origin(&headers(Some("https://chat.example"), "127.0.0.1:8888"), &allowed).is_ok());
-    }
-
-    #[test]
-    fn other_origins_are_refused() {
-        for origin in ["http://evil.example", "http://127.0.0.1:9999", "null"] {
-            assert!(check_origin(&headers(Some(origin), "127.0.0.1:8888"), &[]).is_err(), "{origin}");
-        }
-    }
+    Err(Ending::Close { code, reason: error.to_string(), rejected: Some(publish_reason(&error)) })
 }

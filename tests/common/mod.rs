@@ -21,7 +21,9 @@
 //!   the chat page does; it publishes and long-polls.
 //! - [`WsClient`] and [`SseReader`] are WebSocket and Server-Sent Events subscribers.
 //! - [`TestApp::history`] reads the bus directly (did a refused request publish?);
+//!   [`TestApp::metric`] reads one sample of `/metrics`;
 //!   [`TestApp::wait_for_open_subscriptions`] tells when a long-poll is pending.
+//! - [`eventually`] waits for a condition: `eventually(what, || …)`.
 //! - [`TestApp::raw`] and friends send hand-written requests on a bare TCP connection,
 //!   for clients that misbehave (stop reading, vanish).
 //! - [`router::RouterApp`] drives the router without sockets, for status-code
@@ -30,10 +32,13 @@
 //!
 //! Every wait is bounded by [`TIMEOUT`] and panics with what it was waiting for, so a
 //! missing event fails the test instead of hanging it. The timeout is an upper bound
-//! only: nothing here sleeps to wait for a condition, except where the server offers
-//! no signal (see [`TestApp::wait_for_open_subscriptions`]). The timeouts run on tokio
-//! time, so do not combine these helpers with paused time: the clock would jump while
-//! bytes are still on their way.
+//! only: a test awaits the event itself ([`within`]) or, for a state the server does not
+//! signal (a gauge, a counter, a connection gone), [`eventually`] — the one place that
+//! polls, with "never happened: …" and the last value seen when the state never comes.
+//! No test sleeps to wait for a state; the sleeps left are part of a scenario (a client
+//! that pauses, a publisher that paces itself). The timeouts run on tokio time, so do
+//! not combine these helpers with paused time: the clock would jump while bytes are
+//! still on their way.
 
 // Each test file is its own crate and uses only part of this module.
 #![allow(dead_code)]
@@ -80,6 +85,100 @@ pub(crate) async fn within_long<T>(what: &str, future: impl Future<Output = T>) 
     match tokio::time::timeout(TIMEOUT * 6, future).await {
         Ok(output) => output,
         Err(_) => panic!("timed out after {:?} waiting for {what}", TIMEOUT * 6),
+    }
+}
+
+/// How often [`eventually`] looks again: short next to any wait a test has, long enough
+/// not to take a core from the server under test.
+const POLL_EVERY: Duration = Duration::from_millis(5);
+
+/// Waits until `condition` holds and returns what it found, looking every few
+/// milliseconds for at most [`TIMEOUT`]; then panics with "never happened: {what}" and
+/// the last thing the condition saw, if it says. For states the server does not
+/// signal (a counter reached, a connection gone): a test waits for the state, never
+/// for a fixed time.
+///
+/// ```ignore
+/// eventually("the stalled stream to be cut off", || app.subscribers("sse") <= 1.0).await;
+/// eventually("one SSE subscriber", || match app.subscribers("sse") {
+///     1.0 => Ok(()),
+///     n => Err(format!("{n} subscribers")),
+/// })
+/// .await;
+/// ```
+pub(crate) async fn eventually<C: Condition>(what: &str, mut condition: impl FnMut() -> C) -> C::Holds {
+    wait_until(TIMEOUT, what, || std::future::ready(condition())).await
+}
+
+/// [`eventually`] with a bound of its own, for a test whose claim is the bound
+/// ("forgotten within a second").
+pub(crate) async fn eventually_within<C: Condition>(
+    limit: Duration,
+    what: &str,
+    mut condition: impl FnMut() -> C,
+) -> C::Holds {
+    wait_until(limit, what, || std::future::ready(condition())).await
+}
+
+/// [`eventually`] for a condition that has to await (a request to the server); each
+/// look is bounded by what is left of [`TIMEOUT`] too.
+pub(crate) async fn eventually_async<C: Condition, F: Future<Output = C>>(
+    what: &str,
+    condition: impl FnMut() -> F,
+) -> C::Holds {
+    wait_until(TIMEOUT, what, condition).await
+}
+
+async fn wait_until<C: Condition, F: Future<Output = C>>(
+    limit: Duration,
+    what: &str,
+    mut condition: impl FnMut() -> F,
+) -> C::Holds {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut seen = None;
+    loop {
+        match tokio::time::timeout_at(deadline, condition()).await.map(Condition::check) {
+            Ok(Ok(holds)) => return holds,
+            Ok(Err(now)) => seen = now.or(seen),
+            Err(_) => {} // the look itself outlasted the limit
+        }
+        if tokio::time::Instant::now() >= deadline {
+            match seen {
+                Some(seen) => panic!("never happened within {limit:?}: {what} (last seen: {seen})"),
+                None => panic!("never happened within {limit:?}: {what}"),
+            }
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+/// What a condition of [`eventually`] returns: `bool`, `Option<T>` (`Some` once it
+/// holds), or `Result<T, E>` whose `Err` is what was seen instead, for the message.
+pub(crate) trait Condition {
+    /// What the wait returns once the condition holds.
+    type Holds;
+    /// `Ok` when the condition holds, otherwise what was seen (if it says).
+    fn check(self) -> Result<Self::Holds, Option<String>>;
+}
+
+impl Condition for bool {
+    type Holds = ();
+    fn check(self) -> Result<(), Option<String>> {
+        if self { Ok(()) } else { Err(None) }
+    }
+}
+
+impl<T> Condition for Option<T> {
+    type Holds = T;
+    fn check(self) -> Result<T, Option<String>> {
+        self.ok_or(None)
+    }
+}
+
+impl<T, E: std::fmt::Display> Condition for Result<T, E> {
+    type Holds = T;
+    fn check(self) -> Result<T, Option<String>> {
+        self.map_err(|seen| Some(seen.to_string()))
     }
 }
 
@@ -206,14 +305,11 @@ impl TestApp {
     }
 
     /// Waits until the server holds exactly `count` subscriptions open: how a test knows
-    /// that a long-poll it sent is pending at the server. The server has no notification
-    /// for this, so the count is checked every millisecond, for at most [`TIMEOUT`].
+    /// that a long-poll it sent is pending at the server (the server does not signal it).
     pub(crate) async fn wait_for_open_subscriptions(&self, count: usize) {
-        let what = format!("{count} open subscriptions");
-        within(&what, async {
-            while self.open_subscriptions() != count {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
+        eventually(&format!("{count} open subscriptions"), || match self.open_subscriptions() {
+            open if open == count => Ok(()),
+            open => Err(format!("{open} open")),
         })
         .await;
     }
@@ -227,7 +323,7 @@ impl TestApp {
 
 /// Every message the bus of `state` holds, oldest first.
 pub(crate) async fn history(state: &AppState) -> Vec<Arc<Message>> {
-    let mut subscription = state.bus.subscribe(None).await;
+    let mut subscription = state.bus.subscribe_from(pushwire::bus::ResumeFrom::Start).await;
     std::iter::from_fn(|| subscription.try_next())
         .map(|delivery| match delivery {
             Delivery::Message(message) => message,

@@ -31,52 +31,12 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as Frame;
 
 use crate::payload::Stamp;
+use crate::record::{Protocol, Transport};
 use crate::wire::{Counted, Dialer, Traffic};
 
 /// The XSRF token the Tornado-style endpoints get as cookie and form field. Any 32
 /// hex digits do: the check is double-submit, comparing the two.
 const XSRF: &str = "5e11c0de5e11c0de5e11c0de5e11c0de";
-
-/// Which server's wire protocol to speak.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum Protocol {
-    Pushwire,
-    Tornado,
-    Nchan,
-}
-
-/// The push transports under comparison.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum Transport {
-    LongPoll,
-    Sse,
-    #[serde(rename = "websocket")]
-    WebSocket,
-}
-
-impl Transport {
-    pub(crate) const ALL: [Transport; 3] = [Transport::LongPoll, Transport::Sse, Transport::WebSocket];
-
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Transport::LongPoll => "long-poll",
-            Transport::Sse => "sse",
-            Transport::WebSocket => "websocket",
-        }
-    }
-}
-
-impl Protocol {
-    /// The transports a server of this protocol offers.
-    pub(crate) fn transports(self) -> &'static [Transport] {
-        match self {
-            Protocol::Pushwire | Protocol::Nchan => &Transport::ALL,
-            Protocol::Tornado => &[Transport::LongPoll],
-        }
-    }
-}
 
 /// What a subscriber receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

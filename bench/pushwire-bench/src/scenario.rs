@@ -20,14 +20,14 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use emulated_link::Link;
 
-use crate::clients::{Endpoint, Feed, Item, Publisher, Transport};
+use crate::clients::{Endpoint, Feed, Item, Publisher};
 use crate::payload::{Stamp, now_ns};
+use crate::record::{Kind, Latency, Memory, Outcome, Transport, WireBytes};
 use crate::servers::{ProcSample, Server, machine_busy_ns, process_sample};
 use crate::wire::{Dialer, Traffic};
 
@@ -53,38 +53,6 @@ const PUBLISH_OVERRUN: f64 = 2.0;
 /// [`DRAIN_TIMEOUT`] would add nothing but time.
 const RAMP_DRAIN_STALL: Duration = Duration::from_secs(3);
 
-/// Which question a measurement answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum Kind {
-    /// One publisher at a steady rate, N subscribers.
-    FanOut,
-    /// One step of the publish-rate ramp.
-    Throughput,
-    /// Fan-out with a given payload size.
-    Payload,
-    /// POST, then receive it on the transport (closed loop, one subscriber).
-    RoundTrip,
-    /// WebSocket: send in-band, receive it back on the same socket.
-    RoundTripInBand,
-    /// N connections held open with nothing to deliver.
-    Idle,
-    /// Fan-out across instances: publish on one, subscribers on another, sharing the
-    /// conversation through Redis; or the same load on one in-memory instance.
-    ScaleOut,
-    /// Network matrix: messages published back to back; how long until each subscriber
-    /// holds the last, and in how many responses or frames they came.
-    Burst,
-    /// Network matrix: the subscriber's connection is cut, a message is published at
-    /// once, and the subscriber reconnects from its cursor as a browser would.
-    Resume,
-    /// Network matrix: a new subscriber connects; how long until its first message.
-    ColdStart,
-    /// Network matrix: one step of a publish-rate ramp of 1 KiB messages on a link of
-    /// limited bandwidth.
-    Constrained,
-}
-
 /// The shape of one measurement.
 #[derive(Clone, Debug)]
 pub(crate) struct Load {
@@ -97,125 +65,16 @@ pub(crate) struct Load {
     pub payload_bytes: usize,
 }
 
-/// Latency percentiles in microseconds.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub(crate) struct Latency {
-    pub samples: u64,
-    pub p50: u64,
-    pub p90: u64,
-    pub p99: u64,
-    pub p999: u64,
-    pub max: u64,
-    pub mean: f64,
-}
-
-impl Latency {
-    pub(crate) fn of(histogram: &Histogram<u64>) -> Latency {
-        Latency {
-            samples: histogram.len(),
-            p50: histogram.value_at_quantile(0.5),
-            p90: histogram.value_at_quantile(0.9),
-            p99: histogram.value_at_quantile(0.99),
-            p999: histogram.value_at_quantile(0.999),
-            max: histogram.max(),
-            mean: histogram.mean(),
-        }
-    }
-}
-
-/// Bytes at the client's sockets, headers and framing included.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub(crate) struct WireBytes {
-    /// Received by subscribers, per delivered message.
-    pub down_per_delivery: f64,
-    /// Sent by subscribers (long-poll requests, WebSocket pongs), per delivered message.
-    pub up_per_delivery: f64,
-    /// Sent by the publisher, per published message.
-    pub publish_up_per_message: f64,
-    /// Received by the publisher (the publish answers), per published message.
-    pub publish_down_per_message: f64,
-    /// Both directions of connection setup (handshake, headers), per subscriber.
-    pub setup_per_connection: f64,
-}
-
-/// Server memory around an idle-connection measurement.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub(crate) struct Memory {
-    pub rss_before_kib: u64,
-    pub rss_after_kib: u64,
-    pub rss_per_connection_bytes: f64,
-    pub pss_per_connection_bytes: f64,
-    /// Server CPU spent holding the idle connections, per connection and second.
-    pub idle_cpu_us_per_connection_s: f64,
-    pub held_s: f64,
-}
-
-/// The figures of one measurement.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) struct Outcome {
-    pub server: String,
-    pub kind: Kind,
-    pub transport: Transport,
-    pub subscribers: usize,
-    pub connected: usize,
-    pub payload_bytes: usize,
-    pub target_rate: f64,
-    pub published: u64,
-    pub achieved_rate: f64,
-    pub latency_us: Latency,
-    pub expected: u64,
-    pub delivered: u64,
-    pub lost: u64,
-    pub duplicated: u64,
-    pub out_of_order: u64,
-    pub gaps: u64,
-    pub publish_errors: u64,
-    pub connect_errors: u64,
-    pub subscriber_errors: u64,
-    /// From the first publish to the last delivery (or the drain timeout).
-    pub duration_s: f64,
-    pub delivered_per_s: f64,
-    pub server_cpu_ms: Option<f64>,
-    pub server_cpu_us_per_1000_deliveries: Option<f64>,
-    /// `server_cpu_us_per_1000_deliveries` split into user and kernel time; `None` in
-    /// runs before the split was recorded, or when too little CPU time passed to tell.
-    #[serde(default)]
-    pub server_cpu_user_us_per_1000_deliveries: Option<f64>,
-    #[serde(default)]
-    pub server_cpu_system_us_per_1000_deliveries: Option<f64>,
-    /// CPU time of this tool (publisher and subscribers) during the measurement.
-    #[serde(default)]
-    pub load_generator_cpu_ms: Option<f64>,
-    /// Busy CPU of the machine not used by the server or this tool, as a share of all
-    /// cores during the measurement: how much the run was disturbed.
-    pub other_load: Option<f64>,
-    pub bytes: WireBytes,
-    pub memory: Option<Memory>,
-    /// The first error seen, when any.
-    pub note: Option<String>,
-    /// The network matrix's link profile the subscribers were behind (`None`: loopback
-    /// runs, which emulate nothing).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub link: Option<String>,
-    /// Burst: per subscriber, from the first publish until it held the last message.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub completion_us: Option<Latency>,
-    /// Burst: responses (long-poll), chunks (SSE) or frames (WebSocket) that carried
-    /// the burst, per subscriber.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub batches_per_subscriber: Option<f64>,
-}
-
-impl Outcome {
-    /// No loss, duplication, disorder, gap or error.
-    pub(crate) fn clean(&self) -> bool {
-        self.lost == 0
-            && self.duplicated == 0
-            && self.out_of_order == 0
-            && self.gaps == 0
-            && self.publish_errors == 0
-            && self.connect_errors == 0
-            && self.subscriber_errors == 0
+/// The percentiles of a histogram of microseconds.
+pub(crate) fn latency(histogram: &Histogram<u64>) -> Latency {
+    Latency {
+        samples: histogram.len(),
+        p50: histogram.value_at_quantile(0.5),
+        p90: histogram.value_at_quantile(0.9),
+        p99: histogram.value_at_quantile(0.99),
+        p999: histogram.value_at_quantile(0.999),
+        max: histogram.max(),
+        mean: histogram.mean(),
     }
 }
 
@@ -528,12 +387,12 @@ pub(crate) async fn deliver(bench: &mut Bench<'_>, load: &Load) -> Outcome {
         }
     }
     if load.kind == Kind::Burst {
-        outcome.completion_us = Some(Latency::of(&completion));
+        outcome.completion_us = Some(latency(&completion));
         outcome.batches_per_subscriber = Some(batches as f64 / f64::from(trackers.max(1)));
     }
     outcome.published = published;
     outcome.achieved_rate = published as f64 / publish_elapsed.as_secs_f64().max(1e-9);
-    outcome.latency_us = Latency::of(&histogram);
+    outcome.latency_us = latency(&histogram);
     outcome.expected = expected;
     outcome.delivered = delivered;
     outcome.gaps = shared.gaps.load(Ordering::SeqCst);
@@ -818,24 +677,6 @@ fn failed(mut outcome: Outcome, error: String) -> Outcome {
     outcome.publish_errors += 1;
     outcome.note = Some(error);
     outcome
-}
-
-impl Kind {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Kind::FanOut => "fan-out",
-            Kind::Throughput => "throughput",
-            Kind::Payload => "payload",
-            Kind::RoundTrip => "round trip",
-            Kind::RoundTripInBand => "in-band round trip",
-            Kind::Idle => "idle",
-            Kind::ScaleOut => "scale-out",
-            Kind::Burst => "burst",
-            Kind::Resume => "reconnect and resume",
-            Kind::ColdStart => "cold start",
-            Kind::Constrained => "constrained link",
-        }
-    }
 }
 
 pub(crate) fn describe(load: &Load) -> String {

@@ -17,9 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
-use crate::clients::Protocol;
+use crate::record::{Machine, Protocol, ServerFacts};
 
 /// pushwire's tokio worker threads and nginx's worker processes: one per core of the
 /// 2-core benchmark machine, so both servers get the same parallelism.
@@ -54,16 +52,6 @@ const TORNADO_SERVE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tornado/ser
 /// A free loopback port, for a server that cannot be told to pick one itself.
 pub(crate) fn free_loopback_port() -> io::Result<SocketAddr> {
     std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
-}
-
-/// What the report says about a server.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) struct ServerFacts {
-    pub name: String,
-    pub protocol: Protocol,
-    pub version: String,
-    pub workers: String,
-    pub command: String,
 }
 
 /// One server under test.
@@ -380,38 +368,25 @@ pub(crate) fn machine_busy_ns() -> Option<u64> {
     Some(busy * 10_000_000)
 }
 
-/// The machine the run happened on.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) struct Machine {
-    pub cpu_model: String,
-    pub cores: usize,
-    pub kernel: String,
-    pub memory_mib: u64,
-    pub rustc: String,
-    pub load_average_before: String,
-    pub load_average_after: String,
-}
-
-impl Machine {
-    pub(crate) fn describe() -> Machine {
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let cpu_model = cpuinfo
-            .lines()
-            .find_map(|line| line.strip_prefix("model name")?.split_once(':').map(|(_, v)| v.trim().to_owned()))
-            .unwrap_or_else(|| "unknown".to_owned());
-        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        Machine {
-            cpu_model,
-            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            kernel: read_trimmed("/proc/sys/kernel/osrelease"),
-            memory_mib: kib_field(&meminfo, "MemTotal:").unwrap_or(0) / 1024,
-            rustc: Command::new("rustc")
-                .arg("--version")
-                .output()
-                .map_or("unknown".to_owned(), |o| String::from_utf8_lossy(&o.stdout).trim().to_owned()),
-            load_average_before: load_average(),
-            load_average_after: String::new(),
-        }
+/// The machine this runs on, from `/proc` and `rustc --version`.
+pub(crate) fn describe_machine() -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu_model = cpuinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("model name")?.split_once(':').map(|(_, v)| v.trim().to_owned()))
+        .unwrap_or_else(|| "unknown".to_owned());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    Machine {
+        cpu_model,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        kernel: read_trimmed("/proc/sys/kernel/osrelease"),
+        memory_mib: kib_field(&meminfo, "MemTotal:").unwrap_or(0) / 1024,
+        rustc: Command::new("rustc")
+            .arg("--version")
+            .output()
+            .map_or("unknown".to_owned(), |o| String::from_utf8_lossy(&o.stdout).trim().to_owned()),
+        load_average_before: load_average(),
+        load_average_after: String::new(),
     }
 }
 

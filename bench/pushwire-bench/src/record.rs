@@ -1,0 +1,267 @@
+//! The records of a run: plain, serialisable data and nothing else. `results.json` is a
+//! [`Run`]; `churn.json` holds [`ChurnOutcome`]s. Every experiment's run fills these in
+//! and every report reads them, so this module imports no other module of the crate:
+//! measuring and reporting both depend on it, never it on them. Changing a field here
+//! changes the JSON format, which committed results under `bench/results/` must still
+//! load in (`--report-from`); new fields get `#[serde(default)]`.
+
+use serde::{Deserialize, Serialize};
+
+/// Everything one invocation measured, with what is needed to judge it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Run {
+    pub tool: String,
+    /// UTC, ISO 8601.
+    pub date: String,
+    pub command: String,
+    pub matrix: String,
+    pub machine: Machine,
+    pub client_worker_threads: usize,
+    pub client_nofile_limit: u64,
+    pub servers: Vec<ServerFacts>,
+    pub outcomes: Vec<Outcome>,
+    pub wall_time_s: f64,
+}
+
+/// The machine the run happened on.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Machine {
+    pub cpu_model: String,
+    pub cores: usize,
+    pub kernel: String,
+    pub memory_mib: u64,
+    pub rustc: String,
+    pub load_average_before: String,
+    pub load_average_after: String,
+}
+
+/// What the report says about a server.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct ServerFacts {
+    pub name: String,
+    pub protocol: Protocol,
+    pub version: String,
+    pub workers: String,
+    pub command: String,
+}
+
+/// Which server's wire protocol to speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Protocol {
+    Pushwire,
+    Tornado,
+    Nchan,
+}
+
+/// The push transports under comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Transport {
+    LongPoll,
+    Sse,
+    #[serde(rename = "websocket")]
+    WebSocket,
+}
+
+impl Transport {
+    pub(crate) const ALL: [Transport; 3] = [Transport::LongPoll, Transport::Sse, Transport::WebSocket];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Transport::LongPoll => "long-poll",
+            Transport::Sse => "sse",
+            Transport::WebSocket => "websocket",
+        }
+    }
+}
+
+impl Protocol {
+    /// The transports a server of this protocol offers.
+    pub(crate) fn transports(self) -> &'static [Transport] {
+        match self {
+            Protocol::Pushwire | Protocol::Nchan => &Transport::ALL,
+            Protocol::Tornado => &[Transport::LongPoll],
+        }
+    }
+}
+
+/// Which question a measurement answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Kind {
+    /// One publisher at a steady rate, N subscribers.
+    FanOut,
+    /// One step of the publish-rate ramp.
+    Throughput,
+    /// Fan-out with a given payload size.
+    Payload,
+    /// POST, then receive it on the transport (closed loop, one subscriber).
+    RoundTrip,
+    /// WebSocket: send in-band, receive it back on the same socket.
+    RoundTripInBand,
+    /// N connections held open with nothing to deliver.
+    Idle,
+    /// Fan-out across instances: publish on one, subscribers on another, sharing the
+    /// conversation through Redis; or the same load on one in-memory instance.
+    ScaleOut,
+    /// Network matrix: messages published back to back; how long until each subscriber
+    /// holds the last, and in how many responses or frames they came.
+    Burst,
+    /// Network matrix: the subscriber's connection is cut, a message is published at
+    /// once, and the subscriber reconnects from its cursor as a browser would.
+    Resume,
+    /// Network matrix: a new subscriber connects; how long until its first message.
+    ColdStart,
+    /// Network matrix: one step of a publish-rate ramp of 1 KiB messages on a link of
+    /// limited bandwidth.
+    Constrained,
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Latency {
+    pub samples: u64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+    pub mean: f64,
+}
+
+/// Bytes at the client's sockets, headers and framing included.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct WireBytes {
+    /// Received by subscribers, per delivered message.
+    pub down_per_delivery: f64,
+    /// Sent by subscribers (long-poll requests, WebSocket pongs), per delivered message.
+    pub up_per_delivery: f64,
+    /// Sent by the publisher, per published message.
+    pub publish_up_per_message: f64,
+    /// Received by the publisher (the publish answers), per published message.
+    pub publish_down_per_message: f64,
+    /// Both directions of connection setup (handshake, headers), per subscriber.
+    pub setup_per_connection: f64,
+}
+
+/// Server memory around an idle-connection measurement.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Memory {
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+    pub rss_per_connection_bytes: f64,
+    pub pss_per_connection_bytes: f64,
+    /// Server CPU spent holding the idle connections, per connection and second.
+    pub idle_cpu_us_per_connection_s: f64,
+    pub held_s: f64,
+}
+
+/// The figures of one measurement.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Outcome {
+    pub server: String,
+    pub kind: Kind,
+    pub transport: Transport,
+    pub subscribers: usize,
+    pub connected: usize,
+    pub payload_bytes: usize,
+    pub target_rate: f64,
+    pub published: u64,
+    pub achieved_rate: f64,
+    pub latency_us: Latency,
+    pub expected: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub out_of_order: u64,
+    pub gaps: u64,
+    pub publish_errors: u64,
+    pub connect_errors: u64,
+    pub subscriber_errors: u64,
+    /// From the first publish to the last delivery (or the drain timeout).
+    pub duration_s: f64,
+    pub delivered_per_s: f64,
+    pub server_cpu_ms: Option<f64>,
+    pub server_cpu_us_per_1000_deliveries: Option<f64>,
+    /// `server_cpu_us_per_1000_deliveries` split into user and kernel time; `None` in
+    /// runs before the split was recorded, or when too little CPU time passed to tell.
+    #[serde(default)]
+    pub server_cpu_user_us_per_1000_deliveries: Option<f64>,
+    #[serde(default)]
+    pub server_cpu_system_us_per_1000_deliveries: Option<f64>,
+    /// CPU time of this tool (publisher and subscribers) during the measurement.
+    #[serde(default)]
+    pub load_generator_cpu_ms: Option<f64>,
+    /// Busy CPU of the machine not used by the server or this tool, as a share of all
+    /// cores during the measurement: how much the run was disturbed.
+    pub other_load: Option<f64>,
+    pub bytes: WireBytes,
+    pub memory: Option<Memory>,
+    /// The first error seen, when any.
+    pub note: Option<String>,
+    /// The network matrix's link profile the subscribers were behind (`None`: loopback
+    /// runs, which emulate nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    /// Burst: per subscriber, from the first publish until it held the last message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_us: Option<Latency>,
+    /// Burst: responses (long-poll), chunks (SSE) or frames (WebSocket) that carried
+    /// the burst, per subscriber.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batches_per_subscriber: Option<f64>,
+}
+
+impl Outcome {
+    /// No loss, duplication, disorder, gap or error.
+    pub(crate) fn clean(&self) -> bool {
+        self.lost == 0
+            && self.duplicated == 0
+            && self.out_of_order == 0
+            && self.gaps == 0
+            && self.publish_errors == 0
+            && self.connect_errors == 0
+            && self.subscriber_errors == 0
+    }
+}
+
+impl Kind {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::FanOut => "fan-out",
+            Kind::Throughput => "throughput",
+            Kind::Payload => "payload",
+            Kind::RoundTrip => "round trip",
+            Kind::RoundTripInBand => "in-band round trip",
+            Kind::Idle => "idle",
+            Kind::ScaleOut => "scale-out",
+            Kind::Burst => "burst",
+            Kind::Resume => "reconnect and resume",
+            Kind::ColdStart => "cold start",
+            Kind::Constrained => "constrained link",
+        }
+    }
+}
+
+/// What one transport's churn did to the server.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct ChurnOutcome {
+    pub transport: Transport,
+    pub connections: u64,
+    pub clean_closes: u64,
+    pub resets: u64,
+    pub mid_request_drops: u64,
+    /// Clients that could not connect or timed out.
+    pub errors: u64,
+    pub duration_s: f64,
+    /// From the last client's close until the server's subscriber gauge read 0;
+    /// `None` when it did not within the churn's settle limit.
+    pub settled_ms: Option<f64>,
+    /// Before anything of this transport, and after its warm-up.
+    pub rss_fresh_kib: u64,
+    pub rss_before_kib: u64,
+    /// Right after the gauge read 0, and once the allocator has returned freed pages.
+    pub rss_after_kib: u64,
+    pub rss_settled_kib: u64,
+}

@@ -1,0 +1,51 @@
+//! The `Origin` check of the transports that browsers do not protect with CORS
+//! (WebSocket): a page of another site must not open one with the user's cookies.
+
+use axum::http::{HeaderMap, header};
+
+use super::AppError;
+
+/// Allows upgrades without `Origin`, from this server's own origin (the `Host` the
+/// request was sent to) and from the configured extra origins.
+pub(super) fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), AppError> {
+    let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
+    let origin = origin.to_str().map_err(|_| AppError::CrossOrigin)?;
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
+    let same_origin = host.is_some_and(|host| origin_host.is_some_and(|o| o.eq_ignore_ascii_case(host)));
+    if same_origin || allowed.iter().any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin)) {
+        Ok(())
+    } else {
+        Err(AppError::CrossOrigin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(origin: Option<&str>, host: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+        if let Some(origin) = origin {
+            headers.insert(header::ORIGIN, HeaderValue::from_str(origin).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn same_origin_missing_origin_and_allowed_origins_pass() {
+        assert!(check_origin(&headers(Some("http://127.0.0.1:8888"), "127.0.0.1:8888"), &[]).is_ok());
+        assert!(check_origin(&headers(None, "127.0.0.1:8888"), &[]).is_ok());
+        let allowed = ["https://chat.example".to_owned()];
+        assert!(check_origin(&headers(Some("https://chat.example"), "127.0.0.1:8888"), &allowed).is_ok());
+    }
+
+    #[test]
+    fn other_origins_are_refused() {
+        for origin in ["http://evil.example", "http://127.0.0.1:9999", "null"] {
+            assert!(check_origin(&headers(Some(origin), "127.0.0.1:8888"), &[]).is_err(), "{origin}");
+        }
+    }
+}
