@@ -23,7 +23,7 @@ pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
 /// full-size messages (a message object carries its body twice), or thousands of
 /// ordinary ones.
 pub const DEFAULT_OUTBOUND_LIMIT: usize = 1024 * 1024;
-/// How long a connection's outbound queue may stay full before its client counts as a
+/// How long bytes may wait for a client that takes none of them before it counts as a
 /// slow consumer: long enough for a phone on a bad network to catch up on a burst.
 pub const DEFAULT_SLOW_CONSUMER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Open subscriptions (streams, sockets, pending polls) the server accepts at once;
@@ -41,6 +41,16 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
 /// worst case is about 1.2 GiB of the benchmark machine's 24. The open-file limit may
 /// bind first: pushwire raises its soft limit to the hard one.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 40_000;
+/// Between two reads of a request body: nginx's `client_body_timeout` and Tornado's
+/// `body_timeout` do the same. A form of a few KiB arrives in one read; 10 s is
+/// generous even on mobile, and a body trickling in slower than that holds a
+/// connection for nothing.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Streams open at once on one HTTP/2 connection, as nginx's default: Chromium opens
+/// at most this many on one connection (SSE streams and pending polls of every tab of
+/// the origin) and queues the rest, a WebSocket opened after them included; more
+/// would let one client hold more of the server than its share.
+pub const DEFAULT_H2_MAX_STREAMS: u32 = 128;
 /// tokio's own: 61 task polls between two looks for new I/O and timer events. Raising
 /// it lets a fan-out burst finish before the requests that follow it are taken in,
 /// which helps long-poll (its clients poll again at once) and costs the streaming
@@ -77,13 +87,13 @@ pub struct Config {
     #[arg(long, env = "PUSHWIRE_MAX_BODY", default_value_t = DEFAULT_MAX_BODY)]
     pub max_body: usize,
 
-    /// Bytes a connection may queue for its client. A client that leaves the queue full
-    /// for `--slow-consumer-timeout` is disconnected (WebSocket close 1013, SSE `event: slow`).
+    /// Bytes that may wait in the server for a streaming client (plus one batch); past
+    /// that it catches up from the history once it has read what waits.
     #[arg(long, env = "PUSHWIRE_OUTBOUND_LIMIT", default_value_t = DEFAULT_OUTBOUND_LIMIT)]
     pub outbound_limit: usize,
 
-    /// Seconds a connection's outbound queue may stay full before the client is
-    /// disconnected as a slow consumer.
+    /// Seconds bytes may wait for a client that takes none of them before it is
+    /// disconnected as a slow consumer (WebSocket close 1013, SSE `event: slow`).
     #[arg(long, env = "PUSHWIRE_SLOW_CONSUMER_TIMEOUT", default_value = "5", value_parser = seconds)]
     pub slow_consumer_timeout: Duration,
 
@@ -107,6 +117,34 @@ pub struct Config {
     #[arg(long, env = "PUSHWIRE_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_connections: usize,
+
+    /// Seconds a request body may go without a byte before the request is answered 408
+    /// and its connection closed.
+    #[arg(long, env = "PUSHWIRE_BODY_TIMEOUT", default_value = "10", value_parser = seconds)]
+    pub body_timeout: Duration,
+
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1, by ALPN) on `--addr` instead of plain HTTP.
+    #[arg(long, env = "PUSHWIRE_TLS")]
+    pub tls: bool,
+
+    /// Also serve HTTPS here, beside plain HTTP on `--addr` (implies `--tls` there only),
+    /// so one chat can be opened over HTTP/1.1 and HTTP/2 side by side.
+    #[arg(long, env = "PUSHWIRE_TLS_ADDR")]
+    pub tls_addr: Option<SocketAddr>,
+
+    /// The certificate chain for HTTPS, PEM. Without it (and `--tls-key`), a
+    /// self-signed certificate for 127.0.0.1, ::1 and localhost is made at start-up.
+    #[arg(long, env = "PUSHWIRE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The private key of `--tls-cert`, PEM.
+    #[arg(long, env = "PUSHWIRE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// Streams one HTTP/2 connection may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+    #[arg(long, env = "PUSHWIRE_H2_MAX_STREAMS", default_value_t = DEFAULT_H2_MAX_STREAMS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub h2_max_streams: u32,
 
     /// Task polls a busy worker thread runs between two looks for new I/O and timer
     /// events (tokio's `event_interval`). Read by the `pushwire` binary, which builds
@@ -176,6 +214,12 @@ impl Default for Config {
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            tls: false,
+            tls_addr: None,
+            tls_cert: None,
+            tls_key: None,
+            h2_max_streams: DEFAULT_H2_MAX_STREAMS,
             event_interval: DEFAULT_EVENT_INTERVAL,
             allowed_origins: Vec::new(),
             bus: None,

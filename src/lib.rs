@@ -3,12 +3,15 @@
 //!
 //! # Layout
 //! - [`bus`]: the ordered message stream with its bounded history and cursors; the
-//!   only shared state.
-//! - [`transport`]: one module per transport, each a thin adapter over the bus, plus
-//!   publishing and the page.
+//!   only shared state. It holds messages, not wire formats.
+//! - [`transport`]: one module per transport, each a thin adapter over the bus with
+//!   its own encoding, plus publishing and the page; the streaming transports share
+//!   the fan-out (one shard task per worker thread writes every new message, one
+//!   watchdog applies the slow-consumer policy).
 //! - [`config`]: every tunable and its default.
 //! - [`metrics`]: the Prometheus metrics at `GET /metrics`.
-//! - [`server`]: the accept loop (timeouts, `TCP_NODELAY`, graceful shutdown).
+//! - [`server`]: the accept loop (timeouts, `TCP_NODELAY`, HTTP/1.1 and HTTP/2,
+//!   graceful shutdown); [`tls`]: HTTPS.
 //! - `static/`: the browser client, compiled into the binary.
 //!
 //! The binary, the tests and the benchmarks all build the server with [`app`] and
@@ -18,6 +21,7 @@ pub mod bus;
 pub mod config;
 pub mod metrics;
 pub mod server;
+pub mod tls;
 pub mod transport;
 
 use std::sync::Arc;
@@ -31,6 +35,7 @@ use tokio_util::task::TaskTracker;
 use bus::Bus;
 pub use config::Config;
 use metrics::Metrics;
+use tls::Tls;
 
 /// What every handler can reach: the bus, the settings and the shutdown signal. One
 /// pointer to [`Shared`]: axum clones the state for every request, and a clone of the
@@ -49,11 +54,12 @@ pub struct Shared {
     pub metrics: Metrics,
     /// One permit per open subscription, `config.max_subscribers` in all.
     pub subscriber_slots: Arc<Semaphore>,
-    /// Tasks that outlive their request (WebSocket connections, the SSE watchdog);
-    /// [`run`] waits for them before returning.
+    /// Tasks that outlive their request (WebSocket connections, the fan-out's shards
+    /// and watchdog); [`run`] waits for them before returning.
     pub tasks: TaskTracker,
-    /// Cancelled at shutdown. Long-lived handlers (held polls, SSE streams, WebSocket
-    /// tasks) select on it: axum's graceful shutdown does not end them by itself.
+    /// Cancelled at shutdown: axum's graceful shutdown does not end long-lived work by
+    /// itself. Handlers (held polls, SSE streams, WebSocket tasks) wait on their own
+    /// connection's end, a child of this token; the shards and the watchdog on it.
     pub shutdown: CancellationToken,
 }
 
@@ -117,6 +123,31 @@ pub fn app(state: AppState) -> Router {
 /// # }
 /// ```
 pub async fn run(listener: TcpListener, state: AppState) -> std::io::Result<()> {
+    run_listeners(vec![Listener::plain(listener)], state).await
+}
+
+/// Where the server accepts connections: plain HTTP/1.1, or HTTPS with HTTP/2.
+#[derive(Debug)]
+pub struct Listener {
+    tcp: TcpListener,
+    tls: Option<Tls>,
+}
+
+impl Listener {
+    /// Plain HTTP/1.1.
+    pub fn plain(tcp: TcpListener) -> Self {
+        Listener { tcp, tls: None }
+    }
+
+    /// HTTPS with `tls`: HTTP/2 or HTTP/1.1, as the client's ALPN asks.
+    pub fn tls(tcp: TcpListener, tls: Tls) -> Self {
+        Listener { tcp, tls: Some(tls) }
+    }
+}
+
+/// [`run`] on several listeners at once, one application and one bus behind them all
+/// (the same chat over HTTP/1.1 and HTTP/2 side by side).
+pub async fn run_listeners(listeners: Vec<Listener>, state: AppState) -> std::io::Result<()> {
     let (shutdown, tasks) = (state.shutdown.clone(), state.tasks.clone());
     let limits = server::Limits {
         header_timeout: state.config.header_timeout,
@@ -124,13 +155,18 @@ pub async fn run(listener: TcpListener, state: AppState) -> std::io::Result<()> 
         link: state.config.link(),
         max_header_bytes: state.config.max_header_bytes,
         max_connections: state.config.max_connections,
+        h2_max_streams: state.config.h2_max_streams,
     };
     let refused = {
         let state = state.clone();
         move |refusal: server::Refusal| state.metrics.rejected(refusal.reason())
     };
-    server::serve(listener, app(state), limits, shutdown, refused).await?;
+    let app = app(state);
+    let servers = listeners.into_iter().map(|listener| {
+        server::serve(listener.tcp, app.clone(), limits, listener.tls, shutdown.clone(), refused.clone())
+    });
+    let results = futures::future::join_all(servers).await;
     tasks.close();
     tasks.wait().await;
-    Ok(())
+    results.into_iter().collect()
 }

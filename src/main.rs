@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use pushwire::{AppState, Config, run};
+use pushwire::tls::Tls;
+use pushwire::{AppState, Config, Listener, run_listeners};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -41,14 +42,40 @@ async fn serve(config: Config) -> ExitCode {
         .init();
 
     raise_open_file_limit();
-    let listener = match TcpListener::bind(config.addr).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!("pushwire: cannot listen on {}: {error}", config.addr);
+    let tls = match tls(&config) {
+        Ok(tls) => tls,
+        Err(message) => {
+            eprintln!("pushwire: {message}");
             return ExitCode::FAILURE;
         }
     };
-    let addr = listener.local_addr().expect("a bound listener has an address");
+    // `--tls` serves HTTPS on `--addr`; `--tls-addr` serves it beside plain HTTP.
+    let mut addrs = vec![(config.addr, tls.as_ref().filter(|_| config.tls))];
+    if let Some(addr) = config.tls_addr {
+        addrs.push((addr, tls.as_ref()));
+    }
+    let mut listeners = Vec::new();
+    let mut urls = Vec::new();
+    for (addr, tls) in addrs {
+        let tcp = match TcpListener::bind(addr).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                eprintln!("pushwire: cannot listen on {addr}: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let addr = tcp.local_addr().expect("a bound listener has an address");
+        match tls {
+            Some(tls) => {
+                urls.push(format!("https://{addr}/"));
+                listeners.push(Listener::tls(tcp, tls.clone()));
+            }
+            None => {
+                urls.push(format!("http://{addr}/"));
+                listeners.push(Listener::plain(tcp));
+            }
+        }
+    }
     let state = match config.bus.clone() {
         None => AppState::new(config),
         Some(url) => match shared_bus(&url, &config).await {
@@ -59,7 +86,15 @@ async fn serve(config: Config) -> ExitCode {
             }
         },
     };
-    println!("pushwire is running: open http://{addr}/ (Ctrl-C to stop)");
+    println!("pushwire is running: open {} (Ctrl-C to stop)", urls.join(" or "));
+    if let Some(tls) = &tls {
+        println!("HTTPS certificate SHA-256 {}", tls.sha256());
+        if let Some(spki) = tls.spki_sha256() {
+            println!(
+                "self-signed: browsers will warn; Chromium trusts it with --ignore-certificate-errors-spki-list={spki}"
+            );
+        }
+    }
 
     let shutdown = state.shutdown.clone();
     tokio::spawn(async move {
@@ -75,7 +110,7 @@ async fn serve(config: Config) -> ExitCode {
         }
     };
     tokio::select! {
-        result = run(listener, state) => match result {
+        result = run_listeners(listeners, state) => match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("pushwire: {error}");
@@ -87,6 +122,19 @@ async fn serve(config: Config) -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// The HTTPS settings, if HTTPS is served: from `--tls-cert`/`--tls-key`, or a
+/// certificate made now.
+fn tls(config: &Config) -> Result<Option<Tls>, String> {
+    if !config.tls && config.tls_addr.is_none() {
+        return Ok(None);
+    }
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Tls::from_pem(cert, key),
+        _ => Tls::self_signed(),
+    };
+    tls.map(Some).map_err(|error| error.to_string())
 }
 
 /// Connects the bus shared with other instances through Redis (`--bus`).

@@ -2,15 +2,15 @@
 //!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `pushwire_subscribers` | gauge: open subscriptions (for long-poll: pending polls) | `transport` |
+//! | `pushwire_subscribers` | gauge: open subscriptions (for long-poll: pending polls) | `transport`, `http` (`1.1`, `2`) |
 //! | `pushwire_messages_published_total` | counter | |
 //! | `pushwire_deliveries_total` | counter: messages written to subscribers | `transport` |
 //! | `pushwire_gaps_total` | counter: gap notices sent | `transport`, `reason` |
 //! | `pushwire_slow_consumer_disconnects_total` | counter | `transport` |
 //! | `pushwire_requests_rejected_total` | counter | `reason` |
 //! | `pushwire_delivery_latency_seconds` | histogram: publish → handed to the socket | `transport` |
-//! | `pushwire_fanout_deferred_writes_total` | counter: WebSocket writes the fan-out left to the connection's task (the socket was full) | |
-//! | `pushwire_fanout_releases_total` | counter: WebSockets the fan-out let go of, to catch up by themselves | |
+//! | `pushwire_fanout_deferred_writes_total` | counter: WebSocket writes the fan-out could not finish at once (left for the connection's task to drain) | |
+//! | `pushwire_fanout_releases_total` | counter: streaming connections (WebSocket and SSE) the fan-out let go of, to catch up by themselves or end | |
 //!
 //! Each transport's handles are looked up once, at start-up ([`Metrics::transport`]),
 //! so the delivery path only bumps atomics. Per-transport series exist from start-up at
@@ -59,6 +59,39 @@ struct TransportLabel {
     transport: &'static str,
 }
 
+/// The HTTP version a subscription is carried by, as a metric label. The order of the
+/// variants is the order of a transport's subscriber gauges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Http {
+    /// HTTP/1.1 (and 1.0).
+    V1,
+    /// HTTP/2.
+    V2,
+}
+
+impl Http {
+    const ALL: [Http; 2] = [Http::V1, Http::V2];
+
+    /// The version of a request.
+    pub fn of(version: axum::http::Version) -> Self {
+        if version >= axum::http::Version::HTTP_2 { Http::V2 } else { Http::V1 }
+    }
+
+    /// The label value, as the ready notices name it too: `1.1` or `2`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Http::V1 => "1.1",
+            Http::V2 => "2",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SubscriberLabel {
+    transport: &'static str,
+    http: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct GapLabel {
     transport: &'static str,
@@ -87,7 +120,7 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("pushwire");
         let published = Counter::default();
-        let subscribers = Family::default();
+        let subscribers = Family::<SubscriberLabel, Gauge>::default();
         let deliveries = Family::default();
         let gaps = Family::default();
         let slow_disconnects = Family::default();
@@ -112,7 +145,7 @@ impl Default for Metrics {
         );
         registry.register(
             "fanout_releases",
-            "WebSocket connections the fan-out let go of, to catch up from the bus by themselves",
+            "Streaming connections the fan-out let go of, to catch up from the bus by themselves or end",
             fanout_released.clone(),
         );
         registry.register(
@@ -126,7 +159,10 @@ impl Default for Metrics {
             let label = TransportLabel { transport: transport.as_str() };
             TransportMetrics {
                 transport,
-                subscribers: subscribers.get_or_create_owned(&label),
+                subscribers: Http::ALL.map(|http| {
+                    subscribers
+                        .get_or_create_owned(&SubscriberLabel { transport: label.transport, http: http.as_str() })
+                }),
                 deliveries: deliveries.get_or_create_owned(&label),
                 slow_disconnects: slow_disconnects.get_or_create_owned(&label),
                 latency: latency.get_or_create_owned(&label),
@@ -153,7 +189,7 @@ impl Metrics {
         self.fanout_deferred.inc();
     }
 
-    /// Counts a WebSocket connection the fan-out let go of.
+    /// Counts a streaming connection the fan-out let go of.
     pub fn fanout_released(&self) {
         self.fanout_released.inc();
     }
@@ -176,7 +212,8 @@ impl Metrics {
 #[derive(Clone, Debug)]
 pub struct TransportMetrics {
     transport: Transport,
-    subscribers: Gauge,
+    /// By [`Http`] version.
+    subscribers: [Gauge; 2],
     deliveries: Counter,
     slow_disconnects: Counter,
     latency: Histogram,
@@ -184,10 +221,11 @@ pub struct TransportMetrics {
 }
 
 impl TransportMetrics {
-    /// Counts a subscriber for as long as the returned guard lives.
-    pub fn subscriber(&self) -> SubscriberGuard {
-        self.subscribers.inc();
-        SubscriberGuard(self.subscribers.clone())
+    /// Counts a subscriber over `http` for as long as the returned guard lives.
+    pub fn subscriber(&self, http: Http) -> SubscriberGuard {
+        let gauge = &self.subscribers[http as usize];
+        gauge.inc();
+        SubscriberGuard(gauge.clone())
     }
 
     /// Counts one delivery that waited `since_publish` after its publish.

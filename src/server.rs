@@ -1,11 +1,16 @@
-//! The accept loop: HTTP/1.1 connections served by hyper with the limits
-//! `axum::serve` does not offer, and a graceful shutdown.
+//! The accept loop: connections served by hyper with the limits `axum::serve` does not
+//! offer, and a graceful shutdown.
 //!
-//! - HTTP/1.1 only, served by hyper's `http1` builder directly. Sniffing for cleartext
-//!   HTTP/2 (hyper-util's `auto` builder) reads the first 24 bytes ahead, which makes
-//!   hyper grow every connection's read buffer from 8 to 16 KiB: 8 KiB more per idle
-//!   SSE stream or pending long-poll. Browsers speak HTTP/2 only over TLS, so HTTP/2
-//!   belongs to the TLS-terminating proxy in front (see README, "Scaling out").
+//! - Plain HTTP is HTTP/1.1 only, served by hyper's `http1` builder directly. Sniffing
+//!   for cleartext HTTP/2 (hyper-util's `auto` builder) reads the first 24 bytes ahead,
+//!   which makes hyper grow every connection's read buffer from 8 to 16 KiB: 8 KiB more
+//!   per idle SSE stream or pending long-poll; and browsers speak HTTP/2 only over TLS.
+//! - HTTPS ([`crate::tls`]) offers HTTP/2 and HTTP/1.1 by ALPN and serves each with its
+//!   own builder. The TLS handshake must finish within the header timeout (a client that
+//!   opens TCP and sends no ClientHello is dropped). HTTP/2 allows extended CONNECT (RFC
+//!   8441: WebSockets over an HTTP/2 stream) and at most `--h2-max-streams` streams per
+//!   connection; hyper's HTTP/2 (the `h2` crate) answers a flood of resets (CVE-2023-44487)
+//!   or of frames with GOAWAY, and an oversized header block with 431.
 //! - `TCP_NODELAY` on every socket: a pushed message goes out at once, not after
 //!   Nagle's algorithm waits for an ACK.
 //! - A header read timeout: a client that sends its request head too slowly (a
@@ -22,12 +27,13 @@
 //!   network link (crate `emulated-link`), so the demo shows what a real round trip
 //!   does to each transport.
 //! - Every request can reach its [`Connection`] (set around the request's future), so
-//!   a transport can cut its own TCP connection (the SSE slow-consumer rule needs that:
-//!   a client that stops reading cannot be reached with an in-band goodbye), and
+//!   the fan-out can cut a connection (the slow-consumer rule needs that: a client that
+//!   stops reading cannot be reached with an in-band goodbye), and
 //!   long-lived handlers wait for the end of their connection rather than on the
 //!   shutdown token every connection shares.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,8 +42,9 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use emulated_link::{Link, Side};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
@@ -45,6 +52,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::AppState;
+use crate::tls::Tls;
 
 /// How long the accept loop pauses after an accept error, e.g. EMFILE.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
@@ -66,10 +74,12 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Connections open at once; more are closed as soon as they are accepted.
     pub max_connections: usize,
+    /// Streams open at once on one HTTP/2 connection.
+    pub h2_max_streams: u32,
 }
 
-/// The TCP connection a request arrived on: a handler can close it, whatever it is
-/// doing, and wait for it to end. It ends when closed or when the server shuts down.
+/// The TCP connection a request arrived on: a handler can wait for it to end, and hand
+/// out a [`Closer`] that ends it whatever its request is doing. It ends when closed or when the server shuts down.
 ///
 /// It is a child of the shutdown token. Waiting on a token takes its lock at every
 /// poll, and the shutdown token's lock is shared by every connection (waiting on it was
@@ -84,7 +94,7 @@ pub struct Connection {
 }
 
 /// What can close a connection without keeping it counted as open: for a watcher that
-/// may outlive the connection (the SSE watchdog's list).
+/// may outlive the connection (the fan-out's slow-consumer watchdog).
 #[derive(Clone, Debug)]
 pub struct Closer(CancellationToken);
 
@@ -96,11 +106,6 @@ impl Closer {
 }
 
 impl Connection {
-    /// Ends the connection now, whatever its request is doing.
-    pub fn close(&self) {
-        self.token.cancel();
-    }
-
     /// A handle that closes this connection but does not hold its `--max-connections`
     /// permit.
     pub fn closer(&self) -> Closer {
@@ -132,24 +137,34 @@ impl FromRequestParts<AppState> for Connection {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` is cancelled, then stops accepting and
-/// waits for open connections to finish (the handlers end their own long-lived work
-/// when they see `shutdown`).
+/// Serves `app` on `listener` (over TLS when `tls` is given) until `shutdown` is
+/// cancelled, then stops accepting and waits for open connections to finish (the
+/// handlers end their own long-lived work when they see `shutdown`).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
+    tls: Option<Tls>,
     shutdown: CancellationToken,
-    refused: impl Fn(Refusal) + Clone + Send + 'static,
+    refused: impl Fn(Refusal) + Clone + Send + Sync + 'static,
 ) -> std::io::Result<()> {
-    let mut builder = http1::Builder::new();
-    builder
+    let mut http1 = http1::Builder::new();
+    http1
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .max_header_size(limits.max_header_bytes)
         // hyper stops asking a streaming body for more once this much is buffered:
         // the SSE outbound limit. hyper refuses less than 8 KiB.
         .max_buf_size(limits.outbound.max(MIN_BUFFER));
+    let mut http2 = http2::Builder::new(TokioExecutor::new());
+    http2
+        .timer(TokioTimer::new())
+        .enable_connect_protocol()
+        .max_concurrent_streams(limits.h2_max_streams)
+        // HPACK-decoded size, so a compressed head cannot grow past the limit.
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_send_buf_size(limits.outbound.max(MIN_BUFFER));
+    let served = Arc::new(Served { http1, http2, app, tls, header_timeout: limits.header_timeout });
     let connections = TaskTracker::new();
     // One permit per open connection; a connection's task holds it until it ends.
     let open = Arc::new(Semaphore::new(limits.max_connections));
@@ -175,11 +190,12 @@ pub async fn serve(
         // Best effort: a socket that refuses NODELAY still works, just with more delay.
         let _ = stream.set_nodelay(true);
         let closer = Connection { token: shutdown.child_token(), _permit: Some(Arc::new(permit)) };
+        let (served, shutdown, refused) = (served.clone(), shutdown.clone(), refused.clone());
         if limits.link.is_emulated() {
             let stream = limits.link.wrap(stream, Side::Server);
-            connections.spawn(connection(&builder, TokioIo::new(stream), &app, closer, &shutdown, refused.clone()));
+            connections.spawn(async move { served.connection(stream, closer, shutdown, refused).await });
         } else {
-            connections.spawn(connection(&builder, TokioIo::new(stream), &app, closer, &shutdown, refused.clone()));
+            connections.spawn(async move { served.connection(stream, closer, shutdown, refused).await });
         }
     }
     drop(listener);
@@ -188,48 +204,103 @@ pub async fn serve(
     Ok(())
 }
 
-/// Serves the requests of one connection until it ends, the server closes it, or the
-/// server shuts down.
-fn connection<I>(
-    builder: &http1::Builder,
-    io: I,
-    app: &Router,
-    closer: Connection,
-    shutdown: &CancellationToken,
-    refused: impl Fn(Refusal) + Send + 'static,
-) -> impl Future<Output = ()> + Send + 'static
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let service = {
-        let (app, closer) = (app.clone(), closer.clone());
+/// What every connection of one listener is served with.
+struct Served {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+    app: Router,
+    tls: Option<Tls>,
+    header_timeout: Duration,
+}
+
+impl Served {
+    /// Serves the requests of one connection until it ends, the server closes it, or
+    /// the server shuts down: over TLS first if this listener serves HTTPS.
+    async fn connection<I>(&self, io: I, closer: Connection, shutdown: CancellationToken, refused: impl Fn(Refusal))
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Some(tls) = &self.tls else {
+            return self.http1(io, closer, shutdown, refused).await;
+        };
+        let handshake = tokio::select! {
+            handshake = tokio::time::timeout(self.header_timeout, tls.acceptor().accept(io)) => handshake,
+            () = closer.ended() => return,
+        };
+        let stream = match handshake {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "TLS handshake failed");
+                return refused(Refusal::TlsHandshake);
+            }
+            Err(_elapsed) => return refused(Refusal::TlsHandshake),
+        };
+        if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+            let service = self.service(&closer);
+            let connection = self.http2.serve_connection(TokioIo::new(stream), service);
+            drive(connection, |connection| connection.graceful_shutdown(), closer, shutdown, refused).await;
+        } else {
+            self.http1(stream, closer, shutdown, refused).await;
+        }
+    }
+
+    async fn http1<I>(&self, io: I, closer: Connection, shutdown: CancellationToken, refused: impl Fn(Refusal))
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let service = self.service(&closer);
+        let connection = self.http1.serve_connection(TokioIo::new(io), service).with_upgrades();
+        drive(connection, |connection| connection.graceful_shutdown(), closer, shutdown, refused).await;
+    }
+
+    /// The app, with the request's [`Connection`] set around each request's future.
+    fn service(
+        &self,
+        closer: &Connection,
+    ) -> impl hyper::service::Service<
+        hyper::Request<Incoming>,
+        Response = axum::response::Response,
+        Error = Infallible,
+        Future = impl Future<Output = Result<axum::response::Response, Infallible>> + Send + 'static,
+    > + Clone
+    + Send
+    + 'static {
+        let (app, closer) = (self.app.clone(), closer.clone());
         hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             CONNECTION.scope(closer.clone(), app.clone().oneshot(request))
         })
-    };
-    let connection = builder.serve_connection(io, service).with_upgrades();
-    let shutdown = shutdown.clone();
-    async move {
-        let mut connection = std::pin::pin!(connection);
-        let result = tokio::select! {
-            result = connection.as_mut() => result,
-            () = closer.ended() => {
-                if !shutdown.is_cancelled() {
-                    return tracing::debug!("connection closed by the server");
-                }
-                // Shutdown: finish the request in progress (handlers end their own
-                // long-lived work), then close instead of waiting for another.
-                connection.as_mut().graceful_shutdown();
-                connection.await
+    }
+}
+
+/// Drives one hyper connection until it ends or the server closes it; at shutdown,
+/// lets the request in progress finish (handlers end their own long-lived work), then
+/// closes instead of waiting for another.
+async fn drive<C>(
+    connection: C,
+    graceful_shutdown: impl FnOnce(Pin<&mut C>),
+    closer: Connection,
+    shutdown: CancellationToken,
+    refused: impl Fn(Refusal),
+) where
+    C: Future<Output = hyper::Result<()>>,
+{
+    let mut connection = std::pin::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = closer.ended() => {
+            if !shutdown.is_cancelled() {
+                return tracing::debug!("connection closed by the server");
             }
-        };
-        if let Err(error) = result {
-            // hyper has answered 431 and closed.
-            if error.is_parse_too_large() {
-                refused(Refusal::HeaderTooLarge);
-            }
-            tracing::debug!(%error, "connection ended with an error");
+            graceful_shutdown(connection.as_mut());
+            connection.await
         }
+    };
+    if let Err(error) = result {
+        // hyper has answered 431 and closed.
+        if error.is_parse_too_large() {
+            refused(Refusal::HeaderTooLarge);
+        }
+        tracing::debug!(%error, "connection ended with an error");
     }
 }
 
@@ -241,6 +312,8 @@ pub enum Refusal {
     TooManyConnections,
     /// A request head over `--max-header-bytes`: answered 431, then closed.
     HeaderTooLarge,
+    /// A TLS handshake that failed or did not finish within the header timeout.
+    TlsHandshake,
 }
 
 impl Refusal {
@@ -249,6 +322,7 @@ impl Refusal {
         match self {
             Refusal::TooManyConnections => "too_many_connections",
             Refusal::HeaderTooLarge => "header_too_large",
+            Refusal::TlsHandshake => "tls_handshake",
         }
     }
 }

@@ -112,7 +112,7 @@ impl RawSocket {
         // The accept key of RFC 6455 §1.3's example request key.
         assert!(head.to_ascii_lowercase().contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="), "{head}");
         let ready = socket.next_frame().await.expect("the ready frame");
-        assert_eq!((ready.opcode, &ready.payload[..]), (TEXT, &br#"{"ready":{}}"#[..]), "the first frame");
+        assert_eq!((ready.opcode, &ready.payload[..]), (TEXT, &br#"{"ready":{"http":"1.1"}}"#[..]), "the first frame");
         socket
     }
 

@@ -112,6 +112,28 @@ enum Backend {
     Redis(redis::Link),
 }
 
+impl Backend {
+    /// Orders and appends a checked body.
+    async fn publish(&self, bus: &Bus, body: String) -> Result<Arc<Message>, PublishError> {
+        match self {
+            Backend::Memory => Ok(bus.append_here(body)),
+            #[cfg(feature = "redis")]
+            Backend::Redis(link) => link.publish(bus, body).await,
+        }
+    }
+
+    /// Corrects what this process's ring alone concluded for a new subscription (in
+    /// memory there is nothing else to ask).
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    async fn reconcile(&self, subscription: Subscription, from: ResumeFrom) -> Subscription {
+        match self {
+            Backend::Memory => subscription,
+            #[cfg(feature = "redis")]
+            Backend::Redis(link) => link.reconcile(subscription, from).await,
+        }
+    }
+}
+
 /// Why a subscriber is told it missed messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GapReason {
@@ -185,22 +207,14 @@ impl Bus {
     /// Checks `body` against the message rules, appends it and wakes every subscriber.
     pub async fn publish(&self, body: String) -> Result<Arc<Message>, PublishError> {
         message::validate_body(&body, self.shared.max_body_bytes)?;
-        match &self.shared.backend {
-            Backend::Memory => Ok(self.append_here(body)),
-            #[cfg(feature = "redis")]
-            Backend::Redis(link) => link.publish(self, body).await,
-        }
+        self.shared.backend.publish(self, body).await
     }
 
     /// Subscribes from `from`: first what the reader is owed (the history after its
     /// cursor, or a gap notice and the whole history), then live messages.
     pub async fn subscribe_from(&self, from: ResumeFrom) -> Subscription {
         let subscription = self.subscribe_here(from);
-        match &self.shared.backend {
-            Backend::Memory => subscription,
-            #[cfg(feature = "redis")]
-            Backend::Redis(link) => link.reconcile(subscription, from).await,
-        }
+        self.shared.backend.reconcile(subscription, from).await
     }
 
     /// Appends a message to this process's ring (the in-memory backend's publish).

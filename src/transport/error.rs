@@ -23,6 +23,8 @@ pub enum AppError {
     BodyTooLarge,
     /// The body ended early or could not be read.
     BodyUnreadable,
+    /// The body went this long without a byte (`--body-timeout`).
+    BodyTimeout(std::time::Duration),
     /// `next` does not name a path on this site.
     OffsiteRedirect,
     /// The bus refused the message body.
@@ -56,6 +58,7 @@ impl AppError {
             AppError::MalformedForm => "malformed_form",
             AppError::BodyTooLarge => "body_too_large",
             AppError::BodyUnreadable => "body_unreadable",
+            AppError::BodyTimeout(_) => "body_timeout",
             AppError::OffsiteRedirect => "offsite_redirect",
             AppError::Publish(error) => publish_reason(error),
             AppError::CrossOrigin => "cross_origin",
@@ -75,6 +78,7 @@ impl AppError {
             AppError::Publish(PublishError::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::OverCapacity => StatusCode::SERVICE_UNAVAILABLE,
             AppError::NotUpgradable => StatusCode::UPGRADE_REQUIRED,
+            AppError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             AppError::MissingField(_)
             | AppError::MalformedForm
             | AppError::BodyUnreadable
@@ -93,6 +97,9 @@ impl AppError {
             AppError::MalformedForm => "body is not a UTF-8 url-encoded form".to_owned(),
             AppError::BodyTooLarge => "request body too large".to_owned(),
             AppError::BodyUnreadable => "request body could not be read".to_owned(),
+            AppError::BodyTimeout(patience) => {
+                format!("request body stalled: nothing for {} s", patience.as_secs_f64())
+            }
             AppError::OffsiteRedirect => "'next' must be a path on this site, starting with a single '/'".to_owned(),
             AppError::Publish(error) => error.to_string(),
             AppError::CrossOrigin => "cross-origin WebSocket refused".to_owned(),
@@ -127,6 +134,11 @@ impl IntoResponse for AppError {
         tracing::debug!(%status, %message, "request refused");
         let mut response =
             (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], message + "\n").into_response();
+        if status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the body may never come: the connection cannot carry another
+            // request (HTTP/2 drops this header and resets only the stream).
+            response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static(RETRY_AFTER_SECS));
         }

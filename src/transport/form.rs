@@ -10,7 +10,10 @@ use std::borrow::Cow;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, HeaderValue, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use bytes::BytesMut;
+use http_body_util::BodyExt as _;
+use http_body_util::{LengthLimitError, Limited};
+use hyper::body::Body as _;
 use percent_encoding::percent_decode;
 
 use super::AppError;
@@ -43,14 +46,33 @@ impl FromRequest<AppState> for Form {
         // Percent-encoding can triple a body; the bus enforces the exact limit on the
         // decoded text, this only stops absurd uploads before they are buffered.
         let limit = state.config.max_body * 3 + 4096;
-        let body = match Limited::new(body, limit).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(error) if error.is::<LengthLimitError>() => return Err(AppError::BodyTooLarge),
-            Err(_) => return Err(AppError::BodyUnreadable),
-        };
+        let body = read(Limited::new(body, limit), state.config.body_timeout).await?;
         let form = Form::parse(body)?;
         form.check_xsrf(&parts.headers)?;
         Ok(form)
+    }
+}
+
+/// The whole body, refused when it goes `patience` without a byte (a client trickling
+/// it in would hold its connection for nothing) or grows past its limit.
+async fn read(mut body: Limited<axum::body::Body>, patience: std::time::Duration) -> Result<Bytes, AppError> {
+    let mut bytes = BytesMut::new();
+    loop {
+        // A body that has arrived is ready at once: the timer is never registered.
+        match tokio::time::timeout(patience, body.frame()).await {
+            Err(_elapsed) => return Err(AppError::BodyTimeout(patience)),
+            Ok(None) => return Ok(bytes.freeze()),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    if bytes.is_empty() && body.is_end_stream() {
+                        return Ok(data); // the usual case: one piece, no copy
+                    }
+                    bytes.extend_from_slice(&data);
+                }
+            }
+            Ok(Some(Err(error))) if error.is::<LengthLimitError>() => return Err(AppError::BodyTooLarge),
+            Ok(Some(Err(_))) => return Err(AppError::BodyUnreadable),
+        }
     }
 }
 

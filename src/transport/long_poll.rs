@@ -23,13 +23,14 @@ use bytes::BytesMut;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::Version;
 use axum::response::Response;
 use axum::routing::post;
 
 use super::{AppError, Form, SubscriberSlot};
 use crate::AppState;
 use crate::bus::{Delivery, Message, ResumeFrom, WireForm};
-use crate::metrics::{Transport, TransportMetrics};
+use crate::metrics::{Http, Transport, TransportMetrics};
 use crate::server::Connection;
 
 /// The long-poll endpoint, for [`super::routes`] to merge.
@@ -41,12 +42,13 @@ async fn poll(
     State(state): State<AppState>,
     _slot: SubscriberSlot,
     connection: Connection,
+    version: Version,
     form: Form,
 ) -> Result<Response, AppError> {
     let cursor = form.get("cursor");
     let from = ResumeFrom::parse(cursor.as_ref().map(|cursor| cursor.as_deref()));
     let metrics = state.metrics.transport(Transport::LongPoll);
-    let _pending = metrics.subscriber();
+    let _pending = metrics.subscriber(Http::of(version));
     let mut subscription = state.bus.subscribe_from(from).await;
     // Nothing of the form is needed while the poll waits, which can be long.
     drop(form);

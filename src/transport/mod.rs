@@ -4,7 +4,7 @@
 //! |---------------|-------------------------------------------|--------------------|
 //! | [`publish`]   | `POST /a/message/new`                     | client → bus       |
 //! | [`long_poll`] | `POST /a/message/updates`                 | bus → client       |
-//! | [`websocket`] | `GET /a/message/socket`                   | both ways          |
+//! | [`websocket`] | `GET /a/message/socket` (HTTP/2: `CONNECT`) | both ways        |
 //! | [`sse`]       | `GET /a/message/events`                   | bus → client       |
 //! | [`page`]      | `GET /`, `GET /static/…`                  | the browser client |
 //! | [`crate::metrics`] | `GET /metrics`                       | Prometheus         |

@@ -5,7 +5,8 @@
 //! `EventSource` reconnects by itself and sends the last `id:` it saw as
 //! `Last-Event-ID`; the stream resumes from that (or from `?cursor=`).
 //!
-//! - The stream opens with `retry: 1000` and an `event: ready` (`data: {}`), so the
+//! - The stream opens with `retry: 1000` and an `event: ready` (`data: {"http":"2"}`,
+//!   the HTTP version that carries the stream), so the
 //!   headers and first bytes leave at once and a client can tell that events come
 //!   through (a buffering proxy opens the stream and then holds every event, `ready`
 //!   included); a keep-alive comment follows each quiet period (default 15 s) so
@@ -34,7 +35,7 @@ use std::task::{Context, Poll};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Extension, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::stream::{self, Stream, StreamExt};
@@ -44,12 +45,14 @@ use super::fanout::{Fanout, Outbox, Release, Sink, Taken};
 use super::{Resume, SubscriberSlot};
 use crate::AppState;
 use crate::bus::{Gap, ResumeFrom, Subscription, WireForm};
-use crate::metrics::{SubscriberGuard, Transport, TransportMetrics};
+use crate::metrics::{Http, SubscriberGuard, Transport, TransportMetrics};
 use crate::server::Connection;
 
 /// Sent first: flushes the headers, tells the browser to retry after 1 s if cut, and
-/// proves to the client that events reach it.
-const OPENING: &[u8] = b"retry: 1000\nevent: ready\ndata: {}\n\n";
+/// proves to the client that events reach it (saying which HTTP version carries them).
+fn opening(http: Http) -> Bytes {
+    Bytes::from(format!("retry: 1000\nevent: ready\ndata: {{\"http\":\"{}\"}}\n\n", http.as_str()))
+}
 /// Sent after each quiet keep-alive period.
 const KEEPALIVE: &[u8] = b": keep-alive\n\n";
 /// The last event to a slow consumer.
@@ -70,13 +73,15 @@ async fn events(
     Extension(fanout): Extension<Arc<Fanout>>,
     slot: SubscriberSlot,
     connection: Connection,
+    version: Version,
     Resume(from): Resume,
 ) -> Response {
+    let http = Http::of(version);
     let subscription = state.bus.subscribe_from(from).await;
     let metrics = state.metrics.transport(Transport::Sse).clone();
     let outbox = fanout.open(&state, EventStream, subscription.position(), connection.closer());
     let reader = Reader {
-        _subscriber: metrics.subscriber(),
+        _subscriber: metrics.subscriber(http),
         _slot: slot,
         keepalive: Box::pin(sleep(state.config.sse_keepalive)),
         last_sent: Instant::now(),
@@ -93,7 +98,7 @@ async fn events(
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
             (header::HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no")),
         ],
-        Body::from_stream(body(reader)),
+        Body::from_stream(body(opening(http), reader)),
     )
         .into_response()
 }
@@ -102,6 +107,7 @@ async fn events(
 struct EventStream;
 
 impl Sink for EventStream {
+    const WRITES: bool = false;
     const TRANSPORT: Transport = Transport::Sse;
 
     fn form() -> &'static WireForm {
@@ -210,8 +216,8 @@ impl Drop for Reader {
 }
 
 /// The response body: the opening, then the reader's chunks.
-fn body(reader: Reader) -> impl Stream<Item = Result<Bytes, Infallible>> {
-    let opening = stream::once(async { Bytes::from_static(OPENING) });
+fn body(opening: Bytes, reader: Reader) -> impl Stream<Item = Result<Bytes, Infallible>> {
+    let opening = stream::once(async { opening });
     let chunks = stream::unfold(reader, |mut reader| async move { reader.next().await.map(|chunk| (chunk, reader)) });
     opening.chain(chunks).map(Ok)
 }

@@ -46,8 +46,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{Method, Version};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{MethodFilter, on};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use hyper::upgrade::{OnUpgrade, Upgraded};
@@ -69,7 +70,7 @@ use super::origin::check_origin;
 use super::{AppError, Resume, SubscriberSlot};
 use crate::AppState;
 use crate::bus::{Gap, PublishError, ResumeFrom, WireForm};
-use crate::metrics::Transport;
+use crate::metrics::{Http, Transport};
 use crate::server::Connection;
 
 /// The read buffer each connection allocates up front. tungstenite's default is
@@ -78,19 +79,19 @@ use crate::server::Connection;
 const READ_BUFFER: usize = 4 * 1024;
 /// How long a closing connection gets to send what is buffered and its close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
-/// The first frame: it has no `id`, so clients that only read messages skip it.
-const READY: &str = r#"{"ready":{}}"#;
 
 /// A message as a text frame, header included: the same bytes for every socket.
 static FRAME: WireForm = WireForm::new(|message| text_frame(&message.json));
 
-/// The WebSocket endpoint, for [`super::routes`] to merge.
+/// The WebSocket endpoint, for [`super::routes`] to merge: `GET` with `Upgrade` over
+/// HTTP/1.1, `CONNECT` with `:protocol websocket` over HTTP/2 (RFC 8441).
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/a/message/socket", get(upgrade))
+    Router::new().route("/a/message/socket", on(MethodFilter::GET.or(MethodFilter::CONNECT), upgrade))
 }
 
-/// The handshake (RFC 6455 §4.2), done here rather than by axum's `WebSocketUpgrade`,
-/// which keeps the upgraded socket to itself: the fan-out writes into it.
+/// The handshake (RFC 6455 §4.2 over HTTP/1.1, RFC 8441 §5 over HTTP/2), done here
+/// rather than by axum's `WebSocketUpgrade`, which keeps the upgraded socket to itself:
+/// the fan-out writes into it.
 async fn upgrade(
     State(state): State<AppState>,
     Extension(fanout): Extension<Arc<Fanout>>,
@@ -99,23 +100,49 @@ async fn upgrade(
     Resume(from): Resume,
     mut request: Request,
 ) -> Result<Response, AppError> {
-    let accept = accept_key(request.headers())?;
+    let accept = handshake(&request)?;
     check_origin(request.headers(), &state.config.allowed_origins)?;
     let on_upgrade = request.extensions_mut().remove::<OnUpgrade>().ok_or(AppError::NotUpgradable)?;
+    let http = Http::of(request.version());
     let tasks = state.tasks.clone();
     tasks.spawn(async move {
         // Err: the client went away before the switch completed.
         if let Ok(upgraded) = on_upgrade.await {
-            serve(upgraded, state, fanout, connection, from, slot).await;
+            serve(upgraded, state, fanout, connection, from, http, slot).await;
         }
     });
     let mut response = Response::new(Body::empty());
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let headers = response.headers_mut();
-    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    // HTTP/2 accepts with 200 and no key (RFC 8441 §5).
+    if let Some(accept) = accept {
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let headers = response.headers_mut();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
     Ok(response)
+}
+
+/// Checks an opening handshake: over HTTP/1.1, the `Sec-WebSocket-Accept` to answer
+/// with; over HTTP/2, `None` (an extended CONNECT has no key). Or why it is not one.
+fn handshake(request: &Request) -> Result<Option<HeaderValue>, AppError> {
+    let headers = request.headers();
+    if request.version() >= Version::HTTP_2 {
+        let protocol = request.extensions().get::<hyper::ext::Protocol>();
+        if request.method() != Method::CONNECT || protocol.is_none_or(|p| p.as_str() != "websocket") {
+            return Err(AppError::NotWebSocket("expected an extended CONNECT with :protocol websocket (RFC 8441)"));
+        }
+        check_version(headers)?;
+        return Ok(None);
+    }
+    accept_key(headers).map(Some)
+}
+
+fn check_version(headers: &HeaderMap) -> Result<(), AppError> {
+    match headers.get(header::SEC_WEBSOCKET_VERSION) {
+        Some(version) if version == "13" => Ok(()),
+        _ => Err(AppError::NotWebSocket("Sec-WebSocket-Version must be 13")),
+    }
 }
 
 /// The `Sec-WebSocket-Accept` for a valid upgrade request, or why it is not one.
@@ -130,9 +157,7 @@ fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, AppError> {
     if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
         return Err(AppError::NotWebSocket("expected a WebSocket upgrade (Connection: upgrade, Upgrade: websocket)"));
     }
-    if headers.get(header::SEC_WEBSOCKET_VERSION).is_none_or(|version| version != "13") {
-        return Err(AppError::NotWebSocket("Sec-WebSocket-Version must be 13"));
-    }
+    check_version(headers)?;
     let key = headers.get(header::SEC_WEBSOCKET_KEY).ok_or(AppError::NotWebSocket("Sec-WebSocket-Key missing"))?;
     // The accept key is base64: always a valid header value.
     Ok(HeaderValue::from_str(&derive_accept_key(key.as_bytes())).expect("base64 header value"))
@@ -143,6 +168,7 @@ fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, AppError> {
 struct Socket(TokioIo<Upgraded>);
 
 impl Sink for Socket {
+    const WRITES: bool = true;
     const TRANSPORT: Transport = Transport::WebSocket;
 
     fn form() -> &'static WireForm {
@@ -249,10 +275,11 @@ async fn serve(
     fanout: Arc<Fanout>,
     connection: Connection,
     from: ResumeFrom,
+    http: Http,
     _slot: SubscriberSlot,
 ) {
     let metrics = state.metrics.transport(Transport::WebSocket);
-    let _subscriber = metrics.subscriber();
+    let _subscriber = metrics.subscriber(http);
     let subscription = state.bus.subscribe_from(from).await;
     let outbox = fanout.open(&state, Socket(TokioIo::new(upgraded)), subscription.position(), connection.closer());
     let max = Some(state.config.max_body);
@@ -268,7 +295,10 @@ async fn serve(
     // connection's token again each time.
     let mut ended = pin!(connection.ended());
 
-    let ending = if outbox.send(text_frame(READY.as_bytes())).is_err() {
+    // The first frame, `{"ready":{"http":…}}`: it has no `id`, so clients that only read
+    // messages skip it; it says which HTTP version carries the socket.
+    let ready = text_frame(format!(r#"{{"ready":{{"http":"{}"}}}}"#, http.as_str()).as_bytes());
+    let ending = if outbox.send(ready).is_err() {
         Ending::Gone
     } else {
         loop {

@@ -255,7 +255,7 @@ impl TestApp {
         let (socket, _response) = within("the WebSocket handshake", tokio_tungstenite::connect_async(request)).await?;
         let mut client = WsClient { socket };
         // Every socket opens with the ready frame, before any history.
-        assert_eq!(client.next_json().await, serde_json::json!({ "ready": {} }), "the first frame");
+        assert_eq!(client.next_json().await, serde_json::json!({ "ready": { "http": "1.1" } }), "the first frame");
         Ok(client)
     }
 
@@ -284,7 +284,7 @@ impl TestApp {
         let opening = reader.next_block().await.expect("the opening block");
         let ready = SseBlock {
             event: Some("ready".to_owned()),
-            data: Some("{}".to_owned()),
+            data: Some(r#"{"http":"1.1"}"#.to_owned()),
             retry: Some("1000".to_owned()),
             ..SseBlock::default()
         };
@@ -640,9 +640,14 @@ impl TestApp {
         text.lines().find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0.0)
     }
 
-    /// Open subscribers of one transport (`long_poll`, `websocket`, `sse`) per `/metrics`.
+    /// Open subscribers of one transport (`long_poll`, `websocket`, `sse`) per `/metrics`,
+    /// over every HTTP version.
     pub(crate) fn subscribers(&self, transport: &str) -> f64 {
-        self.metric(&format!("pushwire_subscribers{{transport=\"{transport}\"}}"))
+        let series = format!("pushwire_subscribers{{transport=\"{transport}\",");
+        let text = self.state.metrics.encode();
+        let values =
+            text.lines().filter_map(|line| line.strip_prefix(&series)?.split_once("} ")?.1.parse::<f64>().ok());
+        values.sum()
     }
 
     /// Opens a TCP connection and sends `request` as is: a client that can then stop

@@ -31,8 +31,8 @@
 //!
 //! # Lock order
 //! A shard's `arrivals`, or the watchlist, before an outbox's lock; never the other
-//! way round. Each outbox lock is held for a few pointer moves and a non-blocking
-//! write, never across an `.await`.
+//! way round, and the bus's lock never under an outbox's. Each outbox lock is held for
+//! a few pointer moves and a non-blocking write, never across an `.await`.
 
 mod batch;
 mod outbox;

@@ -25,6 +25,9 @@ use crate::server::Closer;
 pub(crate) trait Sink: Send + 'static {
     /// The transport, for the metrics.
     const TRANSPORT: Transport;
+    /// Whether [`Sink::poll_write`] writes (a socket), or the bytes wait to be taken
+    /// (an SSE body): only a write that did not finish counts as deferred.
+    const WRITES: bool;
     /// How a message is written on this transport's wire.
     fn form() -> &'static WireForm;
     /// How a gap notice is written.
@@ -97,10 +100,13 @@ impl<S: Sink> Outbox<S> {
 
     /// Moves what `subscription` has ready into the outbox, in this transport's form,
     /// until `limit` bytes wait. True when the subscription has nothing more: the
-    /// connection is caught up and joins a shard.
+    /// connection is caught up and joins a shard. (The bus's lock is taken between
+    /// deliveries, never under this outbox's.)
     pub(crate) fn catch_up(&self, subscription: &mut Subscription, metrics: &TransportMetrics, limit: usize) -> bool {
-        let mut inner = self.lock();
-        while inner.waiting_bytes < limit && !inner.slow {
+        loop {
+            if self.lock().is_full(limit) {
+                return false;
+            }
             let Some(delivery) = subscription.try_next() else { return true };
             let (bytes, position) = match delivery {
                 Delivery::Message(message) => {
@@ -112,17 +118,26 @@ impl<S: Sink> Outbox<S> {
                     (S::gap(&gap), gap.resume)
                 }
             };
+            let mut inner = self.lock();
             if inner.write_or_keep(bytes).is_err() {
                 return true; // the socket failed; the connection's task finds out
             }
             inner.position = position;
         }
-        false
     }
 
-    /// Queues `bytes` that are not a message (a control frame) behind what waits.
+    /// Queues `bytes` that are not a message (a control frame) behind what waits, and
+    /// wakes the connection if they are the first to wait.
     pub(crate) fn send(&self, bytes: Bytes) -> io::Result<()> {
-        self.lock().write_or_keep(bytes)
+        let mut inner = self.lock();
+        let was_waiting = inner.waiting_bytes > 0;
+        inner.write_or_keep(bytes)?;
+        let waiting = inner.waiting_bytes > 0;
+        drop(inner);
+        if !was_waiting && waiting {
+            self.woken.notify_one();
+        }
+        Ok(())
     }
 
     /// Everything waiting, as one chunk; once nothing waits, why the connection was let
@@ -203,6 +218,11 @@ impl<S: Sink> Outbox<S> {
 }
 
 impl<S> Inner<S> {
+    /// No more may be queued now: `limit` bytes wait, or the slow notice does.
+    fn is_full(&self, limit: usize) -> bool {
+        self.waiting_bytes >= limit || self.slow
+    }
+
     fn keep(&mut self, bytes: Bytes) {
         if !bytes.is_empty() {
             if self.waiting.is_empty() {
@@ -283,7 +303,7 @@ impl<S: Sink> Member for Outbox<S> {
         if !was_waiting && waiting {
             self.woken.notify_one();
         }
-        Offer::Taken { messages: messages.len() - had, deferred: waiting }
+        Offer::Taken { messages: messages.len() - had, deferred: waiting && S::WRITES }
     }
 
     fn release(&self, why: Release) {

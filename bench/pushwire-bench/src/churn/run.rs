@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 
 use crate::clients::{Endpoint, Publisher};
 use crate::payload::{Stamp, now_ns};
-use crate::record::{ChurnOutcome, Transport};
+use crate::record::{ChurnOutcome, Http, Transport};
 use crate::servers::Server;
 use crate::wire::{Dialer, Traffic};
 
@@ -50,7 +50,7 @@ pub(crate) async fn run(server: &Server, transports: &[Transport], connections: 
 async fn churn(server: &Server, transport: Transport, connections: u64) -> ChurnOutcome {
     let addr = server.addr;
     // A held long-poll needs a cursor with nothing after it: the newest message.
-    let endpoint = Endpoint { protocol: server.facts.protocol, dialer: Dialer::new(addr) };
+    let endpoint = Endpoint::new(server.facts.protocol, Dialer::new(addr), Http::H1);
     let cursor = match Publisher::connect(&endpoint, &Arc::new(Traffic::default())).await {
         Ok(mut publisher) => publisher.publish(&Stamp { tag: 0, seq: 0, sent_ns: now_ns() }.payload(64)).await.ok(),
         Err(_) => None,
@@ -189,7 +189,8 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The server's `pushwire_subscribers` gauge of `transport`, from `/metrics`.
+/// The server's `pushwire_subscribers` gauge of `transport`, from `/metrics`, summed
+/// over its HTTP versions (an older server has no `http` label).
 async fn subscribers(addr: SocketAddr, transport: Transport) -> Option<f64> {
     let mut stream = TcpStream::connect(addr).await.ok()?;
     stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.ok()?;
@@ -200,6 +201,8 @@ async fn subscribers(addr: SocketAddr, transport: Transport) -> Option<f64> {
         Transport::Sse => "sse",
         Transport::WebSocket => "websocket",
     };
-    let sample = format!("pushwire_subscribers{{transport=\"{label}\"}} ");
-    text.lines().find_map(|line| line.strip_prefix(&sample)?.trim().parse().ok())
+    let series = format!("pushwire_subscribers{{transport=\"{label}\"");
+    let values: Vec<f64> =
+        text.lines().filter_map(|line| line.strip_prefix(&series)?.split_once("} ")?.1.trim().parse().ok()).collect();
+    (!values.is_empty()).then(|| values.iter().sum())
 }
