@@ -238,7 +238,12 @@ impl Served {
         if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
             let service = self.service(&closer);
             let connection = self.http2.serve_connection(TokioIo::new(stream), service);
-            drive(connection, |connection| connection.graceful_shutdown(), closer, shutdown, refused).await;
+            if let Err(error) = drive(connection, |connection| connection.graceful_shutdown(), closer, shutdown).await
+                && let Some(reason) = goaway_sent(&error)
+            {
+                tracing::debug!(%error, "HTTP/2 connection ended with GOAWAY {reason:?}");
+                refused(Refusal::Http2GoAway);
+            }
         } else {
             self.http1(stream, closer, shutdown, refused).await;
         }
@@ -250,7 +255,11 @@ impl Served {
     {
         let service = self.service(&closer);
         let connection = self.http1.serve_connection(TokioIo::new(io), service).with_upgrades();
-        drive(connection, |connection| connection.graceful_shutdown(), closer, shutdown, refused).await;
+        let ended = drive(connection, |connection| connection.graceful_shutdown(), closer, shutdown).await;
+        // hyper has answered 431 and closed.
+        if ended.is_err_and(|error| error.is_parse_too_large()) {
+            refused(Refusal::HeaderTooLarge);
+        }
     }
 
     /// The app, with the request's [`Connection`] set around each request's future.
@@ -274,14 +283,14 @@ impl Served {
 
 /// Drives one hyper connection until it ends or the server closes it; at shutdown,
 /// lets the request in progress finish (handlers end their own long-lived work), then
-/// closes instead of waiting for another.
+/// closes instead of waiting for another. The error the connection ended with, if any.
 async fn drive<C>(
     connection: C,
     graceful_shutdown: impl FnOnce(Pin<&mut C>),
     closer: Connection,
     shutdown: CancellationToken,
-    refused: impl Fn(Refusal),
-) where
+) -> hyper::Result<()>
+where
     C: Future<Output = hyper::Result<()>>,
 {
     let mut connection = std::pin::pin!(connection);
@@ -289,19 +298,24 @@ async fn drive<C>(
         result = connection.as_mut() => result,
         () = closer.ended() => {
             if !shutdown.is_cancelled() {
-                return tracing::debug!("connection closed by the server");
+                tracing::debug!("connection closed by the server");
+                return Ok(());
             }
             graceful_shutdown(connection.as_mut());
             connection.await
         }
     };
-    if let Err(error) = result {
-        // hyper has answered 431 and closed.
-        if error.is_parse_too_large() {
-            refused(Refusal::HeaderTooLarge);
-        }
+    if let Err(error) = &result {
         tracing::debug!(%error, "connection ended with an error");
     }
+    result
+}
+
+/// The reason of a GOAWAY that hyper's HTTP/2 sent to end a connection (a client that
+/// broke the protocol or flooded it, e.g. with resets), if that is how it ended.
+fn goaway_sent(error: &hyper::Error) -> Option<h2::Reason> {
+    let h2 = std::error::Error::source(error)?.downcast_ref::<h2::Error>()?;
+    (h2.is_go_away() && h2.is_library()).then(|| h2.reason()).flatten()
 }
 
 /// A connection refused before it reached the router, as the `requests_rejected`
@@ -314,6 +328,9 @@ pub enum Refusal {
     HeaderTooLarge,
     /// A TLS handshake that failed or did not finish within the header timeout.
     TlsHandshake,
+    /// An HTTP/2 connection ended by a GOAWAY the server sent: a protocol error, or a
+    /// flood of resets (CVE-2023-44487) or of streams.
+    Http2GoAway,
 }
 
 impl Refusal {
@@ -323,6 +340,7 @@ impl Refusal {
             Refusal::TooManyConnections => "too_many_connections",
             Refusal::HeaderTooLarge => "header_too_large",
             Refusal::TlsHandshake => "tls_handshake",
+            Refusal::Http2GoAway => "http2_goaway",
         }
     }
 }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{TestApp, assert_gap, eventually_async, ids, spawn_app, within};
+use common::{TestApp, assert_gap, eventually_async, ids, resident_bytes, spawn_app, within};
 use pushwire::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -49,17 +49,6 @@ async fn a_request_head_over_the_limit_gets_431_and_is_counted_while_one_under_i
     }
     let message = app.state.bus.publish("still here".to_owned()).await.unwrap();
     assert_eq!(witness.next_message().await["id"], message.id.as_str());
-}
-
-/// Resident memory of this process (the server runs in it), in bytes.
-fn resident_bytes() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let kib: usize = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches(" kB").trim().parse().ok())
-        .expect("VmRSS");
-    kib * 1024
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

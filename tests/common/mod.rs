@@ -43,6 +43,7 @@
 // Each test file is its own crate and uses only part of this module.
 #![allow(dead_code)]
 
+pub(crate) mod https;
 pub(crate) mod router;
 
 use std::future::Future;
@@ -182,6 +183,17 @@ impl<T, E: std::fmt::Display> Condition for Result<T, E> {
     }
 }
 
+/// Resident memory of this process (the server under test runs in it), in bytes.
+pub(crate) fn resident_bytes() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let kib: usize = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches(" kB").trim().parse().ok())
+        .expect("VmRSS");
+    kib * 1024
+}
+
 /// A running server and the handles a test needs to drive it.
 pub(crate) struct TestApp {
     /// Where the server listens (`127.0.0.1`, a free port).
@@ -189,6 +201,8 @@ pub(crate) struct TestApp {
     /// The server's state: its bus, settings and shutdown token.
     pub state: AppState,
     server: JoinHandle<io::Result<()>>,
+    /// Set when the server speaks HTTPS ([`https::spawn_https_app`]).
+    tls: Option<pushwire::tls::Tls>,
 }
 
 /// Starts [`pushwire::run`] on `127.0.0.1:0` with a fresh [`AppState`] built from
@@ -202,18 +216,19 @@ pub(crate) async fn spawn_app_with(state: AppState) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
     let addr = listener.local_addr().expect("a bound listener has an address");
     let server = tokio::spawn(pushwire::run(listener, state.clone()));
-    TestApp { addr, state, server }
+    TestApp { addr, state, server, tls: None }
 }
 
 impl TestApp {
-    /// `http://127.0.0.1:PORT` followed by `path_and_query`.
+    /// `http://127.0.0.1:PORT` (`https://` for an HTTPS server) followed by `path_and_query`.
     pub(crate) fn url(&self, path_and_query: &str) -> String {
-        format!("http://{}{path_and_query}", self.addr)
+        format!("{}{path_and_query}", self.origin())
     }
 
     /// The origin a page served by this server has, as browsers send it in `Origin`.
     pub(crate) fn origin(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// A client that has loaded the chat page: it holds the `_xsrf` cookie the page set.
@@ -273,23 +288,7 @@ impl TestApp {
             request = request.header("last-event-id", id);
         }
         let response = within("the SSE response headers", request.send()).await.expect("SSE request");
-        assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(content_type(response.headers()), "text/event-stream");
-        let mut reader = SseReader {
-            headers: response.headers().clone(),
-            body: Box::pin(response.bytes_stream()),
-            buffer: Vec::new(),
-        };
-        // Every stream opens with the retry time and the ready event, before any history.
-        let opening = reader.next_block().await.expect("the opening block");
-        let ready = SseBlock {
-            event: Some("ready".to_owned()),
-            data: Some(r#"{"http":"1.1"}"#.to_owned()),
-            retry: Some("1000".to_owned()),
-            ..SseBlock::default()
-        };
-        assert_eq!(opening, ready, "the opening block");
-        reader
+        SseReader::open(response, "1.1").await
     }
 
     /// Every message the bus retains, oldest first, read straight from the bus: how a
@@ -355,7 +354,17 @@ pub(crate) struct Browser {
 
 impl Browser {
     async fn open(app: &TestApp) -> Self {
-        let http = reqwest::Client::builder()
+        Browser::open_with(app, reqwest::Client::builder()).await
+    }
+
+    /// [`TestApp::browser`] with a client built from `builder` (an HTTPS server's
+    /// certificate is added to what it trusts).
+    pub(crate) async fn open_with(app: &TestApp, mut builder: reqwest::ClientBuilder) -> Self {
+        if let Some(tls) = &app.tls {
+            let certificate = reqwest::Certificate::from_der(tls.certificate()).expect("a DER certificate");
+            builder = builder.add_root_certificate(certificate).https_only(true);
+        }
+        let http = builder
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -570,6 +579,28 @@ pub(crate) struct SseReader {
 }
 
 impl SseReader {
+    /// Reads an SSE response: asserts it is a `200 text/event-stream` that opens with
+    /// the retry time and the ready event naming `http`, the HTTP version it came over.
+    pub(crate) async fn open(response: reqwest::Response, http: &str) -> SseReader {
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(content_type(response.headers()), "text/event-stream");
+        let mut reader = SseReader {
+            headers: response.headers().clone(),
+            body: Box::pin(response.bytes_stream()),
+            buffer: Vec::new(),
+        };
+        // Every stream opens with the retry time and the ready event, before any history.
+        let opening = reader.next_block().await.expect("the opening block");
+        let ready = SseBlock {
+            event: Some("ready".to_owned()),
+            data: Some(format!(r#"{{"http":"{http}"}}"#)),
+            retry: Some("1000".to_owned()),
+            ..SseBlock::default()
+        };
+        assert_eq!(opening, ready, "the opening block");
+        reader
+    }
+
     /// The next block, comments-only ones included; `None` when the stream has ended.
     /// pushwire ends lines with `\n` only; a `\r` fails the test.
     pub(crate) async fn next_block(&mut self) -> Option<SseBlock> {
