@@ -45,7 +45,7 @@ async fn every_transport_is_served_over_http2() {
     assert_eq!(events.version(), Version::HTTP_2);
     let mut sse = SseReader::open(events, "2").await;
     let mut connection = app.h2().await;
-    let (status, socket) = app.h2_websocket(&mut connection, "").await;
+    let (status, socket) = app.h2_websocket(&mut connection, "", Some(&app.origin())).await;
     assert_eq!(status, hyper::StatusCode::OK, "an extended CONNECT is accepted with 200");
     let mut socket = socket.expect("a WebSocket over an HTTP/2 stream");
     assert_eq!(next_json(&mut socket).await, json!({ "ready": { "http": "2" } }), "the first frame");
@@ -245,4 +245,46 @@ async fn a_flood_of_pings_and_settings_leaves_memory_bounded_while_others_keep_r
     assert!(growth < 64 << 20, "resident memory grew by {growth} bytes during a flood of {written} bytes");
     let sent = browser.publish("through the flood").await;
     assert_eq!(witness.next_message().await, sent);
+}
+
+#[tokio::test]
+async fn a_slow_consumer_over_http2_is_cut_off_while_another_connection_keeps_receiving() {
+    let config =
+        Config { outbound_limit: 16 * 1024, slow_consumer_timeout: Duration::from_millis(200), ..Config::default() };
+    let app = spawn_https_app(config).await;
+    let browser = app.browser().await;
+    let events = within("GET events", browser.http.get(app.url("/a/message/events")).send()).await.expect("SSE");
+    let mut witness = SseReader::open(events, "2").await;
+    // Another connection whose stream is never read: its HTTP/2 window (16 KiB) fills,
+    // then its outbox, and nothing is taken from it any more.
+    let tls = app.tls_connect(&[b"h2"]).await;
+    let handshake = h2::client::Builder::new().initial_window_size(16 * 1024).handshake::<_, Bytes>(tls);
+    let (client, connection) = within("the HTTP/2 handshake", handshake).await.expect("handshake");
+    tokio::spawn(connection);
+    let mut client = within("a stream", client.ready()).await.expect("ready");
+    let request = hyper::Request::get(app.url("/a/message/events")).body(()).expect("request");
+    let (answer, _) = client.send_request(request, true).expect("a stream");
+    let _unread = within("the SSE answer", answer).await.expect("an answer");
+    eventually("two SSE subscribers", || app.subscribers("sse") == 2.0).await;
+
+    let body = "x".repeat(1024);
+    for _ in 0..300 {
+        let sent = browser.publish(&body).await;
+        assert_eq!(witness.next_message().await, sent, "the witness gets every message, in order");
+    }
+    let slow_disconnects = r#"pushwire_slow_consumer_disconnects_total{transport="sse"}"#;
+    eventually("the unread stream cut off as a slow consumer", || app.metric(slow_disconnects) == 1.0).await;
+    eventually("the unread stream gone", || app.subscribers("sse") == 1.0).await;
+}
+
+#[tokio::test]
+async fn origin_and_xsrf_checks_hold_over_http2() {
+    let app = spawn_https_app(Config::default()).await;
+    let mut connection = app.h2().await;
+    let (status, _) = app.h2_websocket(&mut connection, "", Some("https://evil.example")).await;
+    assert_eq!(status, hyper::StatusCode::FORBIDDEN, "a WebSocket from another origin");
+    let browser = app.browser().await;
+    let forged = browser.post("/a/message/new", &[("body", "forged"), ("_xsrf", "not-the-cookie")]).await;
+    assert_eq!((forged.version(), forged.status()), (Version::HTTP_2, reqwest::StatusCode::FORBIDDEN));
+    assert!(app.history().await.is_empty(), "nothing was published");
 }

@@ -1,16 +1,17 @@
 //! The `Origin` check of the transports that browsers do not protect with CORS
 //! (WebSocket): a page of another site must not open one with the user's cookies.
 
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, Uri, header};
 
 use super::AppError;
 
-/// Allows upgrades without `Origin`, from this server's own origin (the `Host` the
-/// request was sent to) and from the configured extra origins.
-pub(super) fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), AppError> {
+/// Allows upgrades without `Origin`, from this server's own origin (the host the
+/// request was sent to: `Host` over HTTP/1.1, the `:authority` of the URI over HTTP/2)
+/// and from the configured extra origins.
+pub(super) fn check_origin(headers: &HeaderMap, uri: &Uri, allowed: &[String]) -> Result<(), AppError> {
     let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
     let origin = origin.to_str().map_err(|_| AppError::CrossOrigin)?;
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).or(uri.authority().map(|a| a.as_str()));
     let origin_host = origin.split_once("://").map(|(_, rest)| rest);
     let same_origin = host.is_some_and(|host| origin_host.is_some_and(|o| o.eq_ignore_ascii_case(host)));
     if same_origin || allowed.iter().any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin)) {
@@ -36,16 +37,35 @@ mod tests {
 
     #[test]
     fn same_origin_missing_origin_and_allowed_origins_pass() {
-        assert!(check_origin(&headers(Some("http://127.0.0.1:8888"), "127.0.0.1:8888"), &[]).is_ok());
-        assert!(check_origin(&headers(None, "127.0.0.1:8888"), &[]).is_ok());
+        assert!(
+            check_origin(&headers(Some("http://127.0.0.1:8888"), &Uri::from_static("/"), "127.0.0.1:8888"), &[])
+                .is_ok()
+        );
+        assert!(check_origin(&headers(None, "127.0.0.1:8888"), &Uri::from_static("/"), &[]).is_ok());
         let allowed = ["https://chat.example".to_owned()];
-        assert!(check_origin(&headers(Some("https://chat.example"), "127.0.0.1:8888"), &allowed).is_ok());
+        assert!(
+            check_origin(&headers(Some("https://chat.example"), &Uri::from_static("/"), "127.0.0.1:8888"), &allowed)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn over_http2_the_host_is_the_uri_authority() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ORIGIN, HeaderValue::from_static("https://127.0.0.1:8443"));
+        let uri = Uri::from_static("https://127.0.0.1:8443/a/message/socket");
+        assert!(check_origin(&headers, &uri, &[]).is_ok());
+        let elsewhere = Uri::from_static("https://127.0.0.1:9999/a/message/socket");
+        assert!(check_origin(&headers, &elsewhere, &[]).is_err());
     }
 
     #[test]
     fn other_origins_are_refused() {
         for origin in ["http://evil.example", "http://127.0.0.1:9999", "null"] {
-            assert!(check_origin(&headers(Some(origin), "127.0.0.1:8888"), &[]).is_err(), "{origin}");
+            assert!(
+                check_origin(&headers(Some(origin), &Uri::from_static("/"), "127.0.0.1:8888"), &[]).is_err(),
+                "{origin}"
+            );
         }
     }
 }

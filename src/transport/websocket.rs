@@ -101,7 +101,7 @@ async fn upgrade(
     mut request: Request,
 ) -> Result<Response, AppError> {
     let accept = handshake(&request)?;
-    check_origin(request.headers(), &state.config.allowed_origins)?;
+    check_origin(request.headers(), request.uri(), &state.config.allowed_origins)?;
     let on_upgrade = request.extensions_mut().remove::<OnUpgrade>().ok_or(AppError::NotUpgradable)?;
     let http = Http::of(request.version());
     let tasks = state.tasks.clone();

@@ -73,16 +73,20 @@ impl TestApp {
     }
 
     /// A WebSocket over a stream of `connection` (RFC 8441 extended CONNECT) at
-    /// `/a/message/socket{query}`: the answer's status, and the socket if it was 200.
+    /// `/a/message/socket{query}`, from a page of `origin` if given: the answer's status,
+    /// and the socket if it was 200.
     pub(crate) async fn h2_websocket(
         &self,
         connection: &mut http2::SendRequest<Empty<Bytes>>,
         query: &str,
+        origin: Option<&str>,
     ) -> (hyper::StatusCode, Option<WebSocketStream<TokioIo<Upgraded>>>) {
         let mut request = hyper::Request::connect(self.url(&format!("/a/message/socket{query}")))
-            .header("sec-websocket-version", "13")
-            .body(Empty::new())
-            .expect("a CONNECT request");
+            .header("sec-websocket-version", "13");
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        let mut request = request.body(Empty::new()).expect("a CONNECT request");
         request.extensions_mut().insert(hyper::ext::Protocol::from_static("websocket"));
         within("the CONNECT stream", connection.ready()).await.expect("the connection takes a stream");
         let response = within("the CONNECT answer", connection.send_request(request)).await.expect("CONNECT");
