@@ -231,9 +231,9 @@ impl Served {
             Ok(Ok(stream)) => stream,
             Ok(Err(error)) => {
                 tracing::debug!(%error, "TLS handshake failed");
-                return refused(Refusal::TlsHandshake);
+                return refused(Refusal::TlsHandshakeFailed);
             }
-            Err(_elapsed) => return refused(Refusal::TlsHandshake),
+            Err(_elapsed) => return refused(Refusal::TlsHandshakeTimeout),
         };
         if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
             let service = self.service(&closer);
@@ -326,8 +326,11 @@ pub enum Refusal {
     TooManyConnections,
     /// A request head over `--max-header-bytes`: answered 431, then closed.
     HeaderTooLarge,
-    /// A TLS handshake that failed or did not finish within the header timeout.
-    TlsHandshake,
+    /// A TLS handshake that did not finish within the header timeout.
+    TlsHandshakeTimeout,
+    /// A TLS handshake that failed: not TLS, or a client that refused the certificate
+    /// (a browser does, once, before its user accepts a self-signed one).
+    TlsHandshakeFailed,
     /// An HTTP/2 connection ended by a GOAWAY the server sent: a protocol error, or a
     /// flood of resets (CVE-2023-44487) or of streams.
     Http2GoAway,
@@ -339,7 +342,8 @@ impl Refusal {
         match self {
             Refusal::TooManyConnections => "too_many_connections",
             Refusal::HeaderTooLarge => "header_too_large",
-            Refusal::TlsHandshake => "tls_handshake",
+            Refusal::TlsHandshakeTimeout => "tls_handshake_timeout",
+            Refusal::TlsHandshakeFailed => "tls_handshake_failed",
             Refusal::Http2GoAway => "http2_goaway",
         }
     }

@@ -1,6 +1,7 @@
 // The panels that show how each transport delivers: the status line, "Under the hood"
-// (requests, bytes, reconnects, cursor, last gap per transport) and one round-trip chart
-// per transport. They are redrawn from the transports' state, a moment after it changes.
+// (HTTP version, requests, bytes, reconnects, cursor, last gap per transport) and one
+// round-trip chart per transport. They are redrawn from the transports' state, a moment
+// after it changes.
 import { el, svg } from './dom.js';
 import { formatBytes, formatMs, percentile } from './format.js';
 import { parseId } from './inbox.js';
@@ -53,8 +54,19 @@ function gapLabel(gap) {
   return el('span', { title: gap.at.toLocaleTimeString() }, `${what} at ${gap.at.toLocaleTimeString()}`);
 }
 
+/** The HTTP version that carries a transport, and where the page learnt it. */
+function httpLabel(transport) {
+  if (!transport.http) {
+    const why = transport.httpFrom ? `${transport.httpFrom} does not say` : 'not known yet';
+    return el('span', { className: 'muted', title: why }, '–');
+  }
+  return el('span', { title: `from ${transport.httpFrom}` }, `HTTP/${transport.http}`);
+}
+
+/** Rows of `#hood`: a label, a cell's content, and optionally its `data-` attributes. */
 const HOOD_ROWS = [
   ['State', (t) => el('span', { className: `state state-${t.state}` }, describeState(t))],
+  ['HTTP', httpLabel, (t) => ({ http: t.http ?? '' })],
   ['Requests made', (t) => String(t.stats.requests)],
   ['Bytes received', (t) => formatBytes(t.stats.bytes)],
   ['Messages', (t) => String(t.stats.messages)],
@@ -66,7 +78,7 @@ const HOOD_ROWS = [
 
 /** `#hood`: one column per transport, the running ones marked. */
 export function renderHood(table, { active, running, transports }) {
-  const rows = HOOD_ROWS.map(([label, cell]) =>
+  const rows = HOOD_ROWS.map(([label, cell, data = () => ({})]) =>
     el(
       'tr',
       {},
@@ -76,7 +88,7 @@ export function renderHood(table, { active, running, transports }) {
           'td',
           {
             className: `t-${t}${running.includes(t) ? ' running' : ''}${t === active ? ' active' : ''}`,
-            dataset: { transport: t },
+            dataset: { transport: t, ...data(transports[t]) },
           },
           cell(transports[t]),
         ),

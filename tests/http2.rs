@@ -132,7 +132,7 @@ async fn a_client_that_stalls_in_the_tls_handshake_is_dropped() {
         let mut rest = Vec::new();
         within("the server to drop a stalled handshake", tcp.read_to_end(&mut rest)).await.expect("read to the end");
     }
-    let refused = r#"pushwire_requests_rejected_total{reason="tls_handshake"}"#;
+    let refused = r#"pushwire_requests_rejected_total{reason="tls_handshake_timeout"}"#;
     eventually("both stalled handshakes counted", || app.metric(refused) == 2.0).await;
 }
 

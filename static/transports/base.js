@@ -7,6 +7,7 @@
 //   disconnect()       close it, silently                       (each transport)
 //   opened()           data came through (the server's first event, not just an open
 //                      connection): reset the backoff, show "live"
+//   carried(http, how) the HTTP version that carries it ('2', '1.1'; null: not known)
 //   received(bytes)    count bytes read
 //   deliver(message)   a message object: advance the cursor, hand it to the page
 //   gap(notice)        the server could not resume from our cursor
@@ -16,6 +17,20 @@
  *  clients out after a server restart instead of having them return in lockstep. */
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_CAP_MS = 10000;
+
+/** The HTTP version a ready notice names (`{"http":"2"}` → '2'), or null: servers
+ *  before HTTPS sent `{}`, and the page must still work with them. */
+export function httpOfReady(ready) {
+  const http = ready !== null && typeof ready === 'object' ? ready.http : undefined;
+  return typeof http === 'string' && /^\d(\.\d)?$/.test(http) ? http : null;
+}
+
+/** The HTTP version of a Resource Timing `nextHopProtocol` (an ALPN id): 'h2' → '2',
+ *  'http/1.1' → '1.1', 'h3' → '3'; null when the browser does not say (''). */
+export function httpOfAlpn(protocol) {
+  const match = /^(?:http\/(\d(?:\.\d)?)|h(\d)(?:-\w+)?)$/.exec(protocol ?? '');
+  return match ? (match[1] ?? match[2]) : null;
+}
 
 /** Reconnect delays for one transport. */
 export class Backoff {
@@ -51,6 +66,10 @@ export class Transport {
     this.cursor = null;
     this.state = 'idle';
     this.detail = '';
+    /** The HTTP version that carried the last connection ('2', '1.1'), null until known,
+     *  and where that came from (shown as a tooltip). */
+    this.http = null;
+    this.httpFrom = '';
     this.stats = { requests: 0, bytes: 0, messages: 0, reconnects: 0, lastGap: null, lastCut: null };
     /** Failures since the transport was last live: a network that stopped letting it through. */
     this.failuresSinceLive = 0;
@@ -92,6 +111,13 @@ export class Transport {
     const wasLive = this.state === 'live';
     this.setState('live', '');
     if (!wasLive) this.sink.live(this);
+  }
+
+  carried(http, how) {
+    if (http === this.http && how === this.httpFrom) return;
+    this.http = http;
+    this.httpFrom = how;
+    this.sink.changed();
   }
 
   received(bytes) {

@@ -4,8 +4,11 @@
 // not place the cursor); the client then asks again at once. An idle poll is answered
 // `{"messages": []}` after the server's hold time. Resuming is the same request as
 // polling: the cursor travels in every one.
+//
+// Which HTTP version carries the polls is not in the answer: the browser's Resource
+// Timing says it (`nextHopProtocol` of each finished poll, 'h2' or 'http/1.1').
 import { httpUrl, utf8Length, xsrfToken } from '../net.js';
-import { Transport } from './base.js';
+import { httpOfAlpn, Transport } from './base.js';
 
 /** A poll that has not failed this soon after being sent has reached a live server
  *  (the answer itself may be held for many seconds). */
@@ -14,6 +17,23 @@ const SETTLE_MS = 400;
 export class LongPoll extends Transport {
   static id = 'long-poll';
   static label = 'Long-poll';
+
+  constructor(sink) {
+    super(sink);
+    // An observer rather than `performance.getEntriesByType('resource')`: it sees every
+    // poll, even after the page's timing buffer (250 entries by default) is full.
+    const polls = httpUrl('/a/message/updates');
+    if (PerformanceObserver.supportedEntryTypes?.includes('resource')) {
+      new PerformanceObserver((list) => {
+        const last = list
+          .getEntriesByName(polls)
+          .filter((entry) => entry.nextHopProtocol)
+          .at(-1);
+        if (!last) return;
+        this.carried(httpOfAlpn(last.nextHopProtocol), `Resource Timing (the last poll: ${last.nextHopProtocol})`);
+      }).observe({ type: 'resource' });
+    }
+  }
 
   connect() {
     const generation = this.generation;

@@ -2,7 +2,9 @@
 // `EventSource`. One long `text/event-stream` response; each message is an event whose
 // `id:` is the message id, so a reconnect can resume from it. The server also sends
 //   event: ready  first, so the client knows events come through (a buffering proxy
-//                 opens the stream and then holds everything: the open event is no proof)
+//                 opens the stream and then holds everything: the open event is no proof);
+//                 its data names the HTTP version that carries the stream,
+//                 `{"http":"2"}` (older servers sent `{}`)
 //   event: gap    the cursor could not be placed (`id:` is where to resume past it)
 //   event: slow   this client did not read fast enough; the stream ends after it
 //
@@ -11,7 +13,7 @@
 // from its own cursor, so that the backoff and the resume point are the same for all
 // three transports.
 import { httpUrl, utf8Length, withCursor } from '../net.js';
-import { Transport } from './base.js';
+import { httpOfReady, Transport } from './base.js';
 
 /** The `retry: 1000\n` line before the ready event, which `EventSource` does not expose. */
 const RETRY_BYTES = 12;
@@ -37,6 +39,7 @@ export class Sse extends Transport {
       if (!current()) return;
       this.received(RETRY_BYTES);
       count('ready', event);
+      this.carried(httpOfReady(parse(event.data)), 'the server’s ready event');
       this.opened();
     });
     source.onmessage = (event) => {

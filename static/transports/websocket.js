@@ -1,12 +1,15 @@
-// WebSocket: `GET /a/message/socket?cursor=…`, upgraded. The server sends `{"ready":{}}`,
-// the history after the cursor, then every new message, one JSON message object per
-// text frame; a gap notice is a frame `{"gap": {...}}` (no `id`). The transport is live
-// at the ready frame, not at the open event: some proxies complete an upgrade and then
-// pass nothing. The client may publish in-band with a
-// frame `{"body": "…"}`. On close it reconnects from the last id it received; the close
-// code says why (1001 server going away, 1013 slow consumer or bus unavailable).
+// WebSocket: `GET /a/message/socket?cursor=…`, upgraded (over HTTP/2, the browser sends
+// an extended CONNECT instead, RFC 8441, when its connection to the origin is HTTP/2).
+// The server sends `{"ready":{"http":"2"}}` (the HTTP version that carries the socket;
+// older servers sent `{"ready":{}}`), the history after the cursor, then every new
+// message, one JSON message object per text frame; a gap notice is a frame
+// `{"gap": {...}}` (no `id`). The transport is live at the ready frame, not at the open
+// event: some proxies complete an upgrade and then pass nothing. The client may publish
+// in-band with a frame `{"body": "…"}`. On close it reconnects from the last id it
+// received; the close code says why (1001 server going away, 1013 slow consumer or bus
+// unavailable).
 import { utf8Length, withCursor, wsUrl } from '../net.js';
-import { Transport } from './base.js';
+import { httpOfReady, Transport } from './base.js';
 
 export class WebSocketTransport extends Transport {
   static id = 'websocket';
@@ -27,9 +30,14 @@ export class WebSocketTransport extends Transport {
       } catch {
         return;
       }
-      if (frame.ready) this.opened();
-      else if (frame.gap) this.gap(frame.gap);
-      else this.deliver(frame);
+      if (frame.ready) {
+        this.carried(httpOfReady(frame.ready), 'the server’s ready frame');
+        this.opened();
+      } else if (frame.gap) {
+        this.gap(frame.gap);
+      } else {
+        this.deliver(frame);
+      }
     };
     socket.onclose = (event) => {
       if (generation !== this.generation) return;

@@ -30,9 +30,11 @@ function ensureBinary() {
 }
 
 /**
- * Starts `pushwire --addr <addr>` and resolves once it prints its URL.
- * Returns `{ url, port, stop() }`; `stop()` sends SIGTERM and waits for the exit
- * (SIGKILL if it does not come in time).
+ * Starts `pushwire --addr <addr> [extraArgs]` and resolves once it prints its URL line
+ * (`open http://A/`, with `--tls` `open https://A/`, with `--tls-addr` `open http://A/
+ * or https://B/`). Returns `{ url, port, https, stop() }`: `url` and `port` are the
+ * first address printed (--addr's), `https` the https:// URL if there is one, else null;
+ * `stop()` sends SIGTERM and waits for the exit (SIGKILL if it does not come in time).
  */
 function startServer(addr = '127.0.0.1:0', extraArgs = []) {
   ensureBinary();
@@ -54,13 +56,15 @@ function startServer(addr = '127.0.0.1:0', extraArgs = []) {
     }, SERVER_MS);
     child.stdout.on('data', (chunk) => {
       stdout += chunk;
-      const match = stdout.match(/open (http:\/\/\S+\/)/);
+      // The whole line: with two addresses, a chunk may end between them.
+      const match = stdout.match(/open (https?:\/\/\S+\/)(?: or (https?:\/\/\S+\/))? \(Ctrl-C to stop\)/);
       if (!match) return;
       clearTimeout(timer);
-      const url = match[1];
+      const [url, second] = [match[1], match[2]];
       resolve({
         url,
         port: Number(new URL(url).port),
+        https: [url, second].find((u) => u?.startsWith('https:')) ?? null,
         stop: async () => {
           if (child.exitCode !== null || child.signalCode !== null) return exited;
           child.kill('SIGTERM');
@@ -98,12 +102,14 @@ async function launchBrowser() {
  * Opens the chat in a fresh browser context (its own cookie jar and connection pool,
  * like a second person) and waits until its transport is live. The page starts on
  * `transport` (long-poll unless a test says otherwise; `null`: the page's own default,
- * Auto) unless `url` names one. The returned page has `errors`: uncaught exceptions and
- * console errors seen on it.
+ * Auto) unless `url` names one. An https:// `url` is the server's self-signed
+ * certificate: the context accepts it. The returned page has `errors`: uncaught
+ * exceptions and console errors seen on it.
  */
 async function openChat(browser, url, { viewport = { width: 1280, height: 900 }, transport = 'long-poll', context: options = {} } = {}) {
-  const context = await browser.newContext({ viewport, ...options });
   const address = new URL(url);
+  const tls = address.protocol === 'https:' ? { ignoreHTTPSErrors: true } : {};
+  const context = await browser.newContext({ viewport, ...tls, ...options });
   if (transport && !address.searchParams.has('transport')) address.searchParams.set('transport', transport);
   url = address.href;
   const page = await context.newPage();
@@ -182,6 +188,29 @@ async function hood(page, row, transport, pattern = /^/) {
     { timeout: WAIT_MS },
   );
   return cell.jsonValue();
+}
+
+/**
+ * Waits until Under the hood says that `transport` is carried by HTTP `version` ('2',
+ * '1.1'; '' for not known), and returns what the cell shows.
+ */
+async function hoodHttp(page, transport, version) {
+  const cell = await page.waitForSelector(`#hood td[data-transport="${transport}"][data-http="${version}"]`, {
+    timeout: WAIT_MS,
+  });
+  return cell.textContent();
+}
+
+/** The gauge `pushwire_subscribers{transport, http}` of the server's /metrics at `url`
+ *  (fetched by `get(url)`: Node's `fetch`, or a browser context's `request.get`). */
+async function subscribers(url, transport, http, get = fetch) {
+  const response = await get(new URL('/metrics', url).href);
+  const text = await response.text();
+  const line = text
+    .split('\n')
+    .find((l) => l.startsWith('pushwire_subscribers{') && l.includes(`transport="${transport}"`) && l.includes(`http="${http}"`));
+  assert.ok(line, `no pushwire_subscribers{transport="${transport}",http="${http}"} in /metrics:\n${text}`);
+  return Number(line.split(' ').at(-1));
 }
 
 /** Waits until the latency chart of `transport` holds `count` round trips. */
@@ -265,6 +294,8 @@ module.exports = {
   messages,
   waitForBodies,
   hood,
+  hoodHttp,
+  subscribers,
   waitSamples,
   withTimeout,
   screenshot,

@@ -179,6 +179,8 @@ test('over HTTP/1.1 the seventh SSE tab of an origin waits; through HTTP/2 all s
     assert.deepEqual(live, Array(7).fill(true), 'all seven SSE tabs are live over HTTP/2');
     const protocol = await pages[0].evaluate(() => performance.getEntriesByType('navigation')[0].nextHopProtocol);
     assert.equal(protocol, 'h2');
+    // The ready event names the version that reached pushwire: nginx's HTTP/1.1 hop.
+    assert.equal(await h.hoodHttp(pages[0], 'sse', '1.1'), 'HTTP/1.1');
     await context.close();
   } finally {
     await proxy.stop();
