@@ -9,30 +9,28 @@
 //!   location (`/sub`) for all three transports, the message body being the payload
 //!   as published; resume by `last_event_id`, `If-Modified-Since`/`If-None-Match`.
 //!
-//! Every client works on one counted connection (see [`crate::wire`]) and turns what it
-//! receives into [`Item`]s: the stamp of a benchmark message, or a gap notice.
+//! Every client works on a counted connection (see [`crate::wire`]) of the endpoint's
+//! HTTP setting (see [`crate::http`]: HTTP/1.1 or HTTP/2, cleartext or TLS) and turns
+//! what it receives into [`Item`]s: the stamp of a benchmark message, or a gap notice.
 
 use std::borrow::Cow;
-use std::io;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{self, HeaderValue};
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{Method, Response, StatusCode};
 use serde::Deserialize;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as Frame;
 
+use crate::http::{ClientError, Connector, HttpConnection};
 use crate::payload::Stamp;
-use crate::record::{Protocol, Transport};
-use crate::wire::{Counted, Dialer, Traffic};
+use crate::record::{Http, Protocol, Transport};
+use crate::wire::{Connection, Dialer, Traffic};
 
 /// The XSRF token the Tornado-style endpoints get as cookie and form field. Any 32
 /// hex digits do: the check is double-submit, comparing the two.
@@ -49,84 +47,20 @@ pub(crate) enum Item {
     Gap,
 }
 
-/// Why a client stopped.
-#[derive(Debug)]
-pub(crate) enum ClientError {
-    Io(io::Error),
-    Http(String),
-    WebSocket(tokio_tungstenite::tungstenite::Error),
-    /// The server closed the connection or stream.
-    Closed,
-}
-
-impl std::fmt::Display for ClientError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ClientError::Io(e) => write!(f, "i/o: {e}"),
-            ClientError::Http(e) => write!(f, "http: {e}"),
-            ClientError::WebSocket(e) => write!(f, "websocket: {e}"),
-            ClientError::Closed => f.write_str("closed by the server"),
-        }
-    }
-}
-
-impl From<io::Error> for ClientError {
-    fn from(e: io::Error) -> Self {
-        ClientError::Io(e)
-    }
-}
-
-impl From<hyper::Error> for ClientError {
-    fn from(e: hyper::Error) -> Self {
-        ClientError::Http(e.to_string())
-    }
-}
-
-impl From<tokio_tungstenite::tungstenite::Error> for ClientError {
-    fn from(e: tokio_tungstenite::tungstenite::Error) -> Self {
-        ClientError::WebSocket(e)
-    }
-}
-
-/// One server to talk to.
+/// One server to talk to, with the HTTP setting to talk over.
 #[derive(Clone, Debug)]
 pub(crate) struct Endpoint {
     pub protocol: Protocol,
-    pub dialer: Dialer,
+    pub connector: Connector,
 }
 
 impl Endpoint {
-    fn host(&self) -> String {
-        self.dialer.addr().to_string()
-    }
-}
-
-/// An HTTP/1.1 keep-alive connection; its driver task ends with it.
-struct HttpConnection {
-    sender: SendRequest<Full<Bytes>>,
-    driver: JoinHandle<()>,
-}
-
-impl HttpConnection {
-    async fn open(endpoint: &Endpoint, traffic: &std::sync::Arc<Traffic>) -> Result<Self, ClientError> {
-        let stream = endpoint.dialer.connect(traffic).await?;
-        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
-        let driver = tokio::spawn(async move {
-            // Its error surfaces through the sender as well; nothing more to report.
-            let _ = connection.await;
-        });
-        Ok(HttpConnection { sender, driver })
+    pub(crate) fn new(protocol: Protocol, dialer: Dialer, http: Http) -> Self {
+        Endpoint { protocol, connector: Connector::new(dialer, http) }
     }
 
-    async fn send(&mut self, request: Request<Full<Bytes>>) -> Result<Response<Incoming>, ClientError> {
-        self.sender.ready().await?;
-        Ok(self.sender.send_request(request).await?)
-    }
-}
-
-impl Drop for HttpConnection {
-    fn drop(&mut self) {
-        self.driver.abort();
+    fn request(&self, method: Method, path: &str) -> hyper::http::request::Builder {
+        self.connector.request(method, path)
     }
 }
 
@@ -145,7 +79,7 @@ pub(crate) struct Publisher {
 
 impl Publisher {
     pub(crate) async fn connect(endpoint: &Endpoint, traffic: &std::sync::Arc<Traffic>) -> Result<Self, ClientError> {
-        let connection = HttpConnection::open(endpoint, traffic).await?;
+        let connection = endpoint.connector.open(traffic).await?;
         Ok(Publisher { endpoint: endpoint.clone(), traffic: traffic.clone(), connection })
     }
 
@@ -155,27 +89,28 @@ impl Publisher {
         // Servers close keep-alive connections left idle (pushwire after its header
         // timeout, 10 s; the publisher idles that long while 10,000 subscribers
         // connect). Like a browser, open a new connection instead of failing.
-        if self.connection.sender.is_closed() {
-            self.connection = HttpConnection::open(&self.endpoint, &self.traffic).await?;
+        if self.connection.is_closed() {
+            self.connection = self.endpoint.connector.open(&self.traffic).await?;
         }
         let result = self.try_publish(payload).await;
         if result.is_err() {
-            self.connection = HttpConnection::open(&self.endpoint, &self.traffic).await?;
+            self.connection = self.endpoint.connector.open(&self.traffic).await?;
         }
         result
     }
 
     async fn try_publish(&mut self, payload: &str) -> Result<String, ClientError> {
-        let host = self.endpoint.host();
         let request = match self.endpoint.protocol {
-            Protocol::Pushwire | Protocol::Tornado => Request::post("/a/message/new")
-                .header(header::HOST, host)
+            Protocol::Pushwire | Protocol::Tornado => self
+                .endpoint
+                .request(Method::POST, "/a/message/new")
                 .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
                 .header(header::COOKIE, format!("_xsrf={XSRF}"))
                 // The payload alphabet ([0-9a-z:]) needs no percent-encoding.
                 .body(Full::new(Bytes::from(format!("_xsrf={XSRF}&body={payload}")))),
-            Protocol::Nchan => Request::post("/pub")
-                .header(header::HOST, host)
+            Protocol::Nchan => self
+                .endpoint
+                .request(Method::POST, "/pub")
                 .header(header::CONTENT_TYPE, "text/plain")
                 .header(header::ACCEPT, "application/json")
                 .body(Full::new(Bytes::copy_from_slice(payload.as_bytes()))),
@@ -263,26 +198,28 @@ impl LongPoll {
         cursor: &str,
         traffic: &std::sync::Arc<Traffic>,
     ) -> Result<Self, ClientError> {
-        let connection = HttpConnection::open(endpoint, traffic).await?;
+        let connection = endpoint.connector.open_for_subscriber(traffic).await?;
         Ok(LongPoll { endpoint: endpoint.clone(), connection, cursor: cursor.to_owned(), validators: None })
     }
 
     async fn next(&mut self, items: &mut Vec<Item>) -> Result<(), ClientError> {
-        let host = self.endpoint.host();
         let request = match self.endpoint.protocol {
-            Protocol::Pushwire | Protocol::Tornado => Request::post("/a/message/updates")
-                .header(header::HOST, host)
+            Protocol::Pushwire | Protocol::Tornado => self
+                .endpoint
+                .request(Method::POST, "/a/message/updates")
                 .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
                 .header(header::COOKIE, format!("_xsrf={XSRF}"))
                 .body(Full::new(Bytes::from(format!("_xsrf={XSRF}&cursor={}", self.cursor)))),
             Protocol::Nchan => {
                 let builder = match &self.validators {
-                    None => Request::get(format!("/sub?last_event_id={}", self.cursor)),
-                    Some((modified, etag)) => Request::get("/sub")
+                    None => self.endpoint.request(Method::GET, &format!("/sub?last_event_id={}", self.cursor)),
+                    Some((modified, etag)) => self
+                        .endpoint
+                        .request(Method::GET, "/sub")
                         .header(header::IF_MODIFIED_SINCE, modified.clone())
                         .header(header::IF_NONE_MATCH, etag.clone()),
                 };
-                builder.header(header::HOST, host).body(Full::new(Bytes::new()))
+                builder.body(Full::new(Bytes::new()))
             }
         }
         .map_err(|e| ClientError::Http(e.to_string()))?;
@@ -391,13 +328,13 @@ impl Sse {
         cursor: &str,
         traffic: &std::sync::Arc<Traffic>,
     ) -> Result<Self, ClientError> {
-        let mut connection = HttpConnection::open(endpoint, traffic).await?;
+        let mut connection = endpoint.connector.open_for_subscriber(traffic).await?;
         let path = match endpoint.protocol {
             Protocol::Pushwire | Protocol::Tornado => format!("/a/message/events?cursor={cursor}"),
             Protocol::Nchan => format!("/sub?last_event_id={cursor}"),
         };
-        let request = Request::get(path)
-            .header(header::HOST, endpoint.host())
+        let request = endpoint
+            .request(Method::GET, &path)
             .header(header::ACCEPT, "text/event-stream")
             .body(Full::new(Bytes::new()))
             .map_err(|e| ClientError::Http(e.to_string()))?;
@@ -468,8 +405,10 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// WebSocket: one message per text frame; optionally publishes in-band.
 pub(crate) struct WebSocket {
     protocol: Protocol,
-    stream: WebSocketStream<Counted>,
+    stream: WebSocketStream<Connection>,
     inband: Option<mpsc::Receiver<String>>,
+    // HTTP/2: the connection the stream is on, kept open as long as the stream.
+    _connection: Option<HttpConnection>,
 }
 
 impl WebSocket {
@@ -479,20 +418,18 @@ impl WebSocket {
         traffic: &std::sync::Arc<Traffic>,
         inband: Option<mpsc::Receiver<String>>,
     ) -> Result<Self, ClientError> {
-        let stream = endpoint.dialer.connect(traffic).await?;
         let path = match (endpoint.protocol, inband.is_some()) {
             (Protocol::Pushwire | Protocol::Tornado, _) => format!("/a/message/socket?cursor={cursor}"),
             // nchan publishes client frames only on a pubsub location.
             (Protocol::Nchan, true) => format!("/pubsub?last_event_id={cursor}"),
             (Protocol::Nchan, false) => format!("/sub?last_event_id={cursor}"),
         };
-        let url = format!("ws://{}{path}", endpoint.host());
-        let (stream, _response) = tokio_tungstenite::client_async(url, stream).await?;
-        Ok(WebSocket { protocol: endpoint.protocol, stream, inband })
+        let (stream, connection) = endpoint.connector.websocket(traffic, &path).await?;
+        Ok(WebSocket { protocol: endpoint.protocol, stream, inband, _connection: connection })
     }
 
     async fn next(&mut self, items: &mut Vec<Item>) -> Result<(), ClientError> {
-        let WebSocket { protocol, stream, inband } = self;
+        let WebSocket { protocol, stream, inband, .. } = self;
         loop {
             let outgoing = async {
                 match inband.as_mut() {

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::record::{Latency, Outcome, Run};
+use crate::record::{Http, Latency, Outcome, Run};
 
 /// Microseconds as milliseconds with two decimals: `12.35`. The loopback tables use it,
 /// where a few hundredths of a millisecond are what the transports differ by.
@@ -44,6 +44,18 @@ pub(crate) fn thousands(value: f64) -> String {
         text.push(digit);
     }
     text
+}
+
+/// Server CPU ms per 1,000 deliveries (µs per delivery), with the user-space share
+/// when the run recorded it: `11.10 (21 %)`.
+pub(crate) fn cpu_per_delivery(o: &Outcome) -> String {
+    let Some(total) = o.server_cpu_us_per_1000_deliveries else {
+        return "–".to_owned();
+    };
+    match o.server_cpu_user_us_per_1000_deliveries {
+        Some(user) if total > 0.0 => format!("{:.2} ({:.0} %)", total / 1000.0, user / total * 100.0),
+        _ => format!("{:.2}", total / 1000.0),
+    }
 }
 
 /// The `lost/dup/ooo` cell, with a warning when anything else went wrong.
@@ -94,6 +106,20 @@ pub(crate) fn provenance(run: &Run, json: &str, shown: impl Fn(&Outcome) -> bool
     );
     for server in run.servers.iter().filter(|s| run.outcomes.iter().any(|o| o.server == s.name && shown(o))) {
         let _ = writeln!(md, "- **{}** {}: {}; `{}`", server.name, server.version, server.workers, server.command);
+    }
+    if let [main, others @ ..] = run.http.as_slice()
+        && (!others.is_empty() || *main != Http::H1)
+    {
+        let others: Vec<String> = others.iter().map(|http| http.label()).collect();
+        let _ = write!(md, "- HTTP: the whole matrix over {}", main.label());
+        if !others.is_empty() {
+            let _ = write!(md, "; fan-out, idle and round trips also over {}", others.join(", "));
+        }
+        let _ = writeln!(
+            md,
+            ". TLS 1.3 by rustls on the client, accepting the servers' self-signed certificates; bytes on the \
+             wire are counted under TLS"
+        );
     }
     let _ = writeln!(
         md,

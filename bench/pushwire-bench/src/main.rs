@@ -23,14 +23,19 @@
 //! - `format`: how milliseconds, counts and recurring cells are written, provenance;
 //! - `plot`: the SVG plots' colours, chart frame, lines and bars;
 //! - `progress`: the progress bar and the line each outcome prints;
-//! - `wire`: counted connections (bytes on the wire) and bounded dialing;
+//! - `tls`: the client's TLS settings (rustls, one ALPN protocol, any certificate);
+//! - `wire`: counted connections (bytes on the wire, TLS records included) and bounded
+//!   dialing;
 //! - `payload`: the stamped message body (tag, sequence, send time);
+//! - `http`: HTTP/1.1 or HTTP/2, cleartext or TLS, connections shared by subscribers,
+//!   WebSocket by upgrade or extended CONNECT;
 //! - `clients`: publisher and long-poll/SSE/WebSocket subscribers per server protocol;
 //! - `servers`: starting servers, `/proc` sampling, machine facts;
 //! - `scenario`: one measurement (a `Load` delivered, or idle connections) and its figures;
 //! - the experiments, each with its own `run` and `report`:
 //!   - `matrix`: the loopback matrix (`ramp`: the throughput ramp's criterion; `report`:
-//!     `tables`, `headline`, `targets`, `before_after`, `plots`);
+//!     `tables`, `protocols` (the HTTP settings compared), `headline`, `targets`,
+//!     `before_after`, `plots`);
 //!   - `network`: the network matrix over emulated links (`rounds`: reconnect and cold start);
 //!   - `scale_out`: cross-instance delivery through Redis (`redis`: its redis-server);
 //!   - `churn`: connections that come and go, and whether the server gets back to idle;
@@ -41,6 +46,7 @@ mod churn;
 mod clients;
 mod date;
 mod format;
+mod http;
 mod matrix;
 mod network;
 mod payload;
@@ -52,6 +58,7 @@ mod scale_out;
 mod scenario;
 mod servers;
 mod session;
+mod tls;
 mod wire;
 
 use std::net::SocketAddr;
@@ -62,7 +69,7 @@ use clap::Parser;
 
 use matrix::{Matrix, MatrixName};
 use network::NetworkMatrix;
-use record::{Kind, Protocol, Transport};
+use record::{Http, Kind, Protocol, Transport};
 use servers::{Launch, Server};
 use session::{Plan, Session};
 
@@ -79,12 +86,20 @@ struct Args {
     /// Process id of the pushwire at --pushwire-addr, for CPU and memory.
     #[arg(long)]
     pushwire_pid: Option<u32>,
+    /// Where the pushwire at --pushwire-addr serves HTTPS (its --tls-addr), for the TLS
+    /// settings of --protocols.
+    #[arg(long, requires = "pushwire_addr")]
+    pushwire_tls_addr: Option<String>,
     /// Start nginx with this nchan configuration (bench/nchan/nginx.conf).
     #[arg(long)]
     nchan_conf: Option<PathBuf>,
     /// Where the nchan configuration listens, or where a running nchan is.
     #[arg(long, default_value = "127.0.0.1:18089")]
     nchan_addr: String,
+    /// Where the nchan configuration serves HTTPS (HTTP/2 and HTTP/1.1), or where a
+    /// running nchan does.
+    #[arg(long, default_value = "127.0.0.1:18443")]
+    nchan_tls_addr: String,
     /// Measure a running nchan at --nchan-addr instead of starting one.
     #[arg(long, conflicts_with = "nchan_conf")]
     nchan_running: bool,
@@ -120,6 +135,14 @@ struct Args {
     /// Only these transports.
     #[arg(long, value_delimiter = ',', value_parser = parse_transport)]
     transports: Vec<Transport>,
+    /// What the loopback matrix's HTTP goes over: `h1` (HTTP/1.1, cleartext), `h1-tls`
+    /// (HTTP/1.1 over TLS), `h2-tls` (HTTP/2 over TLS, one subscriber per connection),
+    /// `h2-tls:N` (HTTP/2 over TLS, N subscribers' streams per connection, at most the
+    /// servers' concurrent-stream limit: 128 for pushwire's default and nginx's). The whole
+    /// matrix runs over the first; fan-out, idle and round trips over each. pushwire
+    /// then also serves HTTPS (`--tls-addr`); nchan always does (bench/nchan/nginx.conf).
+    #[arg(long, value_delimiter = ',', default_value = "h1")]
+    protocols: Vec<Http>,
     /// Only these scenarios (to rerun one table's rows), e.g. `--kinds fan-out`.
     #[arg(long, value_delimiter = ',', value_enum)]
     kinds: Vec<Kind>,
@@ -217,7 +240,10 @@ fn regenerate(json: &Path, before: Option<&Path>, out: Option<&Path>) -> Result<
 
 /// Only loopback targets: this tool floods what it points at.
 fn loopback(text: &str) -> Result<SocketAddr, String> {
-    let bare = text.trim_start_matches("http://").trim_start_matches("ws://").trim_end_matches('/');
+    let bare = ["http://", "https://", "ws://", "wss://"]
+        .iter()
+        .fold(text, |text, scheme| text.trim_start_matches(scheme))
+        .trim_end_matches('/');
     let addr: SocketAddr = bare.parse().map_err(|_| format!("{text}: expected IP:PORT"))?;
     if addr.ip().is_loopback() { Ok(addr) } else { Err(format!("{text}: only loopback addresses are measured")) }
 }
@@ -249,9 +275,12 @@ async fn measure(args: Args, threads: usize, nofile: u64) -> Result<PathBuf, Str
     let mut steps = if args.scale_out_only || args.network.is_some() {
         Vec::new()
     } else {
-        matrix::run::plan(&matrix, &transports)
+        matrix::run::plan(&matrix, &transports, &args.protocols)
     };
     steps.retain(|step| step.chosen(&args.kinds, &args.subscribers));
+    if (args.network.is_some() || args.scale_out_only) && args.protocols != [Http::H1] {
+        return Err("--protocols is the loopback matrix's; the other experiments are HTTP/1.1 in cleartext".into());
+    }
     let network = args.network.map(|name| {
         let profiles = network::profiles()
             .into_iter()
@@ -276,6 +305,7 @@ async fn measure(args: Args, threads: usize, nofile: u64) -> Result<PathBuf, Str
         idle_hold: matrix.idle_hold,
         network,
         transports,
+        https: args.protocols.clone(),
         scale_out,
         label,
         client_worker_threads: threads,
@@ -307,20 +337,27 @@ fn start_servers(args: &Args) -> Result<Vec<Server>, String> {
     let start = |name: &str, protocol, launch| {
         Server::start(name, protocol, launch).map_err(|e| format!("cannot start {name}: {e}"))
     };
+    // HTTPS only when a setting asks for it, so an HTTP/1.1 run starts pushwire as before.
+    let tls = args.network.is_none() && args.protocols.iter().any(|http| http.tls());
     if let Some(binary) = &args.pushwire_bin {
-        servers.push(start("pushwire", Protocol::Pushwire, Launch::Pushwire { binary: binary.clone(), bus: None })?);
+        let launch = Launch::Pushwire { binary: binary.clone(), bus: None, tls };
+        servers.push(start("pushwire", Protocol::Pushwire, launch)?);
     } else if let Some(addr) = &args.pushwire_addr {
-        let launch = Launch::External { addr: loopback(addr)?, pid: args.pushwire_pid };
+        let tls_addr = args.pushwire_tls_addr.as_deref().map(loopback).transpose()?;
+        let launch = Launch::External { addr: loopback(addr)?, tls_addr, pid: args.pushwire_pid };
         servers.push(start("pushwire", Protocol::Pushwire, launch)?);
     }
-    let nchan_addr = loopback(&args.nchan_addr)?;
+    let (nchan_addr, nchan_tls_addr) = (loopback(&args.nchan_addr)?, loopback(&args.nchan_tls_addr)?);
     if let Some(conf) = &args.nchan_conf {
-        servers.push(start("nchan", Protocol::Nchan, Launch::Nginx { conf: conf.clone(), addr: nchan_addr })?);
+        let launch = Launch::Nginx { conf: conf.clone(), addr: nchan_addr, tls_addr: nchan_tls_addr };
+        servers.push(start("nchan", Protocol::Nchan, launch)?);
     } else if args.nchan_running {
-        servers.push(start("nchan", Protocol::Nchan, Launch::External { addr: nchan_addr, pid: args.nchan_pid })?);
+        let launch =
+            Launch::External { addr: nchan_addr, tls_addr: tls.then_some(nchan_tls_addr), pid: args.nchan_pid };
+        servers.push(start("nchan", Protocol::Nchan, launch)?);
     }
     if let Some(addr) = &args.tornado_addr {
-        let launch = Launch::External { addr: loopback(addr)?, pid: None };
+        let launch = Launch::External { addr: loopback(addr)?, tls_addr: None, pid: None };
         servers.push(start("tornado", Protocol::Tornado, launch)?);
     } else if let Some(demo) = &args.tornado_demo {
         let addr = servers::free_loopback_port().map_err(|e| format!("no free port for Tornado: {e}"))?;

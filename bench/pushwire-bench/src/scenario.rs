@@ -27,7 +27,7 @@ use emulated_link::Link;
 
 use crate::clients::{Endpoint, Feed, Item, Publisher};
 use crate::payload::{Stamp, now_ns};
-use crate::record::{Kind, Latency, Memory, Outcome, Transport, WireBytes};
+use crate::record::{Http, Kind, Latency, Memory, Outcome, Transport, WireBytes};
 use crate::servers::{ProcSample, Server, machine_busy_ns, process_sample};
 use crate::wire::{Dialer, Traffic};
 
@@ -175,29 +175,37 @@ pub(crate) struct Bench<'a> {
     /// Network matrix: the link every subscriber (and a round trip's publisher) is
     /// behind, with its profile's name.
     pub link: Option<(&'a str, Link)>,
+    /// What the publisher's and subscribers' HTTP goes over; the servers must serve it
+    /// ([`Server::addr_for`]).
+    pub http: Http,
 }
 
 impl Bench<'_> {
     /// Where the publisher connects: on loopback, as a back end publishes, except for
     /// a round trip, which is a person's own message crossing their link.
     pub(crate) fn publisher_endpoint(&self, kind: Kind) -> Endpoint {
-        let dialer = Dialer::new(self.server.addr);
+        let dialer = Dialer::new(self.addr(self.server));
         let own_message = matches!(kind, Kind::RoundTrip | Kind::RoundTripInBand);
         let dialer = match self.link {
             Some((_, link)) if own_message => dialer.with_link(link),
             _ => dialer,
         };
-        Endpoint { protocol: self.server.facts.protocol, dialer }
+        Endpoint::new(self.server.facts.protocol, dialer, self.http)
     }
 
     /// Where the subscribers connect, behind the link if there is one.
     pub(crate) fn subscriber_endpoint(&self) -> Endpoint {
-        let (protocol, addr) = match self.subscribe_on {
-            Some(peer) => (peer.facts.protocol, peer.addr),
-            None => (self.server.facts.protocol, self.server.addr),
-        };
-        let dialer = Dialer::new(addr);
-        Endpoint { protocol, dialer: self.link.map_or(dialer.clone(), |(_, link)| dialer.with_link(link)) }
+        let peer = self.subscribe_on.unwrap_or(&*self.server);
+        let dialer = Dialer::new(self.addr(peer));
+        let dialer = self.link.map_or(dialer.clone(), |(_, link)| dialer.with_link(link));
+        Endpoint::new(peer.facts.protocol, dialer, self.http)
+    }
+
+    /// Where `server` serves [`Bench::http`].
+    fn addr(&self, server: &Server) -> std::net::SocketAddr {
+        // The matrix runs a step only on servers that serve its HTTP setting; the other
+        // experiments use HTTP/1.1 in cleartext, which every server serves.
+        server.addr_for(self.http).expect("the server serves the bench's HTTP setting")
     }
 
     /// CPU and memory of every server-side process together; `None` when one of them
@@ -221,6 +229,7 @@ pub(crate) async fn deliver(bench: &mut Bench<'_>, load: &Load) -> Outcome {
     let name = bench.server.facts.name.clone();
     let mut outcome = empty_outcome(&name, load);
     outcome.link = bench.link.map(|(profile, _)| profile.to_owned());
+    outcome.http = bench.http;
     let publish_traffic = Arc::new(Traffic::default());
     let subscriber_traffic = Arc::new(Traffic::default());
 
@@ -527,6 +536,7 @@ pub(crate) async fn idle(bench: &mut Bench<'_>, transport: Transport, subscriber
     let load = Load { kind: Kind::Idle, transport, subscribers, rate: 0.0, messages: 0, payload_bytes: 64 };
     let name = bench.server.facts.name.clone();
     let mut outcome = empty_outcome(&name, &load);
+    outcome.http = bench.http;
     if bench.server.restartable()
         && let Err(e) = bench.server.restart()
     {
@@ -640,6 +650,7 @@ pub(crate) fn empty_outcome(server: &str, load: &Load) -> Outcome {
         server: server.to_owned(),
         kind: load.kind,
         transport: load.transport,
+        http: Http::H1,
         subscribers: load.subscribers,
         connected: 0,
         payload_bytes: load.payload_bytes,

@@ -1,5 +1,7 @@
 //! The servers under test: started as child processes (pushwire, nginx with nchan) or
-//! reached at a given address, and observed through `/proc`.
+//! reached at a given address, and observed through `/proc`. Each has a cleartext
+//! address and, when HTTPS is measured, a TLS one (pushwire's `--tls-addr` beside its
+//! plain HTTP; nchan's `ssl http2` listener of bench/nchan/nginx.conf).
 //!
 //! CPU time is the sum of `/proc/<pid>/task/*/schedstat` run times (nanoseconds, so a
 //! few thousand deliveries are measurable, unlike the 10 ms ticks of `/proc/<pid>/stat`)
@@ -17,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::record::{Machine, Protocol, ServerFacts};
+use crate::record::{Http, Machine, Protocol, ServerFacts};
 
 /// pushwire's tokio worker threads and nginx's worker processes: one per core of the
 /// 2-core benchmark machine, so both servers get the same parallelism.
@@ -34,16 +36,19 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Clone, Debug)]
 pub(crate) enum Launch {
     /// Run this pushwire binary on an ephemeral loopback port; with `bus`
-    /// (`redis://…`), sharing the conversation with other instances through Redis.
-    Pushwire { binary: PathBuf, bus: Option<String> },
-    /// Run nginx with this nchan configuration, which listens on `addr`.
-    Nginx { conf: PathBuf, addr: SocketAddr },
+    /// (`redis://…`), sharing the conversation with other instances through Redis;
+    /// with `tls`, serving HTTPS (HTTP/2 and HTTP/1.1) on a second ephemeral port.
+    Pushwire { binary: PathBuf, bus: Option<String>, tls: bool },
+    /// Run nginx with this nchan configuration, which listens on `addr` and, over TLS,
+    /// on `tls_addr`. The configuration is copied into the run's temporary prefix,
+    /// beside the certificate openssl makes there, which it names relatively.
+    Nginx { conf: PathBuf, addr: SocketAddr, tls_addr: SocketAddr },
     /// Run Tornado's chat demo (the `demos/chat` folder of a tornado source
     /// distribution) with this Python through `bench/tornado/serve.py`, which binds it
     /// to `addr` on loopback.
     Tornado { python: PathBuf, demo: PathBuf, addr: SocketAddr },
     /// A server someone else runs; `pid` (if given) is read for CPU and memory.
-    External { addr: SocketAddr, pid: Option<u32> },
+    External { addr: SocketAddr, tls_addr: Option<SocketAddr>, pid: Option<u32> },
 }
 
 /// Where `bench/tornado/serve.py` is, from the load generator's crate.
@@ -58,6 +63,8 @@ pub(crate) fn free_loopback_port() -> io::Result<SocketAddr> {
 pub(crate) struct Server {
     pub facts: ServerFacts,
     pub addr: SocketAddr,
+    /// Where it serves HTTPS, if it does.
+    pub tls_addr: Option<SocketAddr>,
     launch: Launch,
     running: Option<Running>,
 }
@@ -86,9 +93,19 @@ impl Server {
             Launch::Nginx { addr, .. } | Launch::External { addr, .. } | Launch::Tornado { addr, .. } => *addr,
             Launch::Pushwire { .. } => SocketAddr::from(([127, 0, 0, 1], 0)),
         };
-        let mut server = Server { facts, addr, launch, running: None };
+        let tls_addr = match &launch {
+            Launch::Nginx { tls_addr, .. } => Some(*tls_addr),
+            Launch::External { tls_addr, .. } => *tls_addr,
+            Launch::Pushwire { .. } | Launch::Tornado { .. } => None,
+        };
+        let mut server = Server { facts, addr, tls_addr, launch, running: None };
         server.launch_process()?;
         Ok(server)
+    }
+
+    /// Where a client with `http` connects, if this server serves it.
+    pub(crate) fn addr_for(&self, http: Http) -> Option<SocketAddr> {
+        if http.tls() { self.tls_addr } else { Some(self.addr) }
     }
 
     /// Whether [`Server::restart`] gives a fresh process (not for external servers).
@@ -104,9 +121,9 @@ impl Server {
 
     fn launch_process(&mut self) -> io::Result<()> {
         match &self.launch {
-            Launch::Pushwire { binary, bus } => {
+            Launch::Pushwire { binary, bus, tls } => {
                 let mut child = Command::new(binary)
-                    .args(pushwire_args(bus.as_deref()))
+                    .args(pushwire_args(bus.as_deref(), *tls))
                     .env("TOKIO_WORKER_THREADS", SERVER_WORKERS.to_string())
                     .env("RUST_LOG", "warn")
                     .stdout(Stdio::piped())
@@ -116,26 +133,32 @@ impl Server {
                 let mut reader = BufReader::new(stdout);
                 let mut line = String::new();
                 reader.read_line(&mut line)?;
-                let addr = line
-                    .split("http://")
-                    .nth(1)
-                    .and_then(|rest| rest.split('/').next())
-                    .and_then(|addr| addr.parse().ok())
+                // `open http://127.0.0.1:PORT/`, then ` or https://127.0.0.1:PORT/` with TLS.
+                let url =
+                    |scheme: &str| -> Option<SocketAddr> { line.split(scheme).nth(1)?.split('/').next()?.parse().ok() };
+                self.addr = url("http://")
                     .ok_or_else(|| io::Error::other(format!("pushwire did not say where it listens: {line:?}")))?;
-                self.addr = addr;
+                if *tls {
+                    self.tls_addr = Some(url("https://").ok_or_else(|| {
+                        io::Error::other(format!("pushwire did not say where it serves HTTPS: {line:?}"))
+                    })?);
+                }
                 self.running = Some(Running::Child { child, _stdout: Some(reader.into_inner()) });
             }
-            Launch::Nginx { conf, addr } => {
-                if std::net::TcpStream::connect(addr).is_ok() {
-                    return Err(io::Error::other(format!("{addr} is busy: is another nginx running?")));
+            Launch::Nginx { conf, addr, tls_addr } => {
+                for addr in [addr, tls_addr] {
+                    if std::net::TcpStream::connect(addr).is_ok() {
+                        return Err(io::Error::other(format!("{addr} is busy: is another nginx running?")));
+                    }
                 }
                 let prefix = std::env::temp_dir().join(format!("pushwire-bench-nchan-{}", std::process::id()));
                 std::fs::create_dir_all(prefix.join("tmp"))?;
+                let conf = nginx_prefix(conf, &prefix)?;
                 let child = Command::new("nginx")
                     .arg("-p")
                     .arg(&prefix)
                     .arg("-c")
-                    .arg(std::path::absolute(conf)?)
+                    .arg(&conf)
                     .arg("-e")
                     .arg(prefix.join("error.log"))
                     .args(["-g", "daemon off;"])
@@ -143,6 +166,7 @@ impl Server {
                     .spawn()?;
                 self.running = Some(Running::Nginx { child, prefix });
                 wait_until_listening(*addr)?;
+                wait_until_listening(*tls_addr)?;
             }
             Launch::Tornado { python, demo, addr } => {
                 let child = Command::new(python)
@@ -155,7 +179,12 @@ impl Server {
                 self.running = Some(Running::Child { child, _stdout: None });
                 wait_until_listening(*addr)?;
             }
-            Launch::External { addr, .. } => wait_until_listening(*addr)?,
+            Launch::External { addr, tls_addr, .. } => {
+                wait_until_listening(*addr)?;
+                if let Some(tls_addr) = tls_addr {
+                    wait_until_listening(*tls_addr)?;
+                }
+            }
         }
         Ok(())
     }
@@ -175,10 +204,7 @@ impl Server {
                     .arg("-p")
                     .arg(&prefix)
                     .arg("-c")
-                    .arg(match &self.launch {
-                        Launch::Nginx { conf, .. } => std::path::absolute(conf).unwrap_or_else(|_| conf.clone()),
-                        _ => unreachable!("only nginx launches run nginx"),
-                    })
+                    .arg(prefix.join(NGINX_CONF))
                     .args(["-g", "daemon off;", "-s", "stop"])
                     .stderr(Stdio::null())
                     .status()
@@ -227,25 +253,62 @@ impl Drop for Server {
 }
 
 /// The flags the benchmark starts pushwire with.
-fn pushwire_args(bus: Option<&str>) -> Vec<String> {
+fn pushwire_args(bus: Option<&str>, tls: bool) -> Vec<String> {
     let mut args: Vec<String> =
         ["--addr", "127.0.0.1:0", "--history", &HISTORY.to_string(), "--max-body", &MAX_BODY.to_string()]
             .map(str::to_owned)
             .to_vec();
+    if tls {
+        // HTTPS beside plain HTTP, so one process serves every HTTP setting of a run.
+        args.extend(["--tls-addr".to_owned(), "127.0.0.1:0".to_owned()]);
+    }
     if let Some(bus) = bus {
         args.extend(["--bus".to_owned(), bus.to_owned()]);
     }
     args
 }
 
+/// The name of nginx's configuration in its prefix.
+const NGINX_CONF: &str = "nginx.conf";
+
+/// Prepares nginx's temporary `prefix`: a copy of `conf`, and beside it the self-signed
+/// certificate (`tls.crt`, `tls.key`) its TLS listener names. nginx resolves a relative
+/// certificate path against the directory of the configuration it was given, hence
+/// the copy: the key is made for this run only and never leaves the temporary prefix.
+/// An ECDSA P-256 key, as pushwire's self-signed certificate has. Returns the copy.
+fn nginx_prefix(conf: &Path, prefix: &Path) -> io::Result<PathBuf> {
+    let copy = prefix.join(NGINX_CONF);
+    std::fs::copy(conf, &copy)?;
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "13"])
+        .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost"])
+        .arg("-keyout")
+        .arg(prefix.join("tls.key"))
+        .arg("-out")
+        .arg(prefix.join("tls.crt"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| io::Error::other(format!("openssl, which makes nchan's certificate: {e}")))?;
+    if !made.success() {
+        return Err(io::Error::other(format!("openssl could not make nchan's certificate: {made}")));
+    }
+    Ok(copy)
+}
+
 fn command_of(launch: &Launch) -> String {
     match launch {
-        Launch::Pushwire { binary, bus } => format!(
+        Launch::Pushwire { binary, bus, tls } => format!(
             "TOKIO_WORKER_THREADS={SERVER_WORKERS} {} {}",
             binary.display(),
-            pushwire_args(bus.as_deref()).join(" ")
+            pushwire_args(bus.as_deref(), *tls).join(" ")
         ),
-        Launch::Nginx { conf, .. } => format!("nginx -p <temp dir> -c {} -g 'daemon off;'", conf.display()),
+        Launch::Nginx { conf, .. } => format!(
+            "nginx -p <temp dir> -c <temp dir>/{NGINX_CONF} -g 'daemon off;' (a copy of {}, beside a certificate \
+             openssl made there)",
+            conf.display()
+        ),
         Launch::Tornado { python, demo, .. } => {
             format!("{} bench/tornado/serve.py {} --port=<free port> --debug=false", python.display(), demo.display())
         }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::matrix::run::Step;
 use crate::network::{NetworkMatrix, Profile};
-use crate::record::{Machine, Outcome, Run, Transport};
+use crate::record::{Http, Machine, Outcome, Run, Transport};
 use crate::scenario::Load;
 use crate::servers::{self, Server};
 use crate::{churn, matrix, network, progress, report, scale_out};
@@ -33,6 +33,9 @@ pub(crate) struct Plan {
     pub idle_hold: Duration,
     pub network: Option<(NetworkMatrix, Vec<Profile>)>,
     pub transports: Vec<Transport>,
+    /// The loopback matrix's HTTP settings, the first the whole matrix's (see
+    /// [`matrix::run::plan`]); recorded in the run when other than HTTP/1.1 alone.
+    pub https: Vec<Http>,
     /// The pushwire binary (built with `--features redis`) and the loads.
     pub scale_out: Option<(PathBuf, Vec<Load>)>,
     /// The run record's `matrix` field.
@@ -80,7 +83,7 @@ impl Session {
     /// A scale-out part that cannot start (no redis-server, a binary without the
     /// feature) fails the run, after the other results are written.
     pub(crate) async fn measure(mut self, plan: Plan) -> Result<PathBuf, String> {
-        let Plan { mut servers, steps, idle_hold, network, transports, scale_out, label, .. } = plan;
+        let Plan { mut servers, steps, idle_hold, network, transports, https, scale_out, label, .. } = plan;
         let network_steps = network.as_ref().map_or(0, |(m, profiles)| network::run::steps(m, profiles, &transports));
         let scale_out_steps = scale_out.as_ref().map_or(0, |(_, loads)| loads.len() * 2);
         let progress = progress::bar(((steps.len() + network_steps) * servers.len() + scale_out_steps) as u64);
@@ -122,6 +125,8 @@ impl Session {
             servers: server_facts,
             outcomes,
             wall_time_s: self.begun.elapsed().as_secs_f64(),
+            // HTTP/1.1 alone is what a run without the field means.
+            http: if https == [Http::H1] || steps.is_empty() { Vec::new() } else { https },
         };
         let json_path = write(&run, &self.out)?;
         match failure {

@@ -3,10 +3,13 @@
 //! Every connection the load generator opens is a [`Counted`] stream that adds what it
 //! reads and writes to a shared [`Traffic`] tally, so "bytes on the wire per message"
 //! includes HTTP headers, chunked framing, SSE field names and WebSocket frame
-//! headers: everything above TCP. Connections are opened through [`Dialer`], which
-//! also bounds how many handshakes are in flight at once (a burst of 10,000 SYNs would
-//! overflow the server's accept backlog and turn into 1 s retransmits) and, for the
-//! network matrix, puts each connection behind an emulated link (crate `emulated-link`).
+//! headers: everything above TCP. Over TLS, the counted stream is the TCP stream under
+//! it, so TLS records (handshakes, record headers, authentication tags) and HTTP/2
+//! frames count too. Connections are opened through [`Dialer`], which also bounds how
+//! many handshakes (TCP, and TLS when it has a connector) are in flight at once (a burst
+//! of 10,000 SYNs would overflow the server's accept backlog and turn into 1 s
+//! retransmits) and, for the network matrix, puts each connection behind an emulated
+//! link (crate `emulated-link`).
 
 use std::io;
 use std::net::SocketAddr;
@@ -20,6 +23,8 @@ use emulated_link::{Link, Side};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::ServerName;
 
 /// Bytes read and written by a group of connections (subscribers, or the publisher).
 #[derive(Debug, Default)]
@@ -35,8 +40,12 @@ impl Traffic {
     }
 }
 
-/// What a connection is: a TCP stream, or the application's end of an emulated link.
-trait Wire: AsyncRead + AsyncWrite + Send + Unpin {}
+/// What a connection is: a TCP stream, the application's end of an emulated link, TLS
+/// over either, or an upgraded HTTP/2 stream.
+pub(crate) trait Wire: AsyncRead + AsyncWrite + Send + Unpin {}
+
+/// An open connection, counted below its TLS if it has any.
+pub(crate) type Connection = Box<dyn Wire>;
 
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Wire for T {}
 
@@ -100,17 +109,24 @@ const CONCURRENT_CONNECTS: usize = 256;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens counted connections to one address, a bounded number at a time, each behind
-/// the dialer's emulated link (none by default).
-#[derive(Clone, Debug)]
+/// the dialer's emulated link (none by default) and over TLS if it has a connector.
+#[derive(Clone)]
 pub(crate) struct Dialer {
     addr: SocketAddr,
     permits: Arc<Semaphore>,
     link: Link,
+    tls: Option<TlsConnector>,
+}
+
+impl std::fmt::Debug for Dialer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dialer").field("addr", &self.addr).field("tls", &self.tls.is_some()).finish()
+    }
 }
 
 impl Dialer {
     pub(crate) fn new(addr: SocketAddr) -> Self {
-        Dialer { addr, permits: Arc::new(Semaphore::new(CONCURRENT_CONNECTS)), link: Link::default() }
+        Dialer { addr, permits: Arc::new(Semaphore::new(CONCURRENT_CONNECTS)), link: Link::default(), tls: None }
     }
 
     /// The same dialer, its connections behind `link`.
@@ -118,20 +134,40 @@ impl Dialer {
         Dialer { link, ..self }
     }
 
+    /// The same dialer, its connections over TLS with `tls` (see [`crate::tls`]).
+    pub(crate) fn with_tls(self, tls: TlsConnector) -> Self {
+        Dialer { tls: Some(tls), ..self }
+    }
+
     pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// A new connection whose bytes count into `traffic`.
-    pub(crate) async fn connect(&self, traffic: &Arc<Traffic>) -> io::Result<Counted> {
+    /// A new connection whose bytes count into `traffic`, its TLS handshake done.
+    pub(crate) async fn connect(&self, traffic: &Arc<Traffic>) -> io::Result<Connection> {
         // The semaphore is never closed, so acquiring only waits.
         let _permit = self.permits.acquire().await.expect("the dial semaphore is never closed");
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(self.addr))
+        tokio::time::timeout(CONNECT_TIMEOUT, self.handshakes(traffic))
             .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))?
+    }
+
+    async fn handshakes(&self, traffic: &Arc<Traffic>) -> io::Result<Connection> {
+        let stream = TcpStream::connect(self.addr).await?;
         stream.set_nodelay(true)?;
         let inner: Box<dyn Wire> =
             if self.link.is_emulated() { Box::new(self.link.wrap(stream, Side::Client)) } else { Box::new(stream) };
-        Ok(Counted { inner, traffic: traffic.clone() })
+        let counted = Counted { inner, traffic: traffic.clone() };
+        let Some(tls) = &self.tls else {
+            return Ok(Box::new(counted));
+        };
+        let stream = tls.connect(ServerName::IpAddress(self.addr.ip().into()), counted).await?;
+        // The connector offers one protocol; a server that picks none has not agreed
+        // to it (an HTTP/1.1-only server asked for h2), and its figures would be
+        // reported under the wrong HTTP version.
+        if stream.get_ref().1.alpn_protocol().is_none() {
+            return Err(io::Error::other("the server accepted none of the offered ALPN protocols"));
+        }
+        Ok(Box::new(stream))
     }
 }

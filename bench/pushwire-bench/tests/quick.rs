@@ -1,6 +1,6 @@
 //! The load generator's quick matrix against a real pushwire child process: every
 //! scenario completes and every message arrives exactly once, in order, on every
-//! transport. A check that the tool works and that its loss accounting holds, never
+//! transport, over HTTP/1.1 and over TLS with HTTP/1.1 and HTTP/2. A check that the tool works and that its loss accounting holds, never
 //! a timing assertion (the machine is shared and noisy). With the `redis` feature, the
 //! quick scale-out scenario too: publish on one instance, receive on another through a
 //! real redis-server, against one in-memory instance.
@@ -83,6 +83,38 @@ fn the_quick_matrix_delivers_every_message_once_and_in_order_on_every_transport(
         assert!(out.join(generated).is_file(), "{generated} is written");
     }
     assert!(!out.join("scale-out.md").exists(), "no scale-out fragment without the scale-out scenario");
+    std::fs::remove_dir_all(&out).expect("remove the output directory");
+}
+
+#[test]
+fn the_quick_matrix_over_tls_and_http2_delivers_every_message_once_and_in_order_on_every_transport() {
+    // pushwire serves HTTPS beside plain HTTP (`--tls-addr`, self-signed); fan-out,
+    // idle and round trips over HTTP/1.1 with TLS, HTTP/2 with one subscriber per
+    // connection, and HTTP/2 with 5 subscribers' streams sharing each connection.
+    let https = ["h1-tls", "h2-tls", "h2-tls:5"];
+    let (out, run) =
+        quick_run("tls", &["--protocols", &https.join(","), "--kinds", "fan-out,idle,round-trip,round-trip-in-band"]);
+    assert_eq!(run["http"], serde_json::json!(https), "the run records its HTTP settings");
+    let mut measured = std::collections::BTreeSet::new();
+    for outcome in run["outcomes"].as_array().expect("outcomes") {
+        let http = outcome["http"].as_str().unwrap_or_else(|| panic!("no HTTP setting: {outcome:#}"));
+        if outcome["kind"] == "idle" {
+            assert_eq!(outcome["connect_errors"], 0, "idle over {http}: {outcome:#}");
+            assert_eq!(outcome["connected"], outcome["subscribers"], "idle over {http}");
+        } else {
+            assert_delivered_exactly_once_in_order(outcome);
+            // TLS records and HTTP/2 frames are counted, so a delivery costs more than its payload.
+            assert!(outcome["bytes"]["down_per_delivery"].as_f64().unwrap() > 64.0, "{outcome:#}");
+        }
+        measured.insert((http.to_owned(), outcome["transport"].as_str().unwrap().to_owned()));
+    }
+    for http in https {
+        for transport in ["long-poll", "sse", "websocket"] {
+            assert!(measured.contains(&(http.to_owned(), transport.to_owned())), "{transport} over {http}");
+        }
+    }
+    let tables = std::fs::read_to_string(out.join("tables.md")).expect("tables.md is written");
+    assert!(tables.contains("HTTP/2 + TLS, 5 per connection"), "{tables}");
     std::fs::remove_dir_all(&out).expect("remove the output directory");
 }
 

@@ -7,7 +7,7 @@ use indicatif::ProgressBar;
 use super::rounds::{cold_start, resume};
 use super::{CONSTRAINED_PAYLOAD, NetworkMatrix, Profile, sustained};
 use crate::progress::announce;
-use crate::record::{Kind, Outcome, Transport};
+use crate::record::{Http, Kind, Outcome, Transport};
 use crate::scenario::{self, Bench, Load};
 use crate::servers::Server;
 
@@ -41,6 +41,7 @@ pub(crate) async fn run(
                     progress,
                     deadline,
                     link: Some((profile.name, profile.link)),
+                    http: Http::H1,
                 };
                 let outcome = match &step {
                     Step::Deliver(load) => scenario::deliver(&mut bench, load).await,

@@ -9,7 +9,7 @@ use indicatif::ProgressBar;
 use super::redis::Redis;
 use super::{IN_MEMORY, THROUGH_REDIS};
 use crate::progress::announce;
-use crate::record::{Outcome, Protocol, ServerFacts};
+use crate::record::{Http, Outcome, Protocol, ServerFacts};
 use crate::scenario::{self, Bench, Load};
 use crate::servers::{Launch, SERVER_WORKERS, Server};
 
@@ -26,7 +26,7 @@ pub(crate) async fn run(
     let redis = Redis::start().await?;
     let bus = Some(format!("redis://127.0.0.1:{}", redis.port));
     let start = |name: &str, bus: Option<String>| {
-        let launch = Launch::Pushwire { binary: binary.to_owned(), bus };
+        let launch = Launch::Pushwire { binary: binary.to_owned(), bus, tls: false };
         Server::start(name, Protocol::Pushwire, launch).map_err(|e| match bus_hint(name) {
             Some(hint) => format!("cannot start {name}: {e} ({hint})"),
             None => format!("cannot start {name}: {e}"),
@@ -51,8 +51,15 @@ pub(crate) async fn run(
             progress.println("time budget spent; skipping the rest of the scale-out scenario");
             break;
         }
-        let mut baseline =
-            Bench { server: &mut memory, subscribe_on: None, also_measured: &[], progress, deadline, link: None };
+        let mut baseline = Bench {
+            server: &mut memory,
+            subscribe_on: None,
+            also_measured: &[],
+            progress,
+            deadline,
+            link: None,
+            http: Http::H1,
+        };
         let outcome = scenario::deliver(&mut baseline, load).await;
         progress.inc(1);
         announce(progress, &outcome);
@@ -68,6 +75,7 @@ pub(crate) async fn run(
             progress,
             deadline,
             link: None,
+            http: Http::H1,
         };
         let outcome = scenario::deliver(&mut across, load).await;
         progress.inc(1);

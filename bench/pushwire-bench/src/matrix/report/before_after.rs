@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::format::ms;
-use crate::record::{Kind, Outcome, Run};
+use crate::record::{Http, Kind, Outcome, Run};
 
 /// Server CPU per delivery, in µs.
 fn cpu_us(o: &Outcome) -> Option<f64> {
@@ -23,7 +23,11 @@ pub(crate) fn before_after(before: &Run, before_json: &str, after: &Run, after_j
     md.push_str("|---|---|--:|--:|--:|--:|--:|\n");
     for a in after.outcomes.iter().filter(|o| o.server == "pushwire" && matches!(o.kind, Kind::FanOut | Kind::Idle)) {
         let Some(b) = before.outcomes.iter().find(|b| {
-            b.server == a.server && b.kind == a.kind && b.transport == a.transport && b.subscribers == a.subscribers
+            b.server == a.server
+                && b.kind == a.kind
+                && b.transport == a.transport
+                && b.subscribers == a.subscribers
+                && b.http == a.http
         }) else {
             continue;
         };
@@ -42,12 +46,16 @@ pub(crate) fn before_after(before: &Run, before_json: &str, after: &Run, after_j
                 ms(if p99 { o.latency_us.p99 } else { o.latency_us.p50 })
             }
         };
-        // A scenario whose publish rate changed between the runs says so.
-        let scenario = if a.target_rate == b.target_rate {
+        // A scenario whose publish rate changed between the runs says so, and one
+        // over another HTTP setting than cleartext HTTP/1.1 names it.
+        let mut scenario = if a.target_rate == b.target_rate {
             a.kind.name().to_owned()
         } else {
             format!("{} ({} → {} msg/s)", a.kind.name(), b.target_rate, a.target_rate)
         };
+        if a.http != Http::H1 {
+            scenario = format!("{scenario}, {}", a.http.label());
+        }
         let _ = writeln!(
             md,
             "| {scenario} | {} | {} | {} → {} | {} → {} | {cpu} | {memory} |",

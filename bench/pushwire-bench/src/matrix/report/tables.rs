@@ -2,26 +2,23 @@
 
 use std::fmt::Write as _;
 
-use crate::format::{checks, connected, errors, ms, opt, percentiles, provenance, ratio};
+use super::protocols;
+use crate::format::{checks, connected, cpu_per_delivery, errors, ms, opt, percentiles, provenance, ratio};
 use crate::matrix::ramp::{ramps, why_not_sustained};
-use crate::record::{Kind, Outcome, Run};
-
-/// Server CPU ms per 1,000 deliveries (µs per delivery), with the user-space share
-/// when the run recorded it.
-fn cpu_per_delivery(o: &Outcome) -> String {
-    let Some(total) = o.server_cpu_us_per_1000_deliveries else {
-        return "–".to_owned();
-    };
-    match o.server_cpu_user_us_per_1000_deliveries {
-        Some(user) if total > 0.0 => format!("{:.2} ({:.0} %)", total / 1000.0, user / total * 100.0),
-        _ => format!("{:.2}", total / 1000.0),
-    }
-}
+use crate::record::{Http, Kind, Outcome, Run};
 
 /// The Markdown fragment: provenance, then one table per scenario family (the
-/// scale-out part has its own fragment, `scale-out.md`).
-pub(crate) fn tables(run: &Run, json: &str) -> String {
+/// scale-out part has its own fragment, `scale-out.md`). The families' tables show
+/// `main`, the outcomes over the HTTP setting the whole matrix ran over; when `run`
+/// has others, a section compares the settings.
+pub(crate) fn tables(run: &Run, main: &Run, json: &str) -> String {
     let mut md = provenance(run, json, |o| o.kind != Kind::ScaleOut);
+    let others = run.outcomes.len() != main.outcomes.len();
+    if others || main.main_http() != Http::H1 {
+        let _ = writeln!(md, "The tables before the section on HTTP settings are over {}.\n", main.main_http().label());
+    }
+    // The families' tables below read `run`: the main setting's outcomes.
+    let (all, run) = (run, main);
     let _ = writeln!(
         md,
         "Latencies in ms, publisher send → subscriber receive on one clock. `lost/dup/ooo` are checked per \
@@ -143,7 +140,10 @@ pub(crate) fn tables(run: &Run, json: &str) -> String {
         );
     }
     md.push('\n');
-    let notes: Vec<String> = run
+    if others {
+        md.push_str(&protocols::section(all));
+    }
+    let notes: Vec<String> = all
         .outcomes
         .iter()
         .filter(|o| o.kind != Kind::ScaleOut)
@@ -154,7 +154,8 @@ pub(crate) fn tables(run: &Run, json: &str) -> String {
 }
 
 fn label(o: &Outcome) -> String {
-    format!("{:?} {} ×{} {} B", o.kind, o.transport.name(), o.subscribers, o.payload_bytes)
+    let over = if o.http == Http::H1 { String::new() } else { format!(" over {}", o.http) };
+    format!("{:?} {} ×{} {} B{over}", o.kind, o.transport.name(), o.subscribers, o.payload_bytes)
 }
 
 /// pushwire divided by nchan, same scenario, same run.

@@ -209,6 +209,7 @@ mod tests {
             servers: Vec::new(),
             outcomes,
             wall_time_s: 0.0,
+            http: Vec::new(),
         }
     }
 
