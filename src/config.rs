@@ -141,6 +141,11 @@ pub struct Config {
     #[arg(long, env = "PUSHWIRE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
 
+    /// Serve WebTransport sessions over HTTP/3 on UDP, at the same port number as
+    /// `--addr`: `on` or `off`.
+    #[arg(long, env = "PUSHWIRE_WEBTRANSPORT", default_value = "on", value_parser = on_off)]
+    pub webtransport: bool,
+
     /// Streams one HTTP/2 connection may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`).
     #[arg(long, env = "PUSHWIRE_H2_MAX_STREAMS", default_value_t = DEFAULT_H2_MAX_STREAMS,
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -220,6 +225,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             h2_max_streams: DEFAULT_H2_MAX_STREAMS,
+            webtransport: true,
             event_interval: DEFAULT_EVENT_INTERVAL,
             allowed_origins: Vec::new(),
             bus: None,
@@ -228,6 +234,15 @@ impl Default for Config {
             emulate_bandwidth: None,
             emulate_upload: None,
         }
+    }
+}
+
+/// `on` or `off`.
+fn on_off(text: &str) -> Result<bool, String> {
+    match text {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{text:?} is neither on nor off")),
     }
 }
 

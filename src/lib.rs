@@ -54,6 +54,15 @@ pub struct Shared {
     pub metrics: Metrics,
     /// One permit per open subscription, `config.max_subscribers` in all.
     pub subscriber_slots: Arc<Semaphore>,
+    /// What hands every new message to the streaming connections (WebSocket, SSE,
+    /// WebTransport); its tasks start with the first connection.
+    pub(crate) fanout: transport::Fanout,
+    /// Whether WebTransport is served, and where: set once its endpoint is bound (or
+    /// could not be), read by the page.
+    pub webtransport: std::sync::OnceLock<transport::webtransport::Availability>,
+    /// The TCP ports the page is served on: a WebTransport session (on UDP) from a page
+    /// on any of them is from this server's own origin.
+    pub(crate) page_ports: std::sync::OnceLock<Vec<u16>>,
     /// Tasks that outlive their request (WebSocket connections, the fan-out's shards
     /// and watchdog); [`run`] waits for them before returning.
     pub tasks: TaskTracker,
@@ -76,6 +85,9 @@ impl AppState {
         AppState(Arc::new(Shared {
             bus,
             subscriber_slots: Arc::new(Semaphore::new(config.max_subscribers)),
+            fanout: transport::Fanout::default(),
+            webtransport: std::sync::OnceLock::new(),
+            page_ports: std::sync::OnceLock::new(),
             config,
             metrics: Metrics::default(),
             tasks: TaskTracker::new(),
@@ -126,22 +138,25 @@ pub async fn run(listener: TcpListener, state: AppState) -> std::io::Result<()> 
     run_listeners(vec![Listener::plain(listener)], state).await
 }
 
-/// Where the server accepts connections: plain HTTP/1.1, or HTTPS with HTTP/2.
+/// Where the server accepts connections: plain HTTP/1.1, HTTPS with HTTP/2, or
+/// WebTransport over HTTP/3.
 #[derive(Debug)]
-pub struct Listener {
-    tcp: TcpListener,
-    tls: Option<Tls>,
+pub enum Listener {
+    /// TCP, with TLS if given.
+    Tcp(TcpListener, Option<Tls>),
+    /// UDP, for WebTransport sessions.
+    WebTransport(transport::webtransport::Endpoint),
 }
 
 impl Listener {
     /// Plain HTTP/1.1.
     pub fn plain(tcp: TcpListener) -> Self {
-        Listener { tcp, tls: None }
+        Listener::Tcp(tcp, None)
     }
 
     /// HTTPS with `tls`: HTTP/2 or HTTP/1.1, as the client's ALPN asks.
     pub fn tls(tcp: TcpListener, tls: Tls) -> Self {
-        Listener { tcp, tls: Some(tls) }
+        Listener::Tcp(tcp, Some(tls))
     }
 }
 
@@ -161,9 +176,26 @@ pub async fn run_listeners(listeners: Vec<Listener>, state: AppState) -> std::io
         let state = state.clone();
         move |refusal: server::Refusal| state.metrics.rejected(refusal.reason())
     };
-    let app = app(state);
-    let servers = listeners.into_iter().map(|listener| {
-        server::serve(listener.tcp, app.clone(), limits, listener.tls, shutdown.clone(), refused.clone())
+    let ports = listeners.iter().filter_map(|listener| match listener {
+        Listener::Tcp(tcp, _) => tcp.local_addr().ok().map(|addr| addr.port()),
+        Listener::WebTransport(_) => None,
+    });
+    let _ = state.page_ports.set(ports.collect());
+    let router = app(state.clone());
+    let servers = listeners.into_iter().map(|listener| -> futures::future::BoxFuture<'_, std::io::Result<()>> {
+        match listener {
+            Listener::Tcp(tcp, tls) => {
+                Box::pin(server::serve(tcp, router.clone(), limits, tls, shutdown.clone(), refused.clone()))
+            }
+            Listener::WebTransport(endpoint) => {
+                let _ = state.webtransport.set(endpoint.availability().clone());
+                let state = state.clone();
+                Box::pin(async move {
+                    transport::webtransport::serve(endpoint, state).await;
+                    Ok(())
+                })
+            }
+        }
     });
     let results = futures::future::join_all(servers).await;
     tasks.close();

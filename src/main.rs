@@ -50,6 +50,8 @@ async fn serve(config: Config) -> ExitCode {
         }
     };
     // `--tls` serves HTTPS on `--addr`; `--tls-addr` serves it beside plain HTTP.
+    // Not over an emulated link: it delays TCP only, and WebTransport would race ahead.
+    let webtransport = (config.webtransport && !config.link().is_emulated()).then_some(tls.as_ref()).flatten();
     let mut addrs = vec![(config.addr, tls.as_ref().filter(|_| config.tls))];
     if let Some(addr) = config.tls_addr {
         addrs.push((addr, tls.as_ref()));
@@ -76,6 +78,28 @@ async fn serve(config: Config) -> ExitCode {
             }
         }
     }
+    // WebTransport on UDP at the same port number as the (first) HTTP address.
+    let mut unavailable = None;
+    if let (Some(tls), Some(Listener::Tcp(tcp, _))) = (webtransport, listeners.first()) {
+        let udp = tcp.local_addr().expect("a bound listener has an address");
+        let idle = config.ws_ping * 2;
+        match pushwire::transport::webtransport::Endpoint::bind(udp, tls, idle) {
+            Ok(endpoint) => {
+                urls.push(format!("WebTransport on UDP {udp}"));
+                listeners.push(Listener::WebTransport(endpoint));
+            }
+            Err(reason) => {
+                eprintln!("pushwire: WebTransport unavailable ({reason}); serving the other transports");
+                unavailable = Some(reason);
+            }
+        }
+    } else if !config.webtransport || config.link().is_emulated() {
+        unavailable = Some(if config.link().is_emulated() {
+            "the emulated link delays TCP only, and WebTransport runs over UDP".to_owned()
+        } else {
+            "turned off (--webtransport off)".to_owned()
+        });
+    }
     let state = match config.bus.clone() {
         None => AppState::new(config),
         Some(url) => match shared_bus(&url, &config).await {
@@ -86,8 +110,15 @@ async fn serve(config: Config) -> ExitCode {
             }
         },
     };
-    println!("pushwire is running: open {} (Ctrl-C to stop)", urls.join(" or "));
-    if let Some(tls) = &tls {
+    if let Some(reason) = unavailable {
+        let _ = state.webtransport.set(pushwire::transport::webtransport::Availability::Unavailable(reason));
+    }
+    let (pages, others): (Vec<_>, Vec<_>) = urls.into_iter().partition(|url| url.contains("://"));
+    println!("pushwire is running: open {} (Ctrl-C to stop)", pages.join(" or "));
+    for other in others {
+        println!("{other}");
+    }
+    if let Some(tls) = tls.as_ref().filter(|_| state.config.tls || state.config.tls_addr.is_some()) {
         println!("HTTPS certificate SHA-256 {}", tls.sha256());
         if let Some(spki) = tls.spki_sha256() {
             println!(
@@ -124,10 +155,10 @@ async fn serve(config: Config) -> ExitCode {
     }
 }
 
-/// The HTTPS settings, if HTTPS is served: from `--tls-cert`/`--tls-key`, or a
-/// certificate made now.
+/// The certificate, if HTTPS or WebTransport is served: from `--tls-cert`/`--tls-key`,
+/// or one made now.
 fn tls(config: &Config) -> Result<Option<Tls>, String> {
-    if !config.tls && config.tls_addr.is_none() {
+    if !config.tls && config.tls_addr.is_none() && !config.webtransport {
         return Ok(None);
     }
     let tls = match (&config.tls_cert, &config.tls_key) {

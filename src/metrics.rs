@@ -2,7 +2,7 @@
 //!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `pushwire_subscribers` | gauge: open subscriptions (for long-poll: pending polls) | `transport`, `http` (`1.1`, `2`) |
+//! | `pushwire_subscribers` | gauge: open subscriptions (for long-poll: pending polls) | `transport`, `http` (`1.1`, `2`, `3`) |
 //! | `pushwire_messages_published_total` | counter | |
 //! | `pushwire_deliveries_total` | counter: messages written to subscribers | `transport` |
 //! | `pushwire_gaps_total` | counter: gap notices sent | `transport`, `reason` |
@@ -31,7 +31,7 @@ use prometheus_client::registry::Registry;
 use crate::AppState;
 use crate::bus::GapReason;
 
-/// The three push transports, as metric labels. The order of the variants is the
+/// The push transports, as metric labels. The order of the variants is the
 /// order of `Metrics::by_transport`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Transport {
@@ -41,6 +41,8 @@ pub enum Transport {
     WebSocket,
     /// `GET /a/message/events`.
     Sse,
+    /// A WebTransport session at `/a/message/webtransport`, over HTTP/3.
+    WebTransport,
 }
 
 impl Transport {
@@ -50,6 +52,7 @@ impl Transport {
             Transport::LongPoll => "long_poll",
             Transport::WebSocket => "websocket",
             Transport::Sse => "sse",
+            Transport::WebTransport => "webtransport",
         }
     }
 }
@@ -67,21 +70,24 @@ pub enum Http {
     V1,
     /// HTTP/2.
     V2,
+    /// HTTP/3 (WebTransport).
+    V3,
 }
 
 impl Http {
-    const ALL: [Http; 2] = [Http::V1, Http::V2];
+    const ALL: [Http; 3] = [Http::V1, Http::V2, Http::V3];
 
     /// The version of a request.
     pub fn of(version: axum::http::Version) -> Self {
         if version >= axum::http::Version::HTTP_2 { Http::V2 } else { Http::V1 }
     }
 
-    /// The label value, as the ready notices name it too: `1.1` or `2`.
+    /// The label value, as the ready notices name it too: `1.1`, `2` or `3`.
     pub fn as_str(self) -> &'static str {
         match self {
             Http::V1 => "1.1",
             Http::V2 => "2",
+            Http::V3 => "3",
         }
     }
 }
@@ -113,7 +119,7 @@ pub struct Metrics {
     fanout_released: Counter,
     /// The handles of each transport, looked up once here rather than per connection,
     /// in the order of [`Transport`]'s variants.
-    by_transport: [TransportMetrics; 3],
+    by_transport: [TransportMetrics; 4],
 }
 
 impl Default for Metrics {
@@ -154,21 +160,22 @@ impl Default for Metrics {
             latency.clone(),
         );
         // Creating the handles also creates every per-transport series, at zero, so
-        // dashboards and readers see all three transports before any traffic.
-        let by_transport = [Transport::LongPoll, Transport::WebSocket, Transport::Sse].map(|transport| {
-            let label = TransportLabel { transport: transport.as_str() };
-            TransportMetrics {
-                transport,
-                subscribers: Http::ALL.map(|http| {
-                    subscribers
-                        .get_or_create_owned(&SubscriberLabel { transport: label.transport, http: http.as_str() })
-                }),
-                deliveries: deliveries.get_or_create_owned(&label),
-                slow_disconnects: slow_disconnects.get_or_create_owned(&label),
-                latency: latency.get_or_create_owned(&label),
-                gaps: gaps.clone(),
-            }
-        });
+        // dashboards and readers see every transport before any traffic.
+        let by_transport =
+            [Transport::LongPoll, Transport::WebSocket, Transport::Sse, Transport::WebTransport].map(|transport| {
+                let label = TransportLabel { transport: transport.as_str() };
+                TransportMetrics {
+                    transport,
+                    subscribers: Http::ALL.map(|http| {
+                        subscribers
+                            .get_or_create_owned(&SubscriberLabel { transport: label.transport, http: http.as_str() })
+                    }),
+                    deliveries: deliveries.get_or_create_owned(&label),
+                    slow_disconnects: slow_disconnects.get_or_create_owned(&label),
+                    latency: latency.get_or_create_owned(&label),
+                    gaps: gaps.clone(),
+                }
+            });
         Metrics { registry, published, rejected, fanout_deferred, fanout_released, by_transport }
     }
 }
@@ -213,7 +220,7 @@ impl Metrics {
 pub struct TransportMetrics {
     transport: Transport,
     /// By [`Http`] version.
-    subscribers: [Gauge; 2],
+    subscribers: [Gauge; 3],
     deliveries: Counter,
     slow_disconnects: Counter,
     latency: Histogram,

@@ -106,6 +106,12 @@ impl Closer {
 }
 
 impl Connection {
+    /// A connection that is not one of this accept loop's (a WebTransport session over
+    /// QUIC): it ends when closed or at `shutdown`, and holds no TCP permit.
+    pub fn detached(shutdown: &CancellationToken) -> Self {
+        Connection { token: shutdown.child_token(), _permit: None }
+    }
+
     /// A handle that closes this connection but does not hold its `--max-connections`
     /// permit.
     pub fn closer(&self) -> Closer {

@@ -32,6 +32,9 @@ const SELF_SIGNED_NAMES: [&str; 3] = ["127.0.0.1", "::1", "localhost"];
 pub struct Tls {
     acceptor: TlsAcceptor,
     certificate: CertificateDer<'static>,
+    /// The chain and key as given, for the HTTP/3 (WebTransport) endpoint.
+    chain: Vec<CertificateDer<'static>>,
+    key: Arc<PrivateKeyDer<'static>>,
     /// The base64 SHA-256 of the public key, for a certificate made here.
     spki_sha256: Option<String>,
 }
@@ -98,11 +101,11 @@ impl Tls {
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError(e.to_string()))?
             .with_no_client_auth()
-            .with_single_cert(chain.clone(), key)
+            .with_single_cert(chain.clone(), key.clone_key())
             .map_err(|e| TlsError(format!("the certificate and key do not go together: {e}")))?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let acceptor = TlsAcceptor::from(Arc::new(config));
-        Ok(Tls { acceptor, certificate: chain[0].clone(), spki_sha256 })
+        Ok(Tls { acceptor, certificate: chain[0].clone(), chain, key: Arc::new(key), spki_sha256 })
     }
 
     /// The certificate served (the first of its chain).
@@ -115,10 +118,21 @@ impl Tls {
         &self.acceptor
     }
 
+    /// The certificate chain and its private key.
+    pub fn chain_and_key(&self) -> (&[CertificateDer<'static>], &PrivateKeyDer<'static>) {
+        (&self.chain, &self.key)
+    }
+
     /// The certificate's SHA-256 fingerprint, as browsers show it (`AB:CD:…`).
     pub fn sha256(&self) -> String {
-        let hash = digest(&SHA256, &self.certificate);
-        hash.as_ref().iter().map(|byte| format!("{byte:02X}")).collect::<Vec<_>>().join(":")
+        self.sha256_bytes().iter().map(|byte| format!("{byte:02X}")).collect::<Vec<_>>().join(":")
+    }
+
+    /// The certificate's SHA-256, as WebTransport's `serverCertificateHashes` takes it.
+    pub fn sha256_bytes(&self) -> [u8; 32] {
+        let mut hash = [0; 32];
+        hash.copy_from_slice(digest(&SHA256, &self.certificate).as_ref());
+        hash
     }
 
     /// For a certificate made here, the base64 SHA-256 of its public key: what

@@ -5,12 +5,12 @@
 //   auto.js       "Auto": the transport this network lets through, found by trying
 //   inbox.js      the conversation: dedup by id, order by seq, server runs (epochs)
 //   roundtrip.js  how long this page's own messages take to come back
-//   race.js       race mode: all three at once, who delivered first
+//   race.js       race mode: every transport at once, who delivered first
 //   publish.js    POST /a/message/new, in-band frames, bursts
 //   render.js     the status line, "Under the hood" and the charts
 //
 // Switching transports stops the old client and starts the new one from the inbox's
-// newest id, so nothing is lost and nothing is shown twice. Race mode runs all three.
+// newest id, so nothing is lost and nothing is shown twice. Race mode runs them all.
 // `?transport=auto|long-poll|websocket|sse` picks the transport (Auto for a first
 // visit); the last choice is kept across reloads; `document.body.dataset.transport`
 // names the transport carrying the chat, `dataset.choice` what the reader chose.
@@ -38,7 +38,7 @@ const race = new Race($('#race-table tbody'), $('#race-summary tbody'));
 const raceHint = $('#race-hint');
 const RACE_HINT_OFF = raceHint.textContent;
 const RACE_HINT_ON =
-  'Subscribed over all three transports. Each row is one message: “first” won, ' +
+  'Subscribed over every transport. Each row is one message: “first” won, ' +
   'the others show how far behind they arrived.';
 
 /** 'auto' or a transport's id: what the reader chose. */

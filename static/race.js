@@ -1,4 +1,4 @@
-// Race mode: all three transports subscribed at once. Each message gets a row that says
+// Race mode: every transport subscribed at once. Each message gets a row that says
 // which transport delivered it first and how far behind the others came; the summary
 // counts wins and the p50/p99 of "behind".
 import { el } from './dom.js';

@@ -21,12 +21,14 @@ export function describeState(transport) {
       const seconds = Math.max(0, (transport.retryAt - performance.now()) / 1000).toFixed(1);
       return `retry in ${seconds} s (attempt ${transport.backoff.attempt})`;
     }
+    case 'unavailable':
+      return `unavailable: ${transport.detail}`;
     default:
       return 'off';
   }
 }
 
-/** `#status`: the active transport's state (in race mode, all three), and with Auto,
+/** `#status`: the active transport's state (in race mode, all of them), and with Auto,
  *  what it chose and why. */
 export function renderStatus(status, text, { active, raceMode, transports, auto }) {
   const current = transports[active];
@@ -102,7 +104,7 @@ export function renderHood(table, { active, running, transports }) {
 }
 
 /** One bar chart per transport: the last CHART_POINTS round trips, with the p50 as a
- *  dashed line; the caption gives p50/p99 over every sample so far. The three share one
+ *  dashed line; the caption gives p50/p99 over every sample so far. They share one
  *  scale, so bar heights compare across transports. */
 export function renderCharts(container, samples, running) {
   const width = 240;

@@ -10,7 +10,7 @@ const MAX_SAMPLES = 5000;
 const MAX_ARRIVALS = 2000;
 /** In-band sends remembered while they are on their way. */
 const MAX_PENDING_FRAMES = 100;
-const SHORT = { 'long-poll': 'LP', websocket: 'WS', sse: 'SSE' };
+const SHORT = { 'long-poll': 'LP', websocket: 'WS', sse: 'SSE', webtransport: 'WT' };
 
 export class RoundTrips {
   /** `inbox` shows the measured round trip on the message; `changed()` redraws charts. */

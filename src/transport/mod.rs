@@ -6,6 +6,7 @@
 //! | [`long_poll`] | `POST /a/message/updates`                 | bus → client       |
 //! | [`websocket`] | `GET /a/message/socket` (HTTP/2: `CONNECT`) | both ways        |
 //! | [`sse`]       | `GET /a/message/events`                   | bus → client       |
+//! | [`webtransport`] | `/a/message/webtransport` over HTTP/3 (UDP) | both ways       |
 //! | [`page`]      | `GET /`, `GET /static/…`                  | the browser client |
 //! | [`crate::metrics`] | `GET /metrics`                       | Prometheus         |
 //!
@@ -33,12 +34,11 @@ pub mod page;
 pub mod publish;
 pub mod sse;
 pub mod websocket;
-
-use std::sync::Arc;
+pub mod webtransport;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Extension, FromRequestParts, Query};
+use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
@@ -49,7 +49,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tower::util::MapResponseLayer;
 
 pub use error::{AppError, Rejected};
-use fanout::Fanout;
+pub(crate) use fanout::Fanout;
 pub use form::Form;
 
 use crate::AppState;
@@ -57,14 +57,13 @@ use crate::bus::ResumeFrom;
 
 /// All routes, with the layers every request goes through.
 pub fn routes(state: AppState) -> Router<AppState> {
-    // The streaming transports share the fan-out: one set of shard tasks writes to
-    // both. Layered on their routes alone, so no other request pays for carrying it.
-    let streams = websocket::routes().merge(sse::routes()).layer(Extension(Arc::new(Fanout::default())));
     Router::new()
         .merge(page::routes())
         .merge(publish::routes())
         .merge(long_poll::routes())
-        .merge(streams)
+        .merge(websocket::routes())
+        .merge(sse::routes())
+        .merge(webtransport::routes())
         .route("/metrics", get(crate::metrics::serve))
         // A plain function of the response: no boxed future per request, unlike
         // `middleware::from_fn`, and this runs on every request.
@@ -95,16 +94,23 @@ pub struct SubscriberSlot {
     _permit: OwnedSemaphorePermit,
 }
 
-impl FromRequestParts<AppState> for SubscriberSlot {
-    type Rejection = AppError;
-
-    async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+impl SubscriberSlot {
+    /// A free slot, or [`AppError::OverCapacity`].
+    fn take(state: &AppState) -> Result<Self, AppError> {
         state
             .subscriber_slots
             .clone()
             .try_acquire_owned()
             .map(|_permit| SubscriberSlot { _permit })
             .map_err(|_| AppError::OverCapacity)
+    }
+}
+
+impl FromRequestParts<AppState> for SubscriberSlot {
+    type Rejection = AppError;
+
+    async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        SubscriberSlot::take(state)
     }
 }
 
@@ -129,9 +135,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Resume {
         if let Some(value) = header {
             return Ok(Resume(ResumeFrom::parse(value.to_str().map(Some))));
         }
-        let query = Query::<CursorQuery>::try_from_uri(&parts.uri);
-        Ok(Resume(ResumeFrom::parse(query.as_ref().map(|Query(q)| q.cursor.as_deref()))))
+        Ok(Resume(resume_from_query(&parts.uri)))
     }
+}
+
+/// Where `?cursor=ID` in `uri` says to resume.
+fn resume_from_query(uri: &axum::http::Uri) -> ResumeFrom {
+    let query = Query::<CursorQuery>::try_from_uri(uri);
+    ResumeFrom::parse(query.as_ref().map(|Query(q)| q.cursor.as_deref()))
 }
 
 /// A JSON answer, typed as Tornado types its own. Built directly: a `String` made into

@@ -12,6 +12,12 @@ pub(super) fn check_origin(headers: &HeaderMap, uri: &Uri, allowed: &[String]) -
     let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
     let origin = origin.to_str().map_err(|_| AppError::CrossOrigin)?;
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).or(uri.authority().map(|a| a.as_str()));
+    check(origin, host, allowed)
+}
+
+/// [`check_origin`] for a request whose `Origin` and host are known as text (a
+/// WebTransport session request).
+pub(super) fn check(origin: &str, host: Option<&str>, allowed: &[String]) -> Result<(), AppError> {
     let origin_host = origin.split_once("://").map(|(_, rest)| rest);
     let same_origin = host.is_some_and(|host| origin_host.is_some_and(|o| o.eq_ignore_ascii_case(host)));
     if same_origin || allowed.iter().any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin)) {
@@ -27,7 +33,7 @@ mod tests {
     use axum::http::HeaderValue;
 
     /// The check for a request to `host` (its `Host` header) from a page of `origin`.
-    fn check(origin: Option<&str>, host: &str, allowed: &[String]) -> Result<(), AppError> {
+    fn check_headers(origin: Option<&str>, host: &str, allowed: &[String]) -> Result<(), AppError> {
         let mut headers = HeaderMap::new();
         headers.insert(header::HOST, HeaderValue::from_str(host).unwrap());
         if let Some(origin) = origin {
@@ -38,10 +44,10 @@ mod tests {
 
     #[test]
     fn same_origin_missing_origin_and_allowed_origins_pass() {
-        assert!(check(Some("http://127.0.0.1:8888"), "127.0.0.1:8888", &[]).is_ok());
-        assert!(check(None, "127.0.0.1:8888", &[]).is_ok());
+        assert!(check_headers(Some("http://127.0.0.1:8888"), "127.0.0.1:8888", &[]).is_ok());
+        assert!(check_headers(None, "127.0.0.1:8888", &[]).is_ok());
         let allowed = ["https://chat.example".to_owned()];
-        assert!(check(Some("https://chat.example"), "127.0.0.1:8888", &allowed).is_ok());
+        assert!(check_headers(Some("https://chat.example"), "127.0.0.1:8888", &allowed).is_ok());
     }
 
     #[test]
@@ -57,7 +63,7 @@ mod tests {
     #[test]
     fn other_origins_are_refused() {
         for origin in ["http://evil.example", "http://127.0.0.1:9999", "null"] {
-            assert!(check(Some(origin), "127.0.0.1:8888", &[]).is_err(), "{origin}");
+            assert!(check_headers(Some(origin), "127.0.0.1:8888", &[]).is_err(), "{origin}");
         }
     }
 }

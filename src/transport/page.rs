@@ -40,6 +40,7 @@ const STATIC_FILES: &[(&str, &str)] = &[
     ("transports/long-poll.js", include_str!("../../static/transports/long-poll.js")),
     ("transports/websocket.js", include_str!("../../static/transports/websocket.js")),
     ("transports/sse.js", include_str!("../../static/transports/sse.js")),
+    ("transports/webtransport.js", include_str!("../../static/transports/webtransport.js")),
 ];
 
 /// The page and its static files, for [`super::routes`] to merge.

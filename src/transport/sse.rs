@@ -34,14 +34,14 @@ use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Extension, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::stream::{self, Stream, StreamExt};
 use tokio::time::{Instant, Sleep, sleep};
 
-use super::fanout::{Fanout, Outbox, Release, Sink, Taken};
+use super::fanout::{Outbox, Release, Sink, Taken};
 use super::{Resume, SubscriberSlot};
 use crate::AppState;
 use crate::bus::{Gap, ResumeFrom, Subscription, WireForm};
@@ -70,7 +70,6 @@ pub fn routes() -> Router<AppState> {
 
 async fn events(
     State(state): State<AppState>,
-    Extension(fanout): Extension<Arc<Fanout>>,
     slot: SubscriberSlot,
     connection: Connection,
     version: Version,
@@ -79,7 +78,7 @@ async fn events(
     let http = Http::of(version);
     let subscription = state.bus.subscribe_from(from).await;
     let metrics = state.metrics.transport(Transport::Sse).clone();
-    let outbox = fanout.open(&state, EventStream, subscription.position(), connection.closer());
+    let outbox = state.fanout.open(&state, EventStream, subscription.position(), connection.closer());
     let reader = Reader {
         _subscriber: metrics.subscriber(http),
         _slot: slot,
@@ -88,7 +87,6 @@ async fn events(
         _connection: connection,
         outbox,
         catching_up: Some(subscription),
-        fanout,
         state,
         metrics,
     };
@@ -138,7 +136,6 @@ struct Reader {
     /// then it joins the fan-out, which leaves them in `outbox`.
     catching_up: Option<Subscription>,
     outbox: Arc<Outbox<EventStream>>,
-    fanout: Arc<Fanout>,
     state: AppState,
     metrics: TransportMetrics,
     /// Fires a keep-alive period after the last chunk: the timer is set once and moved
@@ -161,7 +158,7 @@ impl Reader {
                 && self.outbox.catch_up(subscription, &self.metrics, limit)
             {
                 self.catching_up = None;
-                self.fanout.join(&self.state, &self.outbox);
+                self.state.fanout.join(&self.state, &self.outbox);
             }
             match self.outbox.take() {
                 Some(Taken::Chunk(chunk)) => {
@@ -211,7 +208,7 @@ impl Reader {
 /// A stream that ends leaves its shard, which then drops its outbox.
 impl Drop for Reader {
     fn drop(&mut self) {
-        self.fanout.leave(&self.outbox);
+        self.state.fanout.leave(&self.outbox);
     }
 }
 

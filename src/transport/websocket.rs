@@ -44,7 +44,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Extension, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::http::{Method, Version};
 use axum::response::Response;
@@ -65,7 +65,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as Frame};
 
 use super::error::publish_reason;
-use super::fanout::{Fanout, Outbox, Release, Sink};
+use super::fanout::{Outbox, Release, Sink};
 use super::origin::check_origin;
 use super::{AppError, Resume, SubscriberSlot};
 use crate::AppState;
@@ -94,7 +94,6 @@ pub fn routes() -> Router<AppState> {
 /// the fan-out writes into it.
 async fn upgrade(
     State(state): State<AppState>,
-    Extension(fanout): Extension<Arc<Fanout>>,
     slot: SubscriberSlot,
     connection: Connection,
     Resume(from): Resume,
@@ -108,7 +107,7 @@ async fn upgrade(
     tasks.spawn(async move {
         // Err: the client went away before the switch completed.
         if let Ok(upgraded) = on_upgrade.await {
-            serve(upgraded, state, fanout, connection, from, http, slot).await;
+            serve(upgraded, state, connection, from, http, slot).await;
         }
     });
     let mut response = Response::new(Body::empty());
@@ -272,7 +271,6 @@ impl Ending {
 async fn serve(
     upgraded: Upgraded,
     state: AppState,
-    fanout: Arc<Fanout>,
     connection: Connection,
     from: ResumeFrom,
     http: Http,
@@ -281,6 +279,7 @@ async fn serve(
     let metrics = state.metrics.transport(Transport::WebSocket);
     let _subscriber = metrics.subscriber(http);
     let subscription = state.bus.subscribe_from(from).await;
+    let fanout = &state.fanout;
     let outbox = fanout.open(&state, Socket(TokioIo::new(upgraded)), subscription.position(), connection.closer());
     let max = Some(state.config.max_body);
     let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER).max_message_size(max).max_frame_size(max);

@@ -1,4 +1,4 @@
-// What the three transport clients share: the cursor (the id of the last message
+// What the transport clients share: the cursor (the id of the last message
 // delivered), the counters, the state shown on the page, and the reconnect loop with
 // capped exponential backoff and full jitter. A transport file only says how it
 // connects, reads and disconnects; it calls the hooks below.
@@ -12,6 +12,7 @@
 //   deliver(message)   a message object: advance the cursor, hand it to the page
 //   gap(notice)        the server could not resume from our cursor
 //   failed(why)        the connection is gone: reconnect after a backoff delay
+//   unavailable(why)   the server does not offer it here: no retries
 
 /** Reconnect delays: full jitter over min(cap, base · 2^attempt). It spreads a crowd of
  *  clients out after a server restart instead of having them return in lockstep. */
@@ -158,6 +159,14 @@ export class Transport {
       this.stats.reconnects += 1;
       this.connect();
     }, delay);
+    this.sink.failed(this, why);
+  }
+
+  unavailable(why) {
+    if (!this.running) return;
+    this.generation += 1;
+    this.disconnect();
+    this.setState('unavailable', why);
     this.sink.failed(this, why);
   }
 

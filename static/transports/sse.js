@@ -11,7 +11,7 @@
 // `EventSource` would reconnect by itself, after the server's `retry:` (1 s), sending
 // `Last-Event-ID`. This client closes the source on error and reconnects itself instead,
 // from its own cursor, so that the backoff and the resume point are the same for all
-// three transports.
+// transports.
 import { httpUrl, utf8Length, withCursor } from '../net.js';
 import { httpOfReady, Transport } from './base.js';
 

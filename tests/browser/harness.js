@@ -91,7 +91,6 @@ async function launchBrowser() {
       '--disable-background-networking',
       '--disable-component-update',
       '--no-first-run',
-      '--disable-quic',
       '--disable-sync',
     ],
     timeout: SERVER_MS,

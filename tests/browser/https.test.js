@@ -236,7 +236,7 @@ test('on every transport two pages chat over HTTPS (--tls), carried by HTTP/2', 
   }
 });
 
-test('Under the hood over HTTPS shows HTTP/2 for all three transports (race mode; screenshots)', { timeout: 60000 }, async () => {
+test('Under the hood over HTTPS shows HTTP/2 for every transport over TCP, HTTP/3 for WebTransport (race mode; screenshots)', { timeout: 60000 }, async () => {
   for (const [name, viewport] of [
     ['https-hood', { width: 1280, height: 900 }],
     ['https-hood-phone', { width: 390, height: 844 }],
@@ -249,6 +249,7 @@ test('Under the hood over HTTPS shows HTTP/2 for all three transports (race mode
     for (const transport of ['long-poll', 'websocket', 'sse']) {
       assert.equal(await h.hoodHttp(page, transport, '2'), 'HTTP/2', `${transport} in race mode`);
     }
+    assert.equal(await h.hoodHttp(page, 'webtransport', '3'), 'HTTP/3', 'WebTransport in race mode');
     await h.screenshot(page, name);
     await page.locator('#hood').scrollIntoViewIfNeeded();
     await h.screenshot(page, `${name}-viewport`, { fullPage: false });

@@ -30,7 +30,7 @@ pub(crate) async fn spawn_https_app(config: Config) -> TestApp {
     let addr = listener.local_addr().expect("a bound listener has an address");
     let listeners = vec![Listener::tls(listener, tls.clone())];
     let server = tokio::spawn(pushwire::run_listeners(listeners, state.clone()));
-    TestApp { addr, state, server, tls: Some(tls) }
+    TestApp { addr, state, server, tls: Some(tls), webtransport: None }
 }
 
 impl TestApp {

@@ -45,6 +45,7 @@
 
 pub(crate) mod https;
 pub(crate) mod router;
+pub(crate) mod webtransport;
 
 use std::future::Future;
 use std::io;
@@ -203,6 +204,9 @@ pub(crate) struct TestApp {
     server: JoinHandle<io::Result<()>>,
     /// Set when the server speaks HTTPS ([`https::spawn_https_app`]).
     tls: Option<pushwire::tls::Tls>,
+    /// The certificate hash a WebTransport client pins, when the server offers
+    /// WebTransport ([`webtransport::spawn_webtransport_app`]).
+    webtransport: Option<[u8; 32]>,
 }
 
 /// Starts [`pushwire::run`] on `127.0.0.1:0` with a fresh [`AppState`] built from
@@ -216,7 +220,7 @@ pub(crate) async fn spawn_app_with(state: AppState) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
     let addr = listener.local_addr().expect("a bound listener has an address");
     let server = tokio::spawn(pushwire::run(listener, state.clone()));
-    TestApp { addr, state, server, tls: None }
+    TestApp { addr, state, server, tls: None, webtransport: None }
 }
 
 impl TestApp {

@@ -57,7 +57,7 @@ pub(crate) const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(2);
 
 /// The shards and the watchdog, started with the first connection.
 #[derive(Default)]
-pub(super) struct Fanout {
+pub(crate) struct Fanout {
     shards: OnceLock<Vec<Arc<Shard>>>,
     /// Round-robin over the shards.
     next: AtomicUsize,
