@@ -199,15 +199,35 @@ pub async fn serve(
         let (served, shutdown, refused) = (served.clone(), shutdown.clone(), refused.clone());
         if limits.link.is_emulated() {
             let stream = limits.link.wrap(stream, Side::Server);
-            connections.spawn(async move { served.connection(stream, closer, shutdown, refused).await });
+            spawn(&connections, served, stream, closer, shutdown, refused);
         } else {
-            connections.spawn(async move { served.connection(stream, closer, shutdown, refused).await });
+            spawn(&connections, served, stream, closer, shutdown, refused);
         }
     }
     drop(listener);
     connections.close();
     connections.wait().await;
     Ok(())
+}
+
+/// Serves one connection as a task of its own. A plain connection's task holds only
+/// HTTP/1.1's state: a future that could also do TLS and HTTP/2 would be as large as
+/// their state too, and every idle connection would carry that (about 10 KiB).
+fn spawn<I>(
+    connections: &TaskTracker,
+    served: Arc<Served>,
+    io: I,
+    closer: Connection,
+    shutdown: CancellationToken,
+    refused: impl Fn(Refusal) + Send + 'static,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    if served.tls.is_some() {
+        connections.spawn(async move { served.https(io, closer, shutdown, refused).await });
+    } else {
+        connections.spawn(served.http1(io, closer, shutdown, refused));
+    }
 }
 
 /// What every connection of one listener is served with.
@@ -220,15 +240,18 @@ struct Served {
 }
 
 impl Served {
-    /// Serves the requests of one connection until it ends, the server closes it, or
-    /// the server shuts down: over TLS first if this listener serves HTTPS.
-    async fn connection<I>(&self, io: I, closer: Connection, shutdown: CancellationToken, refused: impl Fn(Refusal))
-    where
+    /// Serves the requests of one HTTPS connection until it ends, the server closes
+    /// it, or the server shuts down: the TLS handshake, then HTTP/2 or HTTP/1.1.
+    async fn https<I>(
+        &self,
+        io: I,
+        closer: Connection,
+        shutdown: CancellationToken,
+        refused: impl Fn(Refusal) + Send + 'static,
+    ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let Some(tls) = &self.tls else {
-            return self.http1(io, closer, shutdown, refused).await;
-        };
+        let Some(tls) = &self.tls else { return };
         let handshake = tokio::select! {
             handshake = tokio::time::timeout(self.header_timeout, tls.acceptor().accept(io)) => handshake,
             () = closer.ended() => return,
@@ -242,7 +265,7 @@ impl Served {
             Err(_elapsed) => return refused(Refusal::TlsHandshakeTimeout),
         };
         if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-            let service = self.service(&closer);
+            let service = service(self.app.clone(), closer.clone());
             let connection = self.http2.serve_connection(TokioIo::new(stream), service);
             if let Err(error) = drive(connection, |connection| connection.graceful_shutdown(), closer, shutdown).await
                 && let Some(reason) = goaway_sent(&error)
@@ -255,36 +278,48 @@ impl Served {
         }
     }
 
-    async fn http1<I>(&self, io: I, closer: Connection, shutdown: CancellationToken, refused: impl Fn(Refusal))
+    /// Serves the requests of one HTTP/1.1 connection until it ends, the server closes
+    /// it, or the server shuts down. A plain function returning the connection's future,
+    /// not an `async fn`: that would hold hyper's connection twice (its own local, and
+    /// the one it moved into `drive`), 2 KiB more for every pending poll.
+    fn http1<I, R>(
+        &self,
+        io: I,
+        closer: Connection,
+        shutdown: CancellationToken,
+        refused: R,
+    ) -> impl Future<Output = ()> + Send + 'static + use<I, R>
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        R: Fn(Refusal) + Send + 'static,
     {
-        let service = self.service(&closer);
+        let service = service(self.app.clone(), closer.clone());
         let connection = self.http1.serve_connection(TokioIo::new(io), service).with_upgrades();
-        let ended = drive(connection, |connection| connection.graceful_shutdown(), closer, shutdown).await;
-        // hyper has answered 431 and closed.
-        if ended.is_err_and(|error| error.is_parse_too_large()) {
-            refused(Refusal::HeaderTooLarge);
+        let driven = drive(connection, |connection| connection.graceful_shutdown(), closer, shutdown);
+        async move {
+            // hyper has answered 431 and closed.
+            if driven.await.is_err_and(|error| error.is_parse_too_large()) {
+                refused(Refusal::HeaderTooLarge);
+            }
         }
     }
+}
 
-    /// The app, with the request's [`Connection`] set around each request's future.
-    fn service(
-        &self,
-        closer: &Connection,
-    ) -> impl hyper::service::Service<
-        hyper::Request<Incoming>,
-        Response = axum::response::Response,
-        Error = Infallible,
-        Future = impl Future<Output = Result<axum::response::Response, Infallible>> + Send + 'static,
-    > + Clone
-    + Send
-    + 'static {
-        let (app, closer) = (self.app.clone(), closer.clone());
-        hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            CONNECTION.scope(closer.clone(), app.clone().oneshot(request))
-        })
-    }
+/// `app`, with the request's [`Connection`] set around each request's future.
+fn service(
+    app: Router,
+    closer: Connection,
+) -> impl hyper::service::Service<
+    hyper::Request<Incoming>,
+    Response = axum::response::Response,
+    Error = Infallible,
+    Future = impl Future<Output = Result<axum::response::Response, Infallible>> + Send + 'static,
+> + Clone
++ Send
++ 'static {
+    hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        CONNECTION.scope(closer.clone(), app.clone().oneshot(request))
+    })
 }
 
 /// Drives one hyper connection until it ends or the server closes it; at shutdown,

@@ -59,10 +59,11 @@ async fn read(mut body: Limited<axum::body::Body>, patience: std::time::Duration
     let mut bytes = BytesMut::new();
     loop {
         // A body that has arrived is ready at once: the timer is never registered.
-        match tokio::time::timeout(patience, body.frame()).await {
-            Err(_elapsed) => return Err(AppError::BodyTimeout(patience)),
-            Ok(None) => return Ok(bytes.freeze()),
-            Ok(Some(Ok(frame))) => {
+        let next =
+            tokio::time::timeout(patience, body.frame()).await.map_err(|_elapsed| AppError::BodyTimeout(patience))?;
+        match next {
+            None => return Ok(bytes.freeze()),
+            Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
                     if bytes.is_empty() && body.is_end_stream() {
                         return Ok(data); // the usual case: one piece, no copy
@@ -70,8 +71,8 @@ async fn read(mut body: Limited<axum::body::Body>, patience: std::time::Duration
                     bytes.extend_from_slice(&data);
                 }
             }
-            Ok(Some(Err(error))) if error.is::<LengthLimitError>() => return Err(AppError::BodyTooLarge),
-            Ok(Some(Err(_))) => return Err(AppError::BodyUnreadable),
+            Some(Err(error)) if error.is::<LengthLimitError>() => return Err(AppError::BodyTooLarge),
+            Some(Err(_)) => return Err(AppError::BodyUnreadable),
         }
     }
 }

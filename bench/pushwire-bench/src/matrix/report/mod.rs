@@ -1,6 +1,7 @@
 //! The loopback matrix's report: `tables.md` (the evidence), `headline.md` (the table
 //! that opens COMPARISON.md, when both servers ran), `targets.md` (the performance
-//! targets), the SVG plots, and on request `before-after.md`. COMPARISON.md pastes the
+//! targets), `protocols.md` (the comparison across HTTP settings, when there are
+//! several), the SVG plots, and on request `before-after.md`. COMPARISON.md pastes the
 //! tables verbatim, so every number in it comes from a committed JSON file.
 //!
 //! A run over several HTTP settings (`--protocols`) is reported over the one the whole
@@ -32,6 +33,10 @@ pub(crate) fn write(run: &Run, dir: &Path, json: &str) -> io::Result<()> {
     let targets = targets::table(&main);
     if !targets.is_empty() {
         std::fs::write(dir.join("targets.md"), provenance(&main, json, |o| o.kind != Kind::ScaleOut) + &targets)?;
+    }
+    if run.outcomes.iter().any(|o| o.http != run.main_http()) {
+        let fragment = provenance(run, json, |o| o.kind != Kind::ScaleOut) + &protocols::section(run);
+        std::fs::write(dir.join("protocols.md"), fragment)?;
     }
     plots::write(&main, dir).map_err(io::Error::other)
 }
