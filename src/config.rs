@@ -143,7 +143,8 @@ pub struct Config {
 
     /// Serve WebTransport sessions over HTTP/3 on UDP, at the same port number as
     /// `--addr`: `on` or `off`.
-    #[arg(long, env = "PUSHWIRE_WEBTRANSPORT", default_value = "on", value_parser = on_off)]
+    #[arg(long, env = "PUSHWIRE_WEBTRANSPORT", default_value = "on", value_parser = on_off,
+          action = clap::ArgAction::Set)]
     pub webtransport: bool,
 
     /// Streams one HTTP/2 connection may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`).
@@ -237,7 +238,7 @@ impl Default for Config {
     }
 }
 
-/// `on` or `off`.
+/// `on` or `off` (a value, not a bare flag: `--webtransport off`).
 fn on_off(text: &str) -> Result<bool, String> {
     match text {
         "on" => Ok(true),
@@ -316,6 +317,14 @@ mod tests {
         assert_eq!(seconds("0.5"), Ok(Duration::from_millis(500)));
         assert!(seconds("0").is_err());
         assert!(seconds("soon").is_err());
+    }
+
+    #[test]
+    fn webtransport_is_on_unless_turned_off_by_value() {
+        assert!(Config::try_parse_from(["pushwire"]).unwrap().webtransport);
+        assert!(!Config::try_parse_from(["pushwire", "--webtransport", "off"]).unwrap().webtransport);
+        assert!(Config::try_parse_from(["pushwire", "--webtransport", "on"]).unwrap().webtransport);
+        assert!(Config::try_parse_from(["pushwire", "--webtransport", "maybe"]).is_err());
     }
 
     #[test]
