@@ -152,14 +152,8 @@ impl Reader {
     /// The next chunk: everything waiting in the outbox (events, and last the slow
     /// notice), a keep-alive, or `None` once the stream was let go for good.
     async fn next(&mut self) -> Option<Bytes> {
-        let limit = self.state.config.outbound_limit;
         loop {
-            if let Some(subscription) = self.catching_up.as_mut()
-                && self.outbox.catch_up(subscription, &self.metrics, limit)
-            {
-                self.catching_up = None;
-                self.state.fanout.join(&self.state, &self.outbox);
-            }
+            self.state.fanout.keep_up(&self.state, &self.outbox, &mut self.catching_up, &self.metrics);
             match self.outbox.take() {
                 Some(Taken::Chunk(chunk)) => {
                     self.last_sent = Instant::now();

@@ -65,7 +65,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as Frame};
 
 use super::error::publish_reason;
-use super::fanout::{Outbox, Release, Sink};
+use super::fanout::{Fanout, Outbox, Release, Sink};
 use super::origin::check_origin;
 use super::{AppError, Resume, SubscriberSlot};
 use crate::AppState;
@@ -284,7 +284,6 @@ async fn serve(
     let max = Some(state.config.max_body);
     let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER).max_message_size(max).max_frame_size(max);
     let mut socket = WebSocketStream::from_raw_socket(Stream(outbox.clone()), Role::Server, Some(config)).await;
-    let limit = state.config.outbound_limit;
     let mut catching_up = Some(subscription);
     let mut ping = interval(state.config.ws_ping);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -301,21 +300,11 @@ async fn serve(
         Ending::Gone
     } else {
         loop {
-            if let Some(subscription) = catching_up.as_mut()
-                && outbox.catch_up(subscription, metrics, limit)
-            {
-                // What is published from here on, the fan-out writes.
-                catching_up = None;
-                fanout.join(&state, &outbox);
-            }
+            fanout.keep_up(&state, &outbox, &mut catching_up, metrics);
             tokio::select! {
                 biased;
-                () = outbox.woken() => match outbox.take_release() {
-                    None => {}
-                    Some(Release::Behind) => {
-                        let from = ResumeFrom::Cursor(outbox.position());
-                        catching_up = Some(state.bus.subscribe_from(from).await);
-                    }
+                () = outbox.woken() => match Fanout::woken(&state, &outbox, &mut catching_up).await {
+                    None | Some(Release::Behind) => {}
                     Some(Release::Ended) => break Ending::going_away("server is going away"),
                     Some(Release::Slow) => break Ending::Slow,
                 },

@@ -49,7 +49,7 @@ use wtransport::tls::{Certificate, CertificateChain, PrivateKey};
 use wtransport::{Connection as Session, Identity, RecvStream, SendStream, ServerConfig, VarInt};
 
 use super::error::publish_reason;
-use super::fanout::{Release, Sink};
+use super::fanout::{Fanout, Release, Sink};
 use super::{SubscriberSlot, origin, resume_from_query};
 use crate::AppState;
 use crate::bus::{Gap, ResumeFrom, WireForm};
@@ -267,7 +267,6 @@ async fn serve_session(session: Session, state: AppState, from: ResumeFrom, _slo
     };
     let Some(stream) = stream else { return };
     let outbox = state.fanout.open(&state, Lines(stream), subscription.position(), connection.closer());
-    let limit = state.config.outbound_limit;
     let mut catching_up = Some(subscription);
     let mut publishes = JoinSet::new();
     let mut ended = pin!(connection.ended());
@@ -277,20 +276,11 @@ async fn serve_session(session: Session, state: AppState, from: ResumeFrom, _slo
         Ending::Gone
     } else {
         loop {
-            if let Some(subscription) = catching_up.as_mut()
-                && outbox.catch_up(subscription, metrics, limit)
-            {
-                catching_up = None;
-                state.fanout.join(&state, &outbox);
-            }
+            state.fanout.keep_up(&state, &outbox, &mut catching_up, metrics);
             tokio::select! {
                 biased;
-                () = outbox.woken() => match outbox.take_release() {
-                    None => {}
-                    Some(Release::Behind) => {
-                        let from = ResumeFrom::Cursor(outbox.position());
-                        catching_up = Some(state.bus.subscribe_from(from).await);
-                    }
+                () = outbox.woken() => match Fanout::woken(&state, &outbox, &mut catching_up).await {
+                    None | Some(Release::Behind) => {}
                     Some(Release::Ended) => break Ending::Close(GOING_AWAY, "server is going away"),
                     Some(Release::Slow) => break Ending::Close(SLOW_CONSUMER, "slow consumer: fell too far behind"),
                 },

@@ -49,7 +49,8 @@ pub(crate) use outbox::{Outbox, Sink, Taken};
 use shard::Shard;
 
 use crate::AppState;
-use crate::bus::Cursor;
+use crate::bus::{Cursor, ResumeFrom, Subscription};
+use crate::metrics::TransportMetrics;
 use crate::server::Closer;
 
 /// How long a slow consumer has to take its slow notice before its connection is cut.
@@ -135,6 +136,41 @@ impl Fanout {
         arrivals.outboxes.push(joined);
         drop(arrivals);
         shards[index].changed.notify_one();
+    }
+
+    /// Moves what `catching_up` still holds into `outbox`; once it holds nothing more,
+    /// the connection joins a shard, which writes everything published from then on.
+    pub(crate) fn keep_up<S: Sink>(
+        &self,
+        state: &AppState,
+        outbox: &Arc<Outbox<S>>,
+        catching_up: &mut Option<Subscription>,
+        metrics: &TransportMetrics,
+    ) {
+        if let Some(subscription) = catching_up.as_mut()
+            && outbox.catch_up(subscription, metrics, state.config.outbound_limit)
+        {
+            *catching_up = None;
+            self.join(state, outbox);
+        }
+    }
+
+    /// What woke a connection that writes its own socket: `None` to carry on (let go
+    /// as behind, `catching_up` is now a subscription from where its client is), or the
+    /// release that ends it.
+    pub(crate) async fn woken<S: Sink>(
+        state: &AppState,
+        outbox: &Outbox<S>,
+        catching_up: &mut Option<Subscription>,
+    ) -> Option<Release> {
+        match outbox.take_release() {
+            Some(Release::Behind) => {
+                let from = ResumeFrom::Cursor(outbox.position());
+                *catching_up = Some(state.bus.subscribe_from(from).await);
+                None
+            }
+            ending => ending,
+        }
     }
 
     /// The connection is gone: nothing more is written into its outbox.
