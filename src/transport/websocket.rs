@@ -1,11 +1,10 @@
-//! `GET /a/message/socket[?cursor=ID]`: WebSocket.
+//! `GET /a/message/socket[?cursor=ID]`: WebSocket (over HTTP/2: an extended CONNECT).
 //!
-//! After the upgrade the server sends `{"ready":{}}` (so a client can tell that frames
-//! come through), the history after `cursor` (none: everything retained), then every
-//! new message: one JSON message object per text frame, the same bytes for every
-//! subscriber. The client may publish in-band with a text frame
-//! `{"body": "…"}` (Tornado's WebSocket chat format); the message goes to every
-//! transport, the sender included.
+//! After the upgrade the server sends `{"ready":{"http":"1.1"}}` (frames come through,
+//! and over which HTTP), the history after `cursor` (none: everything retained), then
+//! every new message: one JSON message object per text frame, the same bytes for every
+//! subscriber. The client may publish in-band with a frame `{"body": "…"}` (Tornado's
+//! WebSocket chat format); the message goes to every transport, the sender included.
 //!
 //! - Browsers do not apply CORS to WebSockets, so the `Origin` of an upgrade must be
 //!   this server's own (or in `--allow-origin`), or it gets 403. Clients without an
@@ -23,9 +22,8 @@
 //!   the protocol (unmasked, reserved bits or opcodes, a control frame too long or
 //!   fragmented, a continuation with nothing to continue, an invalid close code) is
 //!   answered with Close 1002, invalid UTF-8 in a text frame with 1007.
-//! - A ping goes out every 25 s (default), which also keeps proxies from cutting the
-//!   connection while idle; a peer that has not answered by the next ping is dead and
-//!   its connection is dropped.
+//! - A ping every 25 s (default) keeps proxies from cutting an idle connection; a peer
+//!   that has not answered by the next ping is dead and its connection is dropped.
 //! - New messages are written into the socket by the fan-out (module `fanout`): one
 //!   task per worker thread for every socket, so a message does not wake each
 //!   connection's task. The connection's task sends the history first, reads the
@@ -45,8 +43,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::http::{Method, Version};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
 use axum::response::Response;
 use axum::routing::{MethodFilter, on};
 use bytes::Bytes;
