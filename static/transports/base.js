@@ -100,6 +100,12 @@ export class Transport {
     this.setState('idle', '');
   }
 
+  /** Where a transport taking over from this one resumes, given the newest message
+   *  shown: from there, unless this one may still owe older messages. */
+  handover(newest) {
+    return newest;
+  }
+
   /** Reconnects now, skipping the backoff delay (the network came back). */
   reconnectNow() {
     if (!this.running) return;

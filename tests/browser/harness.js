@@ -102,13 +102,19 @@ async function launchBrowser() {
  * like a second person) and waits until its transport is live. The page starts on
  * `transport` (long-poll unless a test says otherwise; `null`: the page's own default,
  * Auto) unless `url` names one. An https:// `url` is the server's self-signed
- * certificate: the context accepts it. The returned page has `errors`: uncaught
- * exceptions and console errors seen on it.
+ * certificate: the context accepts it. `setup(context)` runs before the page loads (to
+ * route requests, seed storage). The returned page has `errors`: uncaught exceptions and
+ * console errors seen on it.
  */
-async function openChat(browser, url, { viewport = { width: 1280, height: 900 }, transport = 'long-poll', context: options = {} } = {}) {
+async function openChat(
+  browser,
+  url,
+  { viewport = { width: 1280, height: 900 }, transport = 'long-poll', context: options = {}, setup } = {},
+) {
   const address = new URL(url);
   const tls = address.protocol === 'https:' ? { ignoreHTTPSErrors: true } : {};
   const context = await browser.newContext({ viewport, ...tls, ...options });
+  await setup?.(context);
   if (transport && !address.searchParams.has('transport')) address.searchParams.set('transport', transport);
   url = address.href;
   const page = await context.newPage();

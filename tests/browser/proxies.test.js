@@ -1,6 +1,8 @@
 // What stands between a browser and the server: real nginx proxies (tests/proxies/) in
 // front of pushwire, each showing one trade-off of COMPARISON.md's table.
-// - A proxy that does not pass WebSocket upgrades: Auto settles on SSE.
+// - A proxy that does not pass WebSocket upgrades: Auto settles on SSE. WebTransport, tried
+//   after WebSocket, goes around the proxy to pushwire's own UDP port, and pushwire refuses
+//   a session from the proxy's page (another port: another origin, without --allow-origin).
 // - One that also buffers responses: SSE's events never arrive, Auto falls back to long-poll.
 // - A short idle timeout: keep-alives longer than it get the stream cut (it resumes
 //   without loss); shorter ones hold it.
@@ -45,10 +47,10 @@ test('behind a proxy that does not pass WebSocket upgrades, Auto settles on SSE'
   try {
     const page = await h.openChat(env.browser, `${proxy.url}?transport=auto`, { transport: null });
     assert.equal(await settled(page), 'sse');
-    assert.match(await page.textContent('#status-text'), /Auto → SSE · live — WebSocket refused by the network → SSE/);
+    assert.match(await page.textContent('#status-text'), /Auto → SSE · live — WebSocket refused by the network; WebTransport refused by the network → SSE/);
     await receivesOnce(page, 'through a proxy without upgrades');
     await h.screenshot(page, 'auto-no-upgrade');
-    h.assertNoErrors(page, [/WebSocket connection to .* failed/]);
+    h.assertNoErrors(page, [/WebSocket connection to .* failed/, /Failed to establish a connection to .*\/webtransport/]);
     await page.context().close();
   } finally {
     await proxy.stop();
@@ -61,9 +63,9 @@ test('behind a proxy that also buffers responses, SSE never delivers and Auto fa
     const page = await h.openChat(env.browser, `${proxy.url}?transport=auto`, { transport: null });
     assert.equal(await settled(page), 'long-poll');
     const status = await page.textContent('#status-text');
-    assert.match(status, /WebSocket refused by the network; SSE sent nothing within \d+ ms .* → Long-poll/);
+    assert.match(status, /WebSocket refused by the network; WebTransport refused by the network; SSE sent nothing within \d+ ms .* → Long-poll/);
     await receivesOnce(page, 'through a buffering proxy');
-    h.assertNoErrors(page, [/WebSocket connection to .* failed/]);
+    h.assertNoErrors(page, [/WebSocket connection to .* failed/, /Failed to establish a connection to .*\/webtransport/]);
     await page.context().close();
   } finally {
     await proxy.stop();
@@ -77,7 +79,7 @@ test('Auto remembers what worked for the origin and says so next time', { timeou
     assert.equal(await settled(page), 'sse');
     await page.reload();
     assert.equal(await settled(page), 'sse');
-    assert.match(await page.textContent('#status-text'), /remembered: WebSocket refused by the network → SSE/);
+    assert.match(await page.textContent('#status-text'), /remembered: WebSocket refused by the network; WebTransport refused by the network → SSE/);
     await page.context().close();
   } finally {
     await proxy.stop();

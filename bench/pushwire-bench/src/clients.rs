@@ -1,5 +1,6 @@
-//! The protocol adapters: one publisher and three subscriber clients (long-poll,
-//! Server-Sent Events, WebSocket) for each kind of server.
+//! The protocol adapters: one publisher and the subscriber clients (long-poll,
+//! Server-Sent Events, WebSocket here; WebTransport in [`crate::webtransport`]) for
+//! each kind of server.
 //!
 //! - [`Protocol::Pushwire`]: pushwire's endpoints (`/a/message/new`, `/updates`,
 //!   `/socket`, `/events`), messages as JSON objects whose `body` is our payload.
@@ -30,6 +31,7 @@ use tokio_tungstenite::tungstenite::Message as Frame;
 use crate::http::{ClientError, Connector, HttpConnection};
 use crate::payload::Stamp;
 use crate::record::{Http, Protocol, Transport};
+use crate::webtransport::{SharedClients, WebTransport};
 use crate::wire::{Connection, Dialer, Traffic};
 
 /// The XSRF token the Tornado-style endpoints get as cookie and form field. Any 32
@@ -52,11 +54,13 @@ pub(crate) enum Item {
 pub(crate) struct Endpoint {
     pub protocol: Protocol,
     pub connector: Connector,
+    /// WebTransport's client endpoints, made when its first session opens.
+    webtransport: SharedClients,
 }
 
 impl Endpoint {
     pub(crate) fn new(protocol: Protocol, dialer: Dialer, http: Http) -> Self {
-        Endpoint { protocol, connector: Connector::new(dialer, http) }
+        Endpoint { protocol, connector: Connector::new(dialer, http), webtransport: SharedClients::default() }
     }
 
     fn request(&self, method: Method, path: &str) -> hyper::http::request::Builder {
@@ -138,13 +142,15 @@ pub(crate) enum Feed {
     LongPoll(LongPoll),
     Sse(Sse),
     WebSocket(Box<WebSocket>),
+    WebTransport(Box<WebTransport>),
 }
 
 impl Feed {
     /// Connects a subscriber that receives everything after the message `cursor`.
     /// Returns once the connection is open (WebSocket: upgraded; SSE: response
-    /// headers in; long-poll: connected, the first poll goes out on the first `next`).
-    /// `inband` (WebSocket only) carries payloads to publish on the same socket.
+    /// headers in; long-poll: connected, the first poll goes out on the first `next`;
+    /// WebTransport: the session's stream opened). `inband` (WebSocket and WebTransport)
+    /// carries payloads to publish on the same connection.
     pub(crate) async fn connect(
         endpoint: &Endpoint,
         transport: Transport,
@@ -158,17 +164,24 @@ impl Feed {
             Transport::WebSocket => {
                 Feed::WebSocket(Box::new(WebSocket::connect(endpoint, cursor, traffic, inband).await?))
             }
+            Transport::WebTransport | Transport::WebTransportUnordered => {
+                let unordered = transport == Transport::WebTransportUnordered;
+                let (connector, clients) = (&endpoint.connector, &endpoint.webtransport);
+                Feed::WebTransport(Box::new(
+                    WebTransport::connect(connector, clients, cursor, unordered, traffic, inband).await?,
+                ))
+            }
         })
     }
 
     /// How long a browser waits after this connection breaks before it reconnects:
     /// `EventSource` the server's `retry:` (or its own default). WebSocket and
-    /// long-poll reconnect in the page's own code, here at once: the best a page can
+    /// long-poll (and WebTransport) reconnect in the page's own code, here at once: the best a page can
     /// do (pushwire's page first waits a random 0–0.5 s, Tornado's `chat.js` 1 s).
     pub(crate) fn reconnect_delay(&self) -> Duration {
         match self {
             Feed::Sse(feed) => feed.retry.unwrap_or(BROWSER_SSE_RETRY),
-            Feed::LongPoll(_) | Feed::WebSocket(_) => Duration::ZERO,
+            Feed::LongPoll(_) | Feed::WebSocket(_) | Feed::WebTransport(_) => Duration::ZERO,
         }
     }
 
@@ -178,6 +191,11 @@ impl Feed {
             Feed::LongPoll(feed) => feed.next(items).await,
             Feed::Sse(feed) => feed.next(items).await,
             Feed::WebSocket(feed) => feed.next(items).await,
+            Feed::WebTransport(feed) => {
+                let mut lines = Vec::new();
+                feed.next(&mut lines).await?;
+                lines.iter().try_for_each(|line| webtransport_item(line, items))
+            }
         }
     }
 }
@@ -291,12 +309,26 @@ impl JsonMessage<'_> {
     }
 }
 
-/// A JSON message object (pushwire WebSocket frame or SSE data) as an item.
+/// A JSON message object (pushwire WebSocket frame, SSE data or WebTransport line) as
+/// an item.
 fn json_item(text: &[u8]) -> Item {
     match serde_json::from_slice::<JsonMessage>(text) {
         Ok(message) => message.item(),
         Err(_) => Item::Foreign,
     }
+}
+
+/// One line of pushwire's WebTransport stream: the ready line passes, a slow
+/// consumer's notice ends the feed (as a WebSocket close would), and anything else is
+/// a message or a gap notice, as on a WebSocket.
+fn webtransport_item(line: &[u8], items: &mut Vec<Item>) -> Result<(), ClientError> {
+    if line.starts_with(b"{\"slow\"") {
+        return Err(ClientError::Http("let go as a slow consumer".into()));
+    }
+    if !line.starts_with(b"{\"ready\"") {
+        items.push(json_item(line));
+    }
+    Ok(())
 }
 
 /// A raw payload (nchan) as an item.

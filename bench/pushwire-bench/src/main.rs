@@ -1,4 +1,4 @@
-//! `pushwire-bench`: the load generator that compares the three push transports, on
+//! `pushwire-bench`: the load generator that compares the four push transports, on
 //! pushwire and on reference servers (nchan, Tornado's chat demo), with numbers.
 //!
 //! One process holds the publisher and thousands of subscribers, so every message's
@@ -29,7 +29,10 @@
 //! - `payload`: the stamped message body (tag, sequence, send time);
 //! - `http`: HTTP/1.1 or HTTP/2, cleartext or TLS, connections shared by subscribers,
 //!   WebSocket by upgrade or extended CONNECT;
-//! - `clients`: publisher and long-poll/SSE/WebSocket subscribers per server protocol;
+//! - `webtransport`: WebTransport sessions over HTTP/3 (QUIC), the certificate pinned by
+//!   its hash, lines on one stream or a stream per message, bytes from QUIC's own count;
+//! - `clients`: publisher and long-poll/SSE/WebSocket/WebTransport subscribers per
+//!   server protocol;
 //! - `servers`: starting servers, `/proc` sampling, machine facts;
 //! - `scenario`: one measurement (a `Load` delivered, or idle connections) and its figures;
 //! - the experiments, each with its own `run` and `report`:
@@ -59,6 +62,7 @@ mod scenario;
 mod servers;
 mod session;
 mod tls;
+mod webtransport;
 mod wire;
 
 use std::net::SocketAddr;
@@ -73,7 +77,8 @@ use record::{Http, Kind, Protocol, Transport};
 use servers::{Launch, Server};
 use session::{Plan, Session};
 
-/// Latency, throughput and cost of long-poll, SSE and WebSocket, on pushwire and nchan.
+/// Latency, throughput and cost of long-poll, SSE, WebSocket and WebTransport, on pushwire
+/// and nchan.
 #[derive(Parser, Debug)]
 #[command(name = "pushwire-bench", version)]
 struct Args {
@@ -132,7 +137,8 @@ struct Args {
     /// Which matrix of scenarios to run.
     #[arg(long, value_enum, default_value_t = MatrixName::Standard)]
     matrix: MatrixName,
-    /// Only these transports.
+    /// Only these transports: long-poll, sse, websocket, webtransport (all four by
+    /// default), webtransport-unordered (each message on its own stream; only when named).
     #[arg(long, value_delimiter = ',', value_parser = parse_transport)]
     transports: Vec<Transport>,
     /// What the loopback matrix's HTTP goes over: `h1` (HTTP/1.1, cleartext), `h1-tls`
@@ -182,7 +188,8 @@ fn parse_profile(text: &str) -> Result<&'static str, String> {
 }
 
 fn parse_transport(text: &str) -> Result<Transport, String> {
-    Transport::ALL.into_iter().find(|t| t.name() == text).ok_or_else(|| format!("{text}: long-poll, sse or websocket"))
+    let names = || Transport::EVERY.map(Transport::name).join(", ");
+    Transport::EVERY.into_iter().find(|t| t.name() == text).ok_or_else(|| format!("{text}: one of {}", names()))
 }
 
 fn main() -> ExitCode {

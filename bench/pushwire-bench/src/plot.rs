@@ -28,6 +28,9 @@ pub(crate) fn colour(server: &str, transport: Transport) -> RGBColor {
         (Transport::Sse, true) => RGBColor(0xf0, 0xa0, 0xa0),
         (Transport::WebSocket, false) => RGBColor(0x2c, 0xa0, 0x2c),
         (Transport::WebSocket, true) => RGBColor(0xa6, 0xdb, 0xa0),
+        // pushwire only.
+        (Transport::WebTransport, _) => RGBColor(0x94, 0x67, 0xbd),
+        (Transport::WebTransportUnordered, _) => RGBColor(0x8c, 0x56, 0x4b),
     }
 }
 

@@ -67,6 +67,7 @@ pub(crate) enum Protocol {
 }
 
 /// The push transports under comparison.
+#[allow(clippy::enum_variant_names, reason = "WebTransport is the protocol's name")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum Transport {
@@ -74,17 +75,47 @@ pub(crate) enum Transport {
     Sse,
     #[serde(rename = "websocket")]
     WebSocket,
+    /// Over HTTP/3 (QUIC), whatever the run's HTTP setting: one stream, in order.
+    #[serde(rename = "webtransport")]
+    WebTransport,
+    /// WebTransport with each message on its own stream (`?order=none`): a lost packet
+    /// holds up only its own message; the client puts them back in order.
+    #[serde(rename = "webtransport-unordered")]
+    WebTransportUnordered,
 }
 
 impl Transport {
-    pub(crate) const ALL: [Transport; 3] = [Transport::LongPoll, Transport::Sse, Transport::WebSocket];
+    /// What a run measures unless told otherwise (`--transports`).
+    pub(crate) const ALL: [Transport; 4] =
+        [Transport::LongPoll, Transport::Sse, Transport::WebSocket, Transport::WebTransport];
+    /// Every one there is, for `--transports`.
+    pub(crate) const EVERY: [Transport; 5] = [
+        Transport::LongPoll,
+        Transport::Sse,
+        Transport::WebSocket,
+        Transport::WebTransport,
+        Transport::WebTransportUnordered,
+    ];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
             Transport::LongPoll => "long-poll",
             Transport::Sse => "sse",
             Transport::WebSocket => "websocket",
+            Transport::WebTransport => "webtransport",
+            Transport::WebTransportUnordered => "webtransport-unordered",
         }
+    }
+
+    /// Over QUIC (UDP) rather than TCP.
+    pub(crate) fn quic(self) -> bool {
+        matches!(self, Transport::WebTransport | Transport::WebTransportUnordered)
+    }
+
+    /// Whether a client can publish on its own subscription (WebSocket frames,
+    /// WebTransport streams), for the in-band round trip.
+    pub(crate) fn publishes_in_band(self) -> bool {
+        matches!(self, Transport::WebSocket | Transport::WebTransport | Transport::WebTransportUnordered)
     }
 }
 
@@ -92,7 +123,8 @@ impl Protocol {
     /// The transports a server of this protocol offers.
     pub(crate) fn transports(self) -> &'static [Transport] {
         match self {
-            Protocol::Pushwire | Protocol::Nchan => &Transport::ALL,
+            Protocol::Pushwire => &Transport::EVERY,
+            Protocol::Nchan => &[Transport::LongPoll, Transport::Sse, Transport::WebSocket],
             Protocol::Tornado => &[Transport::LongPoll],
         }
     }
@@ -275,7 +307,13 @@ pub(crate) struct Outcome {
     pub target_rate: f64,
     pub published: u64,
     pub achieved_rate: f64,
+    /// From publish to arrival, as a message's bytes come in.
     pub latency_us: Latency,
+    /// Unordered transports: from publish until the message could be shown in order
+    /// (every earlier one had arrived too). Ordered transports deliver in order, so
+    /// theirs is `latency_us`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_order_us: Option<Latency>,
     pub expected: u64,
     pub delivered: u64,
     pub lost: u64,

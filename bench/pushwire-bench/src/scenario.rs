@@ -14,6 +14,7 @@
 //!    or until nothing has arrived for [`RAMP_DRAIN_STALL`]);
 //! 5. disconnect and count lost, duplicated and out-of-order messages per subscriber.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -83,6 +84,8 @@ struct Shared {
     tag: u32,
     closed_loop: bool,
     latency: Vec<Mutex<Histogram<u64>>>,
+    /// Unordered transports: until each message could be shown in order.
+    in_order: Option<Vec<Mutex<Histogram<u64>>>>,
     /// Distinct deliveries of this scenario's messages, all subscribers together.
     delivered: AtomicU64,
     /// `delivered` at which the waiting publisher is woken.
@@ -116,6 +119,11 @@ struct Tracker {
     completed_ns: Option<u64>,
     /// Deliveries (responses, chunks, frames) that brought at least one new message.
     batches: u64,
+    /// Unordered transports: messages that arrived ahead of an earlier one (seq → when
+    /// sent), held as a page holds them until the earlier ones are in.
+    held: Option<BTreeMap<u64, u64>>,
+    /// The first seq not yet shown in order.
+    next_in_order: u64,
 }
 
 impl Tracker {
@@ -130,6 +138,19 @@ impl Tracker {
             failed: false,
             completed_ns: None,
             batches: 0,
+            held: None,
+            next_in_order: 0,
+        }
+    }
+
+    /// Holds a new message sent at `sent_ns` until every earlier one is in; calls
+    /// `shown(sent_ns)` for each message that this makes showable in order.
+    fn show_in_order(&mut self, seq: u64, sent_ns: u64, mut shown: impl FnMut(u64)) {
+        let Some(held) = self.held.as_mut() else { return };
+        held.insert(seq, sent_ns);
+        while let Some(sent_ns) = held.remove(&self.next_in_order) {
+            shown(sent_ns);
+            self.next_in_order += 1;
         }
     }
 
@@ -248,9 +269,8 @@ pub(crate) async fn deliver(bench: &mut Bench<'_>, load: &Load) -> Outcome {
     let shared = Arc::new(Shared {
         tag: uuid::Uuid::new_v4().as_u128() as u32 | 1,
         closed_loop: matches!(load.kind, Kind::RoundTrip | Kind::RoundTripInBand),
-        latency: (0..SHARDS)
-            .map(|_| Mutex::new(Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds")))
-            .collect(),
+        latency: shards(),
+        in_order: (load.transport == Transport::WebTransportUnordered).then(shards),
         delivered: AtomicU64::new(0),
         target: AtomicU64::new(u64::MAX),
         arrived: Notify::new(),
@@ -374,11 +394,8 @@ pub(crate) async fn deliver(bench: &mut Bench<'_>, load: &Load) -> Outcome {
     // 5. Disconnect and count.
     stop.cancel();
     drop(sender);
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds");
-    for shard in &shared.latency {
-        let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
-        histogram.add(&*shard).expect("shards share the histogram bounds");
-    }
+    let histogram = merged(&shared.latency);
+    outcome.in_order_us = shared.in_order.as_deref().map(|shards| latency(&merged(shards)));
     let mut completion = Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds");
     let (mut batches, mut trackers) = (0, 0);
     for task in tasks {
@@ -432,6 +449,23 @@ pub(crate) async fn deliver(bench: &mut Bench<'_>, load: &Load) -> Outcome {
     outcome.bytes.publish_down_per_message = (publish_after.0 - publish_before.0) as f64 / messages;
     outcome.note = shared.first_error.lock().unwrap_or_else(|p| p.into_inner()).take();
     outcome
+}
+
+/// A histogram per shard, so subscribers on different threads seldom share a lock.
+fn shards() -> Vec<Mutex<Histogram<u64>>> {
+    (0..SHARDS)
+        .map(|_| Mutex::new(Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds")))
+        .collect()
+}
+
+/// The shards' histograms as one.
+fn merged(shards: &[Mutex<Histogram<u64>>]) -> Histogram<u64> {
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds");
+    for shard in shards {
+        let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+        histogram.add(&*shard).expect("shards share the histogram bounds");
+    }
+    histogram
 }
 
 /// Waits until `wanted` messages have been delivered in all, `timeout` passes, or
@@ -488,6 +522,10 @@ async fn subscribe(
     shared.connected.fetch_add(1, Ordering::SeqCst);
     shared.ready.notify_one();
     let mut tracker = Tracker::new(messages);
+    let in_order_shard = shared.in_order.as_ref().map(|shards| &shards[index % SHARDS]);
+    if in_order_shard.is_some() {
+        tracker.held = Some(BTreeMap::new());
+    }
     let mut items = Vec::new();
     let shard = &shared.latency[index % SHARDS];
     loop {
@@ -508,6 +546,12 @@ async fn subscribe(
                     if tracker.see(stamp.seq) {
                         let latency_us = arrived_ns.saturating_sub(stamp.sent_ns) / 1000;
                         shard.lock().unwrap_or_else(|p| p.into_inner()).saturating_record(latency_us.max(1));
+                        if let Some(in_order) = in_order_shard {
+                            tracker.show_in_order(stamp.seq, stamp.sent_ns, |sent_ns| {
+                                let latency_us = arrived_ns.saturating_sub(sent_ns) / 1000;
+                                in_order.lock().unwrap_or_else(|p| p.into_inner()).saturating_record(latency_us.max(1));
+                            });
+                        }
                         shared.last_delivery_ns.fetch_max(arrived_ns, Ordering::SeqCst);
                         let delivered = shared.delivered.fetch_add(1, Ordering::SeqCst) + 1;
                         if delivered >= shared.target.load(Ordering::SeqCst) {
@@ -658,6 +702,7 @@ pub(crate) fn empty_outcome(server: &str, load: &Load) -> Outcome {
         published: 0,
         achieved_rate: 0.0,
         latency_us: Latency::default(),
+        in_order_us: None,
         expected: 0,
         delivered: 0,
         lost: 0,

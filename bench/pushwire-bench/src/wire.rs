@@ -38,6 +38,12 @@ impl Traffic {
     pub(crate) fn snapshot(&self) -> (u64, u64) {
         (self.read.load(Ordering::Relaxed), self.written.load(Ordering::Relaxed))
     }
+
+    /// Adds what a connection not counted here moved (QUIC counts its own UDP bytes).
+    pub(crate) fn add(&self, read: u64, written: u64) {
+        self.read.fetch_add(read, Ordering::Relaxed);
+        self.written.fetch_add(written, Ordering::Relaxed);
+    }
 }
 
 /// What a connection is: a TCP stream, the application's end of an emulated link, TLS

@@ -1,7 +1,9 @@
 //! The load generator's quick matrix against a real pushwire child process: every
 //! scenario completes and every message arrives exactly once, in order, on every
-//! transport, over HTTP/1.1 and over TLS with HTTP/1.1 and HTTP/2. A check that the tool works and that its loss accounting holds, never
-//! a timing assertion (the machine is shared and noisy). With the `redis` feature, the
+//! transport, over HTTP/1.1 and over TLS with HTTP/1.1 and HTTP/2 (WebTransport over
+//! HTTP/3, and unordered, each message on its own stream). A check that the tool works
+//! and that its loss accounting holds, never a timing assertion (the machine is shared
+//! and noisy). With the `redis` feature, the
 //! quick scale-out scenario too: publish on one instance, receive on another through a
 //! real redis-server, against one in-memory instance.
 //!
@@ -78,7 +80,7 @@ fn the_quick_matrix_delivers_every_message_once_and_in_order_on_every_transport(
             assert!(outcome["memory"].is_object(), "{what}: the child's /proc was not read");
         }
     }
-    assert_eq!(transports_delivered.into_iter().collect::<Vec<_>>(), ["long-poll", "sse", "websocket"]);
+    assert_eq!(transports_delivered.into_iter().collect::<Vec<_>>(), ["long-poll", "sse", "websocket", "webtransport"]);
     for generated in ["tables.md", "fanout-latency.svg", "throughput.svg", "idle-memory.svg", "bytes-per-message.svg"] {
         assert!(out.join(generated).is_file(), "{generated} is written");
     }
@@ -113,8 +115,32 @@ fn the_quick_matrix_over_tls_and_http2_delivers_every_message_once_and_in_order_
             assert!(measured.contains(&(http.to_owned(), transport.to_owned())), "{transport} over {http}");
         }
     }
+    // HTTP/3 whatever the setting: measured once, with the first.
+    let webtransport: Vec<_> = measured.iter().filter(|(_, transport)| transport == "webtransport").collect();
+    assert_eq!(webtransport, [&(https[0].to_owned(), "webtransport".to_owned())]);
     let tables = std::fs::read_to_string(out.join("tables.md")).expect("tables.md is written");
     assert!(tables.contains("HTTP/2 + TLS, 5 per connection"), "{tables}");
+    std::fs::remove_dir_all(&out).expect("remove the output directory");
+}
+
+#[test]
+fn unordered_webtransport_delivers_every_message_once_and_reports_when_each_could_be_shown_in_order() {
+    let (out, run) =
+        quick_run("unordered", &["--transports", "webtransport-unordered", "--kinds", "fan-out,round-trip-in-band"]);
+    let outcomes = run["outcomes"].as_array().expect("outcomes");
+    assert!(!outcomes.is_empty());
+    for outcome in outcomes {
+        // Each message on its own stream may overtake another: order is not checked.
+        for field in ["lost", "duplicated", "gaps", "publish_errors", "connect_errors", "subscriber_errors"] {
+            assert_eq!(outcome[field], 0, "{field} in {outcome:#}");
+        }
+        assert_eq!(outcome["delivered"], outcome["expected"], "{outcome:#}");
+        let (arrived, in_order) = (&outcome["latency_us"], &outcome["in_order_us"]);
+        assert_eq!(in_order["samples"], arrived["samples"], "every message was shown in order: {outcome:#}");
+        assert!(in_order["p50"].as_u64() >= arrived["p50"].as_u64(), "shown in order no earlier than arrived");
+    }
+    let tables = std::fs::read_to_string(out.join("tables.md")).expect("tables.md is written");
+    assert!(tables.contains("| in order p50 / p99 |"), "{tables}");
     std::fs::remove_dir_all(&out).expect("remove the output directory");
 }
 
@@ -132,7 +158,9 @@ fn the_quick_scale_out_scenario_delivers_every_message_once_and_in_order_across_
     }
     let expected: std::collections::BTreeSet<_> = ["pushwire-memory", "pushwire-redis"]
         .into_iter()
-        .flat_map(|server| ["long-poll", "sse", "websocket"].map(|transport| (server.to_owned(), transport)))
+        .flat_map(|server| {
+            ["long-poll", "sse", "websocket", "webtransport"].map(|transport| (server.to_owned(), transport))
+        })
         .collect();
     assert_eq!(measured, expected, "both setups on every transport");
     let fragment = std::fs::read_to_string(out.join("scale-out.md")).expect("scale-out.md is written");

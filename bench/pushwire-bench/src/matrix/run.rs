@@ -47,13 +47,15 @@ impl Step {
 /// affects both sides of a comparison alike. The whole matrix runs over the first of
 /// `https` (HTTP settings); fan-out, idle and round trips, the figures that tell the
 /// settings apart (CPU and bytes per delivery, latency, memory per subscription), over
-/// each of the others too, each size's settings one after another.
+/// each of the others too, each size's settings one after another. WebTransport is
+/// HTTP/3 whatever the setting, so it runs once, with the first.
 pub(crate) fn plan(matrix: &Matrix, transports: &[Transport], https: &[Http]) -> Vec<Step> {
     let main = https.first().copied().unwrap_or_default();
+    let over = |http: Http| transports.iter().copied().filter(move |t| http == main || !t.quic());
     let mut steps = Vec::new();
     for &connections in &matrix.idle_connections {
         for &http in https {
-            for &transport in transports {
+            for transport in over(http) {
                 steps.push(Step::Idle(transport, connections, http));
             }
         }
@@ -68,7 +70,7 @@ pub(crate) fn plan(matrix: &Matrix, transports: &[Transport], https: &[Http]) ->
     };
     for &(subscribers, rate, messages) in &matrix.fan_out {
         for &http in https {
-            for &transport in transports {
+            for transport in over(http) {
                 steps.push(Step::Deliver(load(Kind::FanOut, transport, subscribers, rate, messages, 64), http));
             }
         }
@@ -80,11 +82,11 @@ pub(crate) fn plan(matrix: &Matrix, transports: &[Transport], https: &[Http]) ->
         }
     }
     for &http in https.iter().filter(|_| matrix.round_trips > 0) {
-        for &transport in transports {
+        for transport in over(http) {
             steps.push(Step::Deliver(load(Kind::RoundTrip, transport, 1, 0.0, matrix.round_trips, 64), http));
         }
-        if transports.contains(&Transport::WebSocket) {
-            let in_band = load(Kind::RoundTripInBand, Transport::WebSocket, 1, 0.0, matrix.round_trips, 64);
+        for transport in over(http).filter(|transport| transport.publishes_in_band()) {
+            let in_band = load(Kind::RoundTripInBand, transport, 1, 0.0, matrix.round_trips, 64);
             steps.push(Step::Deliver(in_band, http));
         }
     }

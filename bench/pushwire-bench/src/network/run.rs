@@ -82,8 +82,11 @@ fn plan(matrix: &NetworkMatrix, profile: &Profile, transports: &[Transport]) -> 
     let load = |kind, transport, subscribers, rate, messages, payload_bytes| {
         Step::Deliver(Load { kind, transport, subscribers, rate, messages, payload_bytes })
     };
+    // The emulated link carries TCP byte streams: WebTransport (QUIC datagrams) has no
+    // place behind it.
+    let transports: Vec<Transport> = transports.iter().copied().filter(|transport| !transport.quic()).collect();
     let mut steps = Vec::new();
-    for &transport in transports {
+    for &transport in &transports {
         let (subscribers, rate, messages) = matrix.fan_out;
         steps.push(load(Kind::FanOut, transport, subscribers, rate, messages, 64));
         let (subscribers, messages) = matrix.burst;
@@ -97,7 +100,7 @@ fn plan(matrix: &NetworkMatrix, profile: &Profile, transports: &[Transport]) -> 
         steps.push(load(Kind::RoundTripInBand, Transport::WebSocket, 1, 0.0, matrix.round_trips, 64));
     }
     if profile.link.down.is_some() {
-        for &transport in transports {
+        for &transport in &transports {
             for &rate in &matrix.constrained_rates {
                 let messages = (rate * matrix.constrained_step.as_secs_f64()).ceil() as u64;
                 let subscribers = matrix.constrained_subscribers;

@@ -19,7 +19,7 @@ pub(crate) fn table(run: &Run, json: &str) -> Option<String> {
             .find(|o| o.server == server && o.kind == kind && o.transport == transport && o.subscribers == subscribers)
     };
     let mut rows = String::new();
-    for transport in [Transport::LongPoll, Transport::Sse, Transport::WebSocket] {
+    for transport in Transport::ALL {
         let both = |kind, subscribers, figure: &dyn Fn(&Outcome) -> Option<String>| {
             let value = |server| find(server, kind, transport, subscribers).and_then(figure);
             format!("{} · {}", value("pushwire").unwrap_or("–".into()), value("nchan").unwrap_or("–".into()))
@@ -43,7 +43,9 @@ pub(crate) fn table(run: &Run, json: &str) -> Option<String> {
     let mut md = generated(json);
     let _ = writeln!(
         md,
-        "_Each cell: **pushwire · nchan**, measured in the same run on loopback ({}, {} cores; `{json}`)._\n",
+        "_Each cell: **pushwire · nchan**, measured in the same run on loopback ({}, {} cores; `{json}`); nchan \
+         serves no WebTransport (–). WebTransport's bytes are UDP payload (QUIC framing, acknowledgements and \
+         encryption included)._\n",
         run.machine.cpu_model, run.machine.cores
     );
     let _ = writeln!(

@@ -25,14 +25,15 @@ impl Row<'_> {
 }
 
 /// The rows of `kinds`, each scenario's settings together in the run's order of
-/// settings; scenarios by size, then kind, transport and server.
+/// settings; scenarios by size, then kind, transport and server. WebTransport, HTTP/3
+/// whatever the setting, is in the main tables only.
 fn rows<'a>(run: &'a Run, kinds: &[Kind]) -> Vec<Row<'a>> {
     let https = if run.http.is_empty() { vec![Http::H1] } else { run.http.clone() };
     let server_rank = |name: &str| run.servers.iter().position(|s| s.name == name).unwrap_or(usize::MAX);
     let mut scenarios: Vec<(usize, Kind, Transport, usize, &str)> = run
         .outcomes
         .iter()
-        .filter(|o| kinds.contains(&o.kind))
+        .filter(|o| kinds.contains(&o.kind) && !o.transport.quic())
         .map(|o| (o.subscribers, o.kind, o.transport, server_rank(&o.server), o.server.as_str()))
         .collect();
     scenarios.sort_by_key(|&(subscribers, kind, transport, rank, _)| {

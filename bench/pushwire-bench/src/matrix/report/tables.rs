@@ -23,7 +23,9 @@ pub(crate) fn tables(run: &Run, main: &Run, json: &str) -> String {
         md,
         "Latencies in ms, publisher send → subscriber receive on one clock. `lost/dup/ooo` are checked per \
          subscriber (⚠ counts gaps and connection or publish errors). CPU is the server's, from /proc. Bytes are \
-         counted at the client's sockets (HTTP headers and framing included). In brackets after the server CPU per \
+         counted at the client's sockets (HTTP headers and framing included); WebTransport's, which runs over \
+         HTTP/3 whatever the HTTP setting, are its QUIC connection's UDP payload (QUIC headers, acknowledgements \
+         and encryption tags included). In brackets after the server CPU per \
          delivery: the share of it spent in user space (the rest is the kernel's, mostly the TCP stack), where the \
          run recorded it. `other load` is the share of both cores busy with neither server nor load generator \
          during the measurement (other engineers' builds).\n"
@@ -55,6 +57,7 @@ pub(crate) fn tables(run: &Run, main: &Run, json: &str) -> String {
         );
     }
     md.push('\n');
+    in_order_table(&mut md, run);
     ratio_table(&mut md, run);
     throughput_table(&mut md, run);
 
@@ -151,6 +154,33 @@ pub(crate) fn tables(run: &Run, main: &Run, json: &str) -> String {
         .collect();
     errors(&mut md, "Errors reported by the run", &notes);
     md
+}
+
+/// Unordered transports: when a message arrived against when it could be shown in
+/// order (every earlier one in too).
+fn in_order_table(md: &mut String, run: &Run) {
+    let rows: Vec<&Outcome> = run.outcomes.iter().filter(|o| o.in_order_us.is_some()).collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "Messages on streams of their own arrive in any order; a page shows them in order:\n");
+    let _ = writeln!(md, "| transport | scenario | subscribers | arrived p50 / p99 | in order p50 / p99 |");
+    let _ = writeln!(md, "|---|---|--:|--:|--:|");
+    for o in rows {
+        let in_order = o.in_order_us.clone().unwrap_or_default();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} / {} | {} / {} |",
+            o.transport.name(),
+            o.kind.name(),
+            connected(o),
+            ms(o.latency_us.p50),
+            ms(o.latency_us.p99),
+            ms(in_order.p50),
+            ms(in_order.p99),
+        );
+    }
+    md.push('\n');
 }
 
 fn label(o: &Outcome) -> String {
