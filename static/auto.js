@@ -16,7 +16,8 @@ import { LABEL } from './transports/index.js';
 // delivery than WebSocket over loopback, it needs a certificate fetch and a QUIC
 // handshake before any data, and WebSocket passes wherever TCP does. It is what Auto
 // tries when WebSocket is refused, before one-way SSE.
-// MEASURED: <filled in from the committed run>
+// Measured (bench/results/2026-12-06): server CPU per delivery 24.7 µs against
+// WebSocket's 7.0 at 1,000 subscribers, 60.9 against 8.4 at 10,000.
 /** Most capable first: two-way and lean, then two-way over QUIC, then one-way streaming, then polling. */
 const ORDER = ['websocket', 'webtransport', 'sse', 'long-poll'];
 /** Where the last choice is remembered, with why. */
