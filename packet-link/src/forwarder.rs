@@ -115,6 +115,7 @@ struct Flight {
 
 /// One direction's state as its reader decides each packet's fate.
 struct Fate {
+    direction: Direction,
     rng: fastrand::Rng,
     /// Gilbert–Elliott's state.
     bad: bool,
@@ -133,7 +134,11 @@ impl Fate {
             return Err(true);
         }
         let mut leaves = now;
-        if let Some(rate) = profile.rate {
+        let rate = match self.direction {
+            Direction::Down => profile.down_rate,
+            Direction::Up => profile.up_rate,
+        };
+        if let Some(rate) = rate {
             let start = self.free_at.max(now);
             let queued = start.duration_since(now).as_secs_f64() * rate as f64;
             if queued > profile.queue_bytes as f64 {
@@ -183,6 +188,7 @@ pub(crate) fn start(
         // Seeded, so a run's losses can be repeated.
         let now = Instant::now();
         let mut fate = Fate {
+            direction,
             rng: fastrand::Rng::with_seed(index as u64 + 1),
             bad: false,
             free_at: now,

@@ -11,9 +11,9 @@
 //! - **Loss**: none, random (each packet independently), or bursty (Gilbert–Elliott: a
 //!   good state that loses nothing and a bad one that loses most, with the chances of
 //!   switching between them per packet).
-//! - **Bandwidth**: a bottleneck that sends one packet after another at `rate`, with a
-//!   queue of at most `queue_bytes` behind it; a packet that finds it full is dropped
-//!   (tail drop), as a router drops.
+//! - **Bandwidth**: a bottleneck that sends one packet after another at the direction's
+//!   rate (`down_rate`, `up_rate`), with a queue of at most `queue_bytes` behind it; a
+//!   packet that finds it full is dropped (tail drop), as a router drops.
 //! - **MTU** 1,500 on both devices: the segments are the size a real path carries, not
 //!   loopback's 64 KiB, so one loss costs what it costs on the Internet.
 //!
@@ -21,8 +21,10 @@
 //! The namespaces have no name (`ip netns` does not list them): each exists while this
 //! value holds its file descriptor or a process started in it runs, and each device
 //! while the forwarder holds it. Processes started in a namespace get a parent-death
-//! signal, so a crash or Ctrl-C of the owner takes them, the devices and the
-//! namespaces with it. Needs root (or CAP_SYS_ADMIN and CAP_NET_ADMIN) and
+//! signal and run in a PID namespace of their own, so a crash or Ctrl-C of the owner
+//! takes them and everything they started, the devices and the namespaces with it. A thread that joined a namespace ([`Namespace::enter`]: a
+//! program that moves its own work to the client side) holds it until that thread
+//! ends. Needs root (or CAP_SYS_ADMIN and CAP_NET_ADMIN) and
 //! `/dev/net/tun`; [`PacketLink::up`] says plainly which is missing.
 
 mod forwarder;

@@ -1,5 +1,6 @@
 //! A network namespace of the link's own, with a thread that lives in it: sockets that
-//! thread makes and processes it starts belong to the namespace.
+//! thread makes and processes it starts belong to the namespace. Another thread can
+//! join it for good ([`Namespace::enter`]), and with it every thread that one starts.
 
 use std::fs::File;
 use std::io;
@@ -9,7 +10,7 @@ use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use nix::sched::{CloneFlags, unshare};
+use nix::sched::{CloneFlags, setns, unshare};
 
 /// Work for the namespace's thread.
 type Job = Box<dyn FnOnce() + Send>;
@@ -66,13 +67,42 @@ impl Namespace {
     }
 
     /// Starts `program` with `args` in the namespace. It is killed when the namespace
-    /// goes (this value dropped, or its owner dead): `setpriv --pdeathsig` ties it to
-    /// the namespace's thread, its parent.
+    /// goes (this value dropped, or its owner dead), and with it every process it
+    /// started (see [`Namespace::spawn_with`]).
     pub fn spawn(&self, program: impl Into<PathBuf>, args: Vec<String>) -> io::Result<Child> {
+        self.spawn_with(program, move |command| {
+            command.args(args);
+        })
+    }
+
+    /// [`Namespace::spawn`] with the command's arguments, environment and standard
+    /// streams set by `configure`.
+    ///
+    /// The returned child is `unshare`, whose one child is `program`, the first process
+    /// of a PID namespace of its own: killing the returned child (or the namespace
+    /// going: `setpriv --pdeathsig` ties it to the namespace's thread, its parent) kills
+    /// `program`, and when that dies the kernel kills every process in its PID
+    /// namespace. So a server's workers (nginx's) cannot outlive the link and keep its
+    /// network namespace alive. Inside, `program` is process 1: a pid it writes down
+    /// (nginx's pid file) means nothing outside.
+    pub fn spawn_with(
+        &self,
+        program: impl Into<PathBuf>,
+        configure: impl FnOnce(&mut Command) + Send + 'static,
+    ) -> io::Result<Child> {
         let program = program.into();
         self.run(move || {
-            Command::new("setpriv").arg("--pdeathsig").arg("KILL").arg("--").arg(program).args(args).spawn()
+            let mut command = Command::new("setpriv");
+            command.args(["--pdeathsig", "KILL", "--", "unshare", "--pid", "--kill-child=KILL", "--"]).arg(program);
+            configure(&mut command);
+            command.spawn()
         })
+    }
+
+    /// Moves the calling thread into the namespace for good: the sockets it makes from
+    /// now on, and the threads it starts (a runtime's workers), belong to it.
+    pub fn enter(&self) -> io::Result<()> {
+        setns(&self.file, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
     }
 
     /// A path through which another process enters the namespace (`nsenter --net=…`),
@@ -87,6 +117,22 @@ impl Namespace {
         let path = format!("/proc/thread-self/net/{name}");
         self.run(move || std::fs::read_to_string(path))
     }
+
+    /// The namespace's TCP counter `name` of `/proc/net/snmp` (`RetransSegs`: segments
+    /// its kernel retransmitted).
+    pub fn tcp_counter(&self, name: &str) -> io::Result<u64> {
+        let snmp = self.proc_net("snmp")?;
+        tcp_counter(&snmp, name)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no TCP counter {name} in /proc/net/snmp")))
+    }
+}
+
+/// `name` of the two `Tcp:` lines of `snmp` (names, then values).
+fn tcp_counter(snmp: &str, name: &str) -> Option<u64> {
+    let mut tcp = snmp.lines().filter(|line| line.starts_with("Tcp:"));
+    let (names, values) = (tcp.next()?, tcp.next()?);
+    let index = names.split_whitespace().position(|n| n == name)?;
+    values.split_whitespace().nth(index)?.parse().ok()
 }
 
 impl Drop for Namespace {
@@ -102,4 +148,14 @@ impl Drop for Namespace {
 pub(crate) fn loopback_up() -> io::Result<()> {
     let status = Command::new("ip").args(["link", "set", "lo", "up"]).status()?;
     if status.success() { Ok(()) } else { Err(io::Error::other(format!("ip link set lo up: {status}"))) }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_tcp_counter_is_read_by_its_name() {
+        let snmp = "Ip: Forwarding DefaultTTL\nIp: 2 64\nTcp: RtoAlgorithm OutSegs RetransSegs\nTcp: 1 900 17\n";
+        assert_eq!(super::tcp_counter(snmp, "RetransSegs"), Some(17));
+        assert_eq!(super::tcp_counter(snmp, "InErrs"), None);
+    }
 }

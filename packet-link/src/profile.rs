@@ -1,4 +1,4 @@
-//! What a link does to packets, each direction alike.
+//! What a link does to packets: each direction alike but for its bandwidth.
 
 use std::time::Duration;
 
@@ -13,9 +13,12 @@ pub struct Profile {
     pub reorder: bool,
     /// Which packets are lost.
     pub loss: Loss,
-    /// Bytes per second each way (IP packets, headers included); `None` is unlimited.
-    pub rate: Option<u64>,
-    /// Bytes that may wait for `rate` before the next packet is dropped.
+    /// Bytes per second server → client (IP packets, headers included); `None` is
+    /// unlimited.
+    pub down_rate: Option<u64>,
+    /// Bytes per second client → server.
+    pub up_rate: Option<u64>,
+    /// Bytes that may wait for the direction's rate before the next packet is dropped.
     pub queue_bytes: usize,
 }
 
@@ -26,7 +29,8 @@ impl Profile {
         jitter: Duration::ZERO,
         reorder: false,
         loss: Loss::None,
-        rate: None,
+        down_rate: None,
+        up_rate: None,
         queue_bytes: 256 * 1024,
     };
 

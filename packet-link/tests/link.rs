@@ -1,6 +1,8 @@
 //! The link between two namespaces of its own: TCP and UDP cross it at the profile's
-//! delay, its losses make kernel TCP retransmit and still deliver every byte, and when
-//! it goes, its namespaces and the processes started in them go too. Needs root and
+//! delay and each direction's bandwidth, its losses make kernel TCP retransmit and
+//! still deliver every byte, threads that enter a side and processes started there are
+//! on that side, and when it goes, its namespaces and the processes started in them go
+//! too. Needs root and
 //! /dev/net/tun; without them each test says so and fails, not passes.
 
 use std::io::{Read, Write};
@@ -11,14 +13,6 @@ use packet_link::{CLIENT, Loss, PacketLink, Profile, SERVER};
 
 fn link(profile: Profile) -> PacketLink {
     PacketLink::up(profile).unwrap_or_else(|e| panic!("the packet link cannot run here: {e}"))
-}
-
-/// The namespace's TCP counter `name` from `/proc/net/snmp` (`RetransSegs`, …).
-fn tcp_counter(snmp: &str, name: &str) -> u64 {
-    let mut tcp = snmp.lines().filter(|line| line.starts_with("Tcp:"));
-    let (names, values) = (tcp.next().expect("Tcp names"), tcp.next().expect("Tcp values"));
-    let index = names.split_whitespace().position(|n| n == name).expect("the counter");
-    values.split_whitespace().nth(index).expect("its value").parse().expect("a number")
 }
 
 #[test]
@@ -62,8 +56,8 @@ fn tcp_retransmits_what_the_link_loses_and_delivers_every_byte() {
     assert!(received == expected, "the bytes arrived intact and in order");
     let (down, _) = link.counts();
     assert!(down.lost > 0, "the link lost nothing: {down:?}");
-    let server_snmp = link.server().proc_net("snmp").expect("the server side's counters");
-    assert!(tcp_counter(&server_snmp, "RetransSegs") > 0, "the kernel retransmitted nothing");
+    let retransmitted = link.server().tcp_counter("RetransSegs").expect("the server side's counters");
+    assert!(retransmitted > 0, "the kernel retransmitted nothing");
 }
 
 #[test]
@@ -98,4 +92,83 @@ fn a_process_started_in_a_namespace_ends_with_the_link() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(!ended.success(), "killed, not finished: {ended}");
+}
+
+#[test]
+fn a_thread_that_enters_the_client_side_and_the_threads_it_starts_dial_across_the_link() {
+    let link = link(Profile::CLEAR);
+    let listener = link.server().run(|| TcpListener::bind((SERVER, 7003))).expect("listen");
+    let accepted = std::thread::spawn(move || listener.accept().map(|(_, from)| from.ip()));
+    let client = link.client();
+    let dialed = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                client.enter().expect("enter the client side");
+                // A thread started from there is on the client side too.
+                std::thread::spawn(|| TcpStream::connect((SERVER, 7003)).map(drop)).join().unwrap()
+            })
+            .join()
+            .unwrap()
+    });
+    dialed.expect("10.99.0.1 is reachable from the client side only");
+    assert_eq!(accepted.join().unwrap().expect("accept"), CLIENT);
+}
+
+#[test]
+fn a_process_started_with_its_settings_runs_in_the_namespace() {
+    let link = link(Profile::CLEAR);
+    let child = link
+        .server()
+        .spawn_with("ip", |command| {
+            command.args(["-4", "-o", "address", "show", "dev", "link0"]).stdout(std::process::Stdio::piped());
+        })
+        .expect("start ip in the server namespace");
+    let output = child.wait_with_output().expect("its output");
+    assert!(String::from_utf8_lossy(&output.stdout).contains(&SERVER.to_string()), "{output:?}");
+}
+
+#[test]
+fn each_direction_has_its_own_bandwidth() {
+    let link = link(Profile { down_rate: Some(500_000), up_rate: None, ..Profile::CLEAR });
+    let listener = link.server().run(|| TcpListener::bind((SERVER, 7004))).expect("listen");
+    let sender = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        stream.write_all(&[7; 250_000]).expect("send");
+    });
+    let mut stream = link.client().run(|| TcpStream::connect((SERVER, 7004))).expect("connect");
+    let started = Instant::now();
+    let mut received = Vec::new();
+    stream.read_to_end(&mut received).expect("every byte");
+    let took = started.elapsed();
+    sender.join().unwrap();
+    assert_eq!(received.len(), 250_000);
+    assert!(took >= Duration::from_millis(450), "250 kB at 500 kB/s took only {took:?}");
+}
+
+#[test]
+fn the_processes_a_started_process_starts_end_with_the_link_too() {
+    // A parent that leaves a child behind when it is killed, as nginx's master leaves
+    // its workers; the child's command line is unique to this test.
+    let child_command = "sleep 600.0271";
+    let link = link(Profile::CLEAR);
+    let script = format!("{child_command} & wait");
+    let mut parent = link.server().spawn("sh", vec!["-c".into(), script]).expect("start a shell in the namespace");
+    let running = || {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|process| {
+            let command = std::fs::read(process.path().join("cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&command).replace('\0', " ").trim_end() == child_command
+        })
+    };
+    let started = Instant::now();
+    while !running() {
+        assert!(started.elapsed() < Duration::from_secs(5), "the shell never started its child");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(link);
+    let dropped = Instant::now();
+    while running() {
+        assert!(dropped.elapsed() < Duration::from_secs(5), "a grandchild outlived the link");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!parent.wait().expect("its state").success(), "killed, not finished");
 }

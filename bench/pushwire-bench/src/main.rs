@@ -12,13 +12,14 @@
 //! pushwire-bench --pushwire-bin target/release/pushwire --scale-out-only   # built with --features redis
 //! ```
 //!
-//! `bench/run-matrix` is the one documented command around it. This file only parses
-//! the command line and dispatches.
+//! `bench/run-matrix` and `bench/network/run` are the documented commands around it.
+//! This file only reads the command line (`cli`) and dispatches.
 //!
 //! # Modules
 //! Each module imports only those listed above it (`main` all of them), so there are no
 //! circular imports: the records depend on nothing, reports on records and formatting.
-//! - `record`: the plain, serialisable records of a run (`Run`, `Outcome`, …); no imports;
+//! - `record`: the plain, serialisable records of a run (`Run`, `Outcome`, …; `http`:
+//!   the HTTP setting); no imports;
 //! - `date`: the run's date in UTC (the one calendar conversion);
 //! - `format`: how milliseconds, counts and recurring cells are written, provenance;
 //! - `plot`: the SVG plots' colours, chart frame, lines and bars;
@@ -32,20 +33,26 @@
 //! - `webtransport`: WebTransport sessions over HTTP/3 (QUIC), the certificate pinned by
 //!   its hash, lines on one stream or a stream per message, bytes from QUIC's own count;
 //! - `clients`: publisher and long-poll/SSE/WebSocket/WebTransport subscribers per
-//!   server protocol;
-//! - `servers`: starting servers, `/proc` sampling, machine facts;
-//! - `scenario`: one measurement (a `Load` delivered, or idle connections) and its figures;
+//!   server protocol (`long_poll`, `sse`, `websocket`: one file per transport);
+//! - `servers`: starting servers (on loopback or the packet link's server side), `/proc`
+//!   sampling, machine facts;
+//! - `scenario`: one measurement (a `Load` delivered, or idle connections) and its figures
+//!   (`bench`, `subscriber`, `latency`, `idle`);
 //! - the experiments, each with its own `run` and `report`:
 //!   - `matrix`: the loopback matrix (`ramp`: the throughput ramp's criterion; `report`:
 //!     `tables`, `protocols` (the HTTP settings compared), `headline`, `targets`,
 //!     `before_after`, `plots`);
-//!   - `network`: the network matrix over emulated links (`rounds`: reconnect and cold start);
+//!   - `network`: the network matrix over emulated or packet links (`profiles`: the links;
+//!     `rounds`: reconnect and cold start; `report`: `tables`, `loss`, `agreement`,
+//!     `plots`);
 //!   - `scale_out`: cross-instance delivery through Redis (`redis`: its redis-server);
 //!   - `churn`: connections that come and go, and whether the server gets back to idle;
 //! - `report`: which experiment's report a run record gets (`--report-from` and after a run);
-//! - `session`: one measuring invocation: the experiments in turn, recorded as one run.
+//! - `session`: one measuring invocation: the experiments in turn, recorded as one run;
+//! - `cli`: the command line's flags.
 
 mod churn;
+mod cli;
 mod clients;
 mod date;
 mod format;
@@ -68,129 +75,17 @@ mod wire;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
+use packet_link::PacketLink;
 
+use cli::Args;
 use matrix::{Matrix, MatrixName};
-use network::NetworkMatrix;
-use record::{Http, Kind, Protocol, Transport};
-use servers::{Launch, Server};
+use network::{LinkKind, NetworkMatrix, NetworkRun};
+use record::{Http, Protocol, Transport};
+use servers::{Host, Launch, Server};
 use session::{Plan, Session};
-
-/// Latency, throughput and cost of long-poll, SSE, WebSocket and WebTransport, on pushwire
-/// and nchan.
-#[derive(Parser, Debug)]
-#[command(name = "pushwire-bench", version)]
-struct Args {
-    /// Start this pushwire binary as a child on an ephemeral loopback port.
-    #[arg(long)]
-    pushwire_bin: Option<PathBuf>,
-    /// Or measure a pushwire already running at this loopback address.
-    #[arg(long, conflicts_with = "pushwire_bin")]
-    pushwire_addr: Option<String>,
-    /// Process id of the pushwire at --pushwire-addr, for CPU and memory.
-    #[arg(long)]
-    pushwire_pid: Option<u32>,
-    /// Where the pushwire at --pushwire-addr serves HTTPS (its --tls-addr), for the TLS
-    /// settings of --protocols.
-    #[arg(long, requires = "pushwire_addr")]
-    pushwire_tls_addr: Option<String>,
-    /// Start nginx with this nchan configuration (bench/nchan/nginx.conf).
-    #[arg(long)]
-    nchan_conf: Option<PathBuf>,
-    /// Where the nchan configuration listens, or where a running nchan is.
-    #[arg(long, default_value = "127.0.0.1:18089")]
-    nchan_addr: String,
-    /// Where the nchan configuration serves HTTPS (HTTP/2 and HTTP/1.1), or where a
-    /// running nchan does.
-    #[arg(long, default_value = "127.0.0.1:18443")]
-    nchan_tls_addr: String,
-    /// Measure a running nchan at --nchan-addr instead of starting one.
-    #[arg(long, conflicts_with = "nchan_conf")]
-    nchan_running: bool,
-    /// Master process id of the running nchan, for CPU and memory.
-    #[arg(long)]
-    nchan_pid: Option<u32>,
-    /// Also measure Tornado's chat demo (long-poll only) running at this address.
-    #[arg(long, conflicts_with = "tornado_demo")]
-    tornado_addr: Option<String>,
-    /// Or start Tornado's chat demo from this `demos/chat` folder of a tornado source
-    /// distribution (`bench/tornado/setup` fetches one) on a free loopback port.
-    #[arg(long)]
-    tornado_demo: Option<PathBuf>,
-    /// The Python that runs --tornado-demo, with tornado installed.
-    #[arg(long, default_value = "python3")]
-    tornado_python: PathBuf,
-    /// Run the network matrix instead: every scenario over emulated links (see
-    /// --profiles), into `bench/results/network-<date>` by default.
-    #[arg(long, value_enum)]
-    network: Option<MatrixName>,
-    /// Run the churn check instead: this many subscriber connections per transport
-    /// come and go (clean closes, resets, heads dropped half way) against the pushwire
-    /// of --pushwire-bin or --pushwire-addr; writes churn.json and churn.md.
-    #[arg(long)]
-    churn: Option<u64>,
-    /// Only these link profiles of the network matrix: loopback, rtt-20ms, rtt-100ms,
-    /// rtt-300ms, fast-3g, slow-3g.
-    #[arg(long, value_delimiter = ',', value_parser = parse_profile)]
-    profiles: Vec<&'static str>,
-    /// Which matrix of scenarios to run.
-    #[arg(long, value_enum, default_value_t = MatrixName::Standard)]
-    matrix: MatrixName,
-    /// Only these transports: long-poll, sse, websocket, webtransport (all four by
-    /// default), webtransport-unordered (each message on its own stream; only when named).
-    #[arg(long, value_delimiter = ',', value_parser = parse_transport)]
-    transports: Vec<Transport>,
-    /// What the loopback matrix's HTTP goes over: `h1` (HTTP/1.1, cleartext), `h1-tls`
-    /// (HTTP/1.1 over TLS), `h2-tls` (HTTP/2 over TLS, one subscriber per connection),
-    /// `h2-tls:N` (HTTP/2 over TLS, N subscribers' streams per connection, at most the
-    /// servers' concurrent-stream limit: 128 for pushwire's default and nginx's). The whole
-    /// matrix runs over the first; fan-out, idle and round trips over each. pushwire
-    /// then also serves HTTPS (`--tls-addr`); nchan always does (bench/nchan/nginx.conf).
-    #[arg(long, value_delimiter = ',', default_value = "h1")]
-    protocols: Vec<Http>,
-    /// Only these scenarios (to rerun one table's rows), e.g. `--kinds fan-out`.
-    #[arg(long, value_delimiter = ',', value_enum)]
-    kinds: Vec<Kind>,
-    /// Only the scenarios with this many subscribers (or idle connections).
-    #[arg(long, value_delimiter = ',')]
-    subscribers: Vec<usize>,
-    /// Directory for results.json, tables.md and the SVG plots. With --report-from,
-    /// where the regenerated tables and plots go (default: beside the JSON file).
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Stop starting new scenarios after this many minutes.
-    #[arg(long, default_value_t = 20.0)]
-    max_minutes: f64,
-    /// Load-generator worker threads (default: one per core).
-    #[arg(long)]
-    client_threads: Option<usize>,
-    /// Only regenerate tables.md and the plots from this results.json.
-    #[arg(long)]
-    report_from: Option<PathBuf>,
-    /// With --report-from: also write `before-after.md`, pushwire's figures in this
-    /// earlier run next to those of the --report-from run.
-    #[arg(long, requires = "report_from")]
-    before: Option<PathBuf>,
-    /// After the matrix, measure cross-instance delivery through Redis against one
-    /// in-memory instance: starts redis-server and pushwire instances from
-    /// --pushwire-bin, which must be built with `--features redis`.
-    #[arg(long, requires = "pushwire_bin")]
-    scale_out: bool,
-    /// Run only the scale-out scenario, not the matrix.
-    #[arg(long, requires = "pushwire_bin")]
-    scale_out_only: bool,
-}
-
-fn parse_profile(text: &str) -> Result<&'static str, String> {
-    let names: Vec<&'static str> = network::profiles().iter().map(|p| p.name).collect();
-    names.iter().copied().find(|name| *name == text).ok_or_else(|| format!("{text}: one of {}", names.join(", ")))
-}
-
-fn parse_transport(text: &str) -> Result<Transport, String> {
-    let names = || Transport::EVERY.map(Transport::name).join(", ");
-    Transport::EVERY.into_iter().find(|t| t.name() == text).ok_or_else(|| format!("{text}: one of {}", names()))
-}
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -203,6 +98,13 @@ fn main() -> ExitCode {
             }
         };
     }
+    let packet_link = match packet_link_up(&args) {
+        Ok(link) => link,
+        Err(e) => {
+            eprintln!("pushwire-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // Each subscriber is a descriptor; the soft limit is often 1024.
     let nofile = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0);
     let threads = args.client_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
@@ -211,7 +113,7 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("build the tokio runtime");
-    match runtime.block_on(measure(args, threads, nofile)) {
+    match runtime.block_on(measure(args, threads, nofile, packet_link)) {
         Ok(path) => {
             println!("results: {}", path.display());
             ExitCode::SUCCESS
@@ -221,6 +123,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--link packet`: the link, with this thread on its client side, and so every thread
+/// it starts from now on (the runtime's): every socket the load generator makes is
+/// there, except those it makes on the server side on purpose (a back end's publisher).
+fn packet_link_up(args: &Args) -> Result<Option<Arc<PacketLink>>, String> {
+    if args.link != LinkKind::Packet {
+        return Ok(None);
+    }
+    if args.network.is_none() {
+        return Err("--link is the network matrix's: give --network quick or standard too".into());
+    }
+    let external = args.pushwire_addr.is_some() || args.nchan_running || args.tornado_addr.is_some();
+    if external || args.scale_out || args.scale_out_only || args.churn.is_some() {
+        return Err("--link packet starts its servers on the link's server side: give --pushwire-bin, --nchan-conf \
+                    or --tornado-demo, without running servers, scale-out or churn"
+            .into());
+    }
+    let link = PacketLink::up(packet_link::Profile::CLEAR).map_err(|e| format!("--link packet: {e}"))?;
+    link.client().enter().map_err(|e| format!("--link packet: cannot join the link's client side: {e}"))?;
+    Ok(Some(Arc::new(link)))
 }
 
 fn regenerate(json: &Path, before: Option<&Path>, out: Option<&Path>) -> Result<(), String> {
@@ -257,17 +180,29 @@ fn loopback(text: &str) -> Result<SocketAddr, String> {
 
 /// Starts the servers and runs what the arguments ask for: the churn check, or the
 /// loopback or network matrix and the scale-out scenario.
-async fn measure(args: Args, threads: usize, nofile: u64) -> Result<PathBuf, String> {
+async fn measure(
+    args: Args,
+    threads: usize,
+    nofile: u64,
+    packet_link: Option<Arc<PacketLink>>,
+) -> Result<PathBuf, String> {
     if matches!(args.network, Some(MatrixName::Scale)) {
         return Err("--network is quick or standard; the scale curve is --matrix scale".to_owned());
     }
+    let profiles = args.network.map(|_| network::profiles::chosen(args.link, &args.profiles)).transpose()?;
     let date = date::utc_now();
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("bench/results").join(default_out(&args, &date)));
     let session = Session::begin(date, out, args.max_minutes)?;
     let scale_out = args.scale_out || args.scale_out_only;
+    let host = packet_link.clone().map_or(Host::Loopback, Host::ServerSide);
     // The scale-out scenario starts its own servers.
-    let servers = if args.scale_out_only { Vec::new() } else { start_servers(&args)? };
-    let transports = if args.transports.is_empty() { Transport::ALL.to_vec() } else { args.transports.clone() };
+    let servers = if args.scale_out_only { Vec::new() } else { start_servers(&args, &host)? };
+    let transports = match (args.transports.is_empty(), &packet_link) {
+        (false, _) => args.transports.clone(),
+        // The packet link carries QUIC: WebTransport both ways is what loss tells apart.
+        (true, Some(_)) => Transport::EVERY.to_vec(),
+        (true, None) => Transport::ALL.to_vec(),
+    };
     if let Some(connections) = args.churn {
         let server = servers.iter().find(|s| s.facts.name == "pushwire").ok_or("--churn needs a pushwire server")?;
         return session.churn(server, &transports, connections).await;
@@ -288,12 +223,10 @@ async fn measure(args: Args, threads: usize, nofile: u64) -> Result<PathBuf, Str
     if (args.network.is_some() || args.scale_out_only) && args.protocols != [Http::H1] {
         return Err("--protocols is the loopback matrix's; the other experiments are HTTP/1.1 in cleartext".into());
     }
-    let network = args.network.map(|name| {
-        let profiles = network::profiles()
-            .into_iter()
-            .filter(|p| args.profiles.is_empty() || args.profiles.contains(&p.name))
-            .collect();
-        (NetworkMatrix::of(matches!(name, MatrixName::Quick)), profiles)
+    let network = args.network.zip(profiles).map(|(name, profiles)| NetworkRun {
+        matrix: NetworkMatrix::of(matches!(name, MatrixName::Quick)),
+        profiles,
+        packet_link,
     });
     let scale_out = args
         .pushwire_bin
@@ -301,6 +234,7 @@ async fn measure(args: Args, threads: usize, nofile: u64) -> Result<PathBuf, Str
         .filter(|_| scale_out)
         .map(|binary| (binary, scale_out::loads(&matrix.scale_out, &transports)));
     let label = match args.network {
+        Some(name) if args.link == LinkKind::Packet => format!("network {name:?}, packet link").to_lowercase(),
         Some(name) => format!("network {name:?}").to_lowercase(),
         None => {
             format!("{:?}{}", args.matrix, if args.scale_out_only { ", scale-out only" } else { "" }).to_lowercase()
@@ -327,6 +261,8 @@ fn default_out(args: &Args, date: &str) -> String {
     let day = &date[..10];
     if args.scale_out_only {
         format!("scale-out-{day}")
+    } else if args.network.is_some() && args.link == LinkKind::Packet {
+        format!("loss-{day}")
     } else if args.network.is_some() {
         format!("network-{day}")
     } else if args.churn.is_some() {
@@ -338,11 +274,11 @@ fn default_out(args: &Args, date: &str) -> String {
     }
 }
 
-/// The servers of the matrix, started or attached to as the arguments say.
-fn start_servers(args: &Args) -> Result<Vec<Server>, String> {
+/// The servers of the matrix, started on `host` or attached to as the arguments say.
+fn start_servers(args: &Args, host: &Host) -> Result<Vec<Server>, String> {
     let mut servers = Vec::new();
     let start = |name: &str, protocol, launch| {
-        Server::start(name, protocol, launch).map_err(|e| format!("cannot start {name}: {e}"))
+        Server::start(name, protocol, launch, host.clone()).map_err(|e| format!("cannot start {name}: {e}"))
     };
     // HTTPS only when a setting asks for it, so an HTTP/1.1 run starts pushwire as before.
     let tls = args.network.is_none() && args.protocols.iter().any(|http| http.tls());
@@ -354,7 +290,9 @@ fn start_servers(args: &Args) -> Result<Vec<Server>, String> {
         let launch = Launch::External { addr: loopback(addr)?, tls_addr, pid: args.pushwire_pid };
         servers.push(start("pushwire", Protocol::Pushwire, launch)?);
     }
-    let (nchan_addr, nchan_tls_addr) = (loopback(&args.nchan_addr)?, loopback(&args.nchan_tls_addr)?);
+    // The configuration's ports, on the host's address.
+    let on_host = |addr: SocketAddr| SocketAddr::new(host.ip(), addr.port());
+    let (nchan_addr, nchan_tls_addr) = (on_host(loopback(&args.nchan_addr)?), on_host(loopback(&args.nchan_tls_addr)?));
     if let Some(conf) = &args.nchan_conf {
         let launch = Launch::Nginx { conf: conf.clone(), addr: nchan_addr, tls_addr: nchan_tls_addr };
         servers.push(start("nchan", Protocol::Nchan, launch)?);
@@ -367,7 +305,7 @@ fn start_servers(args: &Args) -> Result<Vec<Server>, String> {
         let launch = Launch::External { addr: loopback(addr)?, tls_addr: None, pid: None };
         servers.push(start("tornado", Protocol::Tornado, launch)?);
     } else if let Some(demo) = &args.tornado_demo {
-        let addr = servers::free_loopback_port().map_err(|e| format!("no free port for Tornado: {e}"))?;
+        let addr = host.free_port().map_err(|e| format!("no free port for Tornado: {e}"))?;
         let launch = Launch::Tornado { python: args.tornado_python.clone(), demo: demo.clone(), addr };
         servers.push(start("tornado", Protocol::Tornado, launch)?);
     }

@@ -1,11 +1,13 @@
 //! The SVG plots' common parts: one colour per server and transport, a chart frame,
-//! lines with a legend, and bars. Each experiment's report picks what it plots.
+//! lines with a legend, cumulative distributions, and bars. Each experiment's report
+//! picks what it plots.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::AsRangedCoord;
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
 use crate::record::{Kind, Outcome, Run, Transport};
@@ -117,6 +119,65 @@ where
         .position(SeriesLabelPosition::UpperLeft)
         .draw()
         .map_err(|e| e.to_string())
+}
+
+/// One line of a CDF plot: `(ms, share)` points in rising order.
+pub(crate) struct CdfLine {
+    pub label: String,
+    pub colour: RGBColor,
+    pub points: Vec<(f64, f64)>,
+    /// Drawn dashed (a second view of the same series, such as "in order").
+    pub dashed: bool,
+}
+
+/// Cumulative distributions: the share of samples (0 to 1) within each time (ms, log
+/// scale, so milliseconds and seconds of tail read on one axis), one line each.
+pub(crate) fn cdf_plot(path: &Path, title: &str, lines: &[CdfLine]) -> Result<(), String> {
+    let xs = || lines.iter().flat_map(|line| line.points.iter().map(|p| p.0));
+    // From the power of ten below the fastest, where a log axis starts its labels.
+    let x_min = 10f64.powf(xs().fold(f64::MAX, f64::min).max(0.01).log10().floor());
+    let x_max = xs().fold(x_min, f64::max) * 1.25;
+    let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
+    let mut chart = chart(&root, title, 45, (x_min..x_max).log_scale(), 0f64..1.0)?;
+    chart
+        .configure_mesh()
+        .x_desc("latency from publish to delivery (ms, log scale)")
+        .y_desc("share of messages")
+        // Ticks at every 1..9 of each power of ten, labelled at 1, 2 and 5 only.
+        .x_labels(50)
+        .x_max_light_lines(0)
+        .x_label_formatter(&|x| {
+            let leading = x / 10f64.powf(x.log10().floor());
+            if [1.0, 2.0, 5.0].iter().any(|d| (leading - d).abs() < 0.01) { format!("{x}") } else { String::new() }
+        })
+        .draw()
+        .map_err(|e| e.to_string())?;
+    for line in lines {
+        let style = line.colour.stroke_width(2);
+        let points = line.points.iter().copied();
+        let dashed = line.dashed;
+        let drawn = if dashed {
+            chart.draw_series(DashedLineSeries::new(points, 6, 4, style))
+        } else {
+            chart.draw_series(LineSeries::new(points, style))
+        };
+        drawn.map_err(|e| e.to_string())?.label(line.label.clone()).legend(move |(x, y)| {
+            let sample = vec![(x, y), (x + 20, y)];
+            if dashed {
+                DashedPathElement::new(sample, 6, 4, style).into_dyn()
+            } else {
+                PathElement::new(sample, style).into_dyn()
+            }
+        });
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
 }
 
 /// One bar per outcome of `kind` with a `value`, named and coloured by series.

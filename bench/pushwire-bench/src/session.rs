@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::matrix::run::Step;
-use crate::network::{NetworkMatrix, Profile};
+use crate::network::NetworkRun;
 use crate::record::{Http, Machine, Outcome, Run, Transport};
 use crate::scenario::Load;
 use crate::servers::{self, Server};
@@ -31,7 +31,7 @@ pub(crate) struct Plan {
     pub servers: Vec<Server>,
     pub steps: Vec<Step>,
     pub idle_hold: Duration,
-    pub network: Option<(NetworkMatrix, Vec<Profile>)>,
+    pub network: Option<NetworkRun>,
     pub transports: Vec<Transport>,
     /// The loopback matrix's HTTP settings, the first the whole matrix's (see
     /// [`matrix::run::plan`]); recorded in the run when other than HTTP/1.1 alone.
@@ -84,14 +84,14 @@ impl Session {
     /// feature) fails the run, after the other results are written.
     pub(crate) async fn measure(mut self, plan: Plan) -> Result<PathBuf, String> {
         let Plan { mut servers, steps, idle_hold, network, transports, https, scale_out, label, .. } = plan;
-        let network_steps = network.as_ref().map_or(0, |(m, profiles)| network::run::steps(m, profiles, &transports));
+        let network_steps = network.as_ref().map_or(0, |n| network::run::steps(&n.matrix, &n.profiles, &transports));
         let scale_out_steps = scale_out.as_ref().map_or(0, |(_, loads)| loads.len() * 2);
         let progress = progress::bar(((steps.len() + network_steps) * servers.len() + scale_out_steps) as u64);
         let (deadline, max_minutes) = (self.deadline, self.max_minutes);
         let mut outcomes: Vec<Outcome> =
             matrix::run::run(&mut servers, &steps, idle_hold, &progress, deadline, max_minutes).await;
-        if let Some((matrix, profiles)) = &network {
-            outcomes.extend(network::run::run(&mut servers, matrix, profiles, &transports, &progress, deadline).await);
+        if let Some(network_run) = &network {
+            outcomes.extend(network::run::run(&mut servers, network_run, &transports, &progress, deadline).await);
         }
         for server in &mut servers {
             server.stop();

@@ -90,10 +90,13 @@ impl Clients {
         let hash = offer.sha256.ok_or(ClientError::Http("no certificate hash to pin".into()))?;
         let hash = base64::engine::general_purpose::STANDARD.decode(hash).ok().and_then(|h| h.try_into().ok());
         let hash: [u8; 32] = hash.ok_or(ClientError::Http("the certificate hash is not 32 bytes of base64".into()))?;
+        // On loopback when the server is; otherwise (across the packet link) wherever
+        // the route to it goes.
+        let local = if connector.addr().ip().is_loopback() { Ipv4Addr::LOCALHOST } else { Ipv4Addr::UNSPECIFIED };
         let endpoints = (0..ENDPOINTS)
             .map(|_| {
                 let config = ClientConfig::builder()
-                    .with_bind_address(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+                    .with_bind_address(SocketAddr::from((local, 0)))
                     .with_server_certificate_hashes([Sha256Digest::new(hash)])
                     .build();
                 wtransport::Endpoint::client(config)

@@ -9,7 +9,8 @@
 //! many handshakes (TCP, and TLS when it has a connector) are in flight at once (a burst
 //! of 10,000 SYNs would overflow the server's accept backlog and turn into 1 s
 //! retransmits) and, for the network matrix, puts each connection behind an emulated
-//! link (crate `emulated-link`).
+//! link (crate `emulated-link`), or makes its socket on the packet link's server side
+//! (crate `packet-link`), where a back end's publisher sits beside the server.
 
 use std::io;
 use std::net::SocketAddr;
@@ -20,8 +21,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use emulated_link::{Link, Side};
+use packet_link::PacketLink;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
@@ -122,6 +124,9 @@ pub(crate) struct Dialer {
     permits: Arc<Semaphore>,
     link: Link,
     tls: Option<TlsConnector>,
+    /// Make the sockets on this packet link's server side, not in the calling thread's
+    /// network namespace.
+    server_side: Option<Arc<PacketLink>>,
 }
 
 impl std::fmt::Debug for Dialer {
@@ -132,12 +137,23 @@ impl std::fmt::Debug for Dialer {
 
 impl Dialer {
     pub(crate) fn new(addr: SocketAddr) -> Self {
-        Dialer { addr, permits: Arc::new(Semaphore::new(CONCURRENT_CONNECTS)), link: Link::default(), tls: None }
+        Dialer {
+            addr,
+            permits: Arc::new(Semaphore::new(CONCURRENT_CONNECTS)),
+            link: Link::default(),
+            tls: None,
+            server_side: None,
+        }
     }
 
     /// The same dialer, its connections behind `link`.
     pub(crate) fn with_link(self, link: Link) -> Self {
         Dialer { link, ..self }
+    }
+
+    /// The same dialer, its connections made from `link`'s server side.
+    pub(crate) fn on_server_side(self, link: Arc<PacketLink>) -> Self {
+        Dialer { server_side: Some(link), ..self }
     }
 
     /// The same dialer, its connections over TLS with `tls` (see [`crate::tls`]).
@@ -159,7 +175,11 @@ impl Dialer {
     }
 
     async fn handshakes(&self, traffic: &Arc<Traffic>) -> io::Result<Connection> {
-        let stream = TcpStream::connect(self.addr).await?;
+        let stream = match &self.server_side {
+            None => TcpStream::connect(self.addr).await?,
+            // A socket belongs to the namespace it was made in, whichever thread uses it.
+            Some(link) => link.server().run(TcpSocket::new_v4)?.connect(self.addr).await?,
+        };
         stream.set_nodelay(true)?;
         let inner: Box<dyn Wire> =
             if self.link.is_emulated() { Box::new(self.link.wrap(stream, Side::Client)) } else { Box::new(stream) };

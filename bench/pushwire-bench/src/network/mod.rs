@@ -1,8 +1,15 @@
-//! The network matrix: the three transports over emulated links (crate
-//! `emulated-link`), on pushwire, nchan and Tornado's chat demo alike. Every
-//! subscriber connection, and the publisher of a person's own message, crosses the
-//! link; a back end's publisher stays on loopback. On loopback the transports differ
-//! mainly in server CPU; here they differ in how many round trips they need.
+//! The network matrix: every transport behind a link, on pushwire, nchan and Tornado's
+//! chat demo alike. Every subscriber connection, and the publisher of a person's own
+//! message, crosses the link; a back end's publisher stays on the server's side. On
+//! loopback the transports differ mainly in server CPU; here they differ in how many
+//! round trips they need and, under loss, in what one lost packet holds up.
+//!
+//! Two kinds of link ([`profiles`]): emulated (crate `emulated-link`, the TCP
+//! transports' byte streams delayed inside this process, servers on loopback) and
+//! packet (`--link packet`, crate `packet-link`: the servers run in a network namespace
+//! of the run's own, this process's threads in another, and every IP packet between
+//! them is delayed, throttled or lost, so kernel TCP and QUIC retransmit; WebTransport
+//! runs there too, ordered and unordered).
 //!
 //! Scenarios, per profile and transport:
 //! - steady fan-out: p50/p99 from publish to delivery;
@@ -16,61 +23,35 @@
 //! - on the bandwidth-limited profiles, a rising rate of 1 KiB messages: the highest
 //!   rate each transport sustains with p99 under 1 s, and the bytes on the wire.
 //!
+//! Over the packet link each outcome also records what the link lost each way and
+//! what TCP retransmitted on each side meanwhile, and its latencies' CDF.
+//!
 //! [`run`] measures it (with the reconnect and cold-start drivers of [`rounds`]),
-//! [`report`] writes `network.md`, `network-summary.md` and the plots.
+//! [`report`] writes `network.md`, `network-summary.md` and the plots (over the packet
+//! link also the loss tables, the latency CDFs and the agreement at 0 % loss).
 
+pub(crate) mod profiles;
 pub(crate) mod report;
 pub(crate) mod rounds;
 pub(crate) mod run;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use emulated_link::{Link, Rate};
+use packet_link::PacketLink;
+
+pub(crate) use profiles::{LinkKind, Profile};
 
 use crate::record::Outcome;
 
-/// A named link, modelled on what people have.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Profile {
-    pub name: &'static str,
-    pub link: Link,
-}
-
-/// Bits per second of a DevTools preset, which gives bytes per second.
-fn devtools_rate(bytes_per_second: f64) -> Option<Rate> {
-    Rate::from_bits_per_second((bytes_per_second * 8.0).round() as u64)
-}
-
-/// Round trips of 0, 20, 100 and 300 ms with unlimited bandwidth, and Chrome DevTools'
-/// throttling presets (devtools-frontend's `NetworkManager`: "Fast 3G", now "Slow 4G",
-/// 1.6 Mibit/s × 0.9 down, 750 kibit/s × 0.9 up, 150 ms × 3.75 latency; "Slow 3G", now
-/// "3G", 500 kibit/s × 0.8 both ways, 400 ms × 5 latency), their latency taken as the RTT.
-pub(crate) fn profiles() -> Vec<Profile> {
-    let rtt = |ms| Link::with_rtt(Duration::from_millis(ms));
-    vec![
-        Profile { name: "loopback", link: Link::default() },
-        Profile { name: "rtt-20ms", link: rtt(20) },
-        Profile { name: "rtt-100ms", link: rtt(100) },
-        Profile { name: "rtt-300ms", link: rtt(300) },
-        Profile {
-            name: "fast-3g",
-            link: Link {
-                rtt: Duration::from_micros(562_500),
-                jitter: Duration::ZERO,
-                down: devtools_rate(1.6 * 1024.0 * 1024.0 / 8.0 * 0.9),
-                up: devtools_rate(750.0 * 1024.0 / 8.0 * 0.9),
-            },
-        },
-        Profile {
-            name: "slow-3g",
-            link: Link {
-                rtt: Duration::from_millis(2000),
-                jitter: Duration::ZERO,
-                down: devtools_rate(500.0 * 1024.0 / 8.0 * 0.8),
-                up: devtools_rate(500.0 * 1024.0 / 8.0 * 0.8),
-            },
-        },
-    ]
+/// What a network run measures: the sizes, the profiles in turn, and over the packet
+/// link the link itself.
+pub(crate) struct NetworkRun {
+    pub matrix: NetworkMatrix,
+    pub profiles: Vec<Profile>,
+    /// `--link packet`: the link whose client side this process's threads are on; the
+    /// servers run on its server side.
+    pub packet_link: Option<Arc<PacketLink>>,
 }
 
 /// The sizes of the network matrix.

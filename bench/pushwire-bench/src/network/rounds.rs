@@ -10,7 +10,7 @@ use super::DELIVERY_TIMEOUT;
 use crate::clients::{Feed, Item, Publisher};
 use crate::payload::{Stamp, now_ns};
 use crate::record::{Kind, Outcome, Transport};
-use crate::scenario::{Bench, Load, empty_outcome, latency};
+use crate::scenario::{Bench, Load, empty_outcome};
 use crate::wire::Traffic;
 
 /// What the reconnect and cold-start drivers record per round.
@@ -23,7 +23,7 @@ impl Rounds {
     fn new(bench: &Bench<'_>, kind: Kind, transport: Transport, rounds: usize) -> Rounds {
         let load = Load { kind, transport, subscribers: 1, rate: 0.0, messages: rounds as u64, payload_bytes: 64 };
         let mut outcome = empty_outcome(&bench.server.facts.name, &load);
-        outcome.link = bench.link.map(|(profile, _)| profile.to_owned());
+        outcome.link = bench.profile();
         let histogram = Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid histogram bounds");
         Rounds { outcome, histogram }
     }
@@ -38,8 +38,8 @@ impl Rounds {
         self.outcome.note.get_or_insert(what);
     }
 
-    fn finish(mut self) -> Outcome {
-        self.outcome.latency_us = latency(&self.histogram);
+    fn finish(mut self, bench: &Bench<'_>) -> Outcome {
+        self.outcome.latency_us = bench.latency(&self.histogram);
         self.outcome.connected = 1;
         self.outcome.expected = self.outcome.delivered + self.outcome.lost;
         self.outcome
@@ -76,25 +76,25 @@ pub(crate) async fn resume(bench: &Bench<'_>, transport: Transport, rounds: usiz
     let endpoint = bench.subscriber_endpoint();
     let mut publisher = match Publisher::connect(&bench.publisher_endpoint(Kind::Resume), &traffic).await {
         Ok(publisher) => publisher,
-        Err(e) => return with_error(result, format!("publisher cannot connect: {e}")),
+        Err(e) => return with_error(bench, result, format!("publisher cannot connect: {e}")),
     };
     let tag = uuid::Uuid::new_v4().as_u128() as u32 | 1;
     let stamp = |seq| Stamp { tag, seq, sent_ns: now_ns() }.payload(64);
     let mut cursor = match publisher.publish(&Stamp { tag: 0, seq: 0, sent_ns: now_ns() }.payload(64)).await {
         Ok(id) => id,
-        Err(e) => return with_error(result, format!("primer not published: {e}")),
+        Err(e) => return with_error(bench, result, format!("primer not published: {e}")),
     };
     for round in 0..rounds as u64 {
         let (live, after_cut) = (2 * round, 2 * round + 1);
         let mut feed = match Feed::connect(&endpoint, transport, &cursor, &traffic, None).await {
             Ok(feed) => feed,
-            Err(e) => return with_error(result, format!("subscriber cannot connect: {e}")),
+            Err(e) => return with_error(bench, result, format!("subscriber cannot connect: {e}")),
         };
         // Live first: a message through the open connection.
         let published = publisher.publish(&stamp(live)).await;
         match published {
             Ok(id) => cursor = id,
-            Err(e) => return with_error(result, format!("publish: {e}")),
+            Err(e) => return with_error(bench, result, format!("publish: {e}")),
         }
         if let Err(e) = await_message(&mut feed, tag, live, &mut result.outcome).await {
             result.fail(e);
@@ -106,12 +106,12 @@ pub(crate) async fn resume(bench: &Bench<'_>, transport: Transport, rounds: usiz
         let sent_ns = now_ns();
         let id = match publisher.publish(&stamp(after_cut)).await {
             Ok(id) => id,
-            Err(e) => return with_error(result, format!("publish: {e}")),
+            Err(e) => return with_error(bench, result, format!("publish: {e}")),
         };
         tokio::time::sleep(delay).await;
         let mut feed = match Feed::connect(&endpoint, transport, &cursor, &traffic, None).await {
             Ok(feed) => feed,
-            Err(e) => return with_error(result, format!("subscriber cannot reconnect: {e}")),
+            Err(e) => return with_error(bench, result, format!("subscriber cannot reconnect: {e}")),
         };
         match await_message(&mut feed, tag, after_cut, &mut result.outcome).await {
             Ok(arrived) => result.record(arrived.saturating_sub(sent_ns) / 1000),
@@ -120,7 +120,7 @@ pub(crate) async fn resume(bench: &Bench<'_>, transport: Transport, rounds: usiz
         cursor = id;
     }
     result.outcome.published = 2 * rounds as u64;
-    result.finish()
+    result.finish(bench)
 }
 
 /// Cold start: a message is waiting; time from the start of a new subscriber's
@@ -131,21 +131,21 @@ pub(crate) async fn cold_start(bench: &Bench<'_>, transport: Transport, rounds: 
     let endpoint = bench.subscriber_endpoint();
     let mut publisher = match Publisher::connect(&bench.publisher_endpoint(Kind::ColdStart), &traffic).await {
         Ok(publisher) => publisher,
-        Err(e) => return with_error(result, format!("publisher cannot connect: {e}")),
+        Err(e) => return with_error(bench, result, format!("publisher cannot connect: {e}")),
     };
     let tag = uuid::Uuid::new_v4().as_u128() as u32 | 1;
     for round in 0..rounds as u64 {
         let cursor = match publisher.publish(&Stamp { tag: 0, seq: 0, sent_ns: now_ns() }.payload(64)).await {
             Ok(id) => id,
-            Err(e) => return with_error(result, format!("primer not published: {e}")),
+            Err(e) => return with_error(bench, result, format!("primer not published: {e}")),
         };
         if let Err(e) = publisher.publish(&Stamp { tag, seq: round, sent_ns: now_ns() }.payload(64)).await {
-            return with_error(result, format!("publish: {e}"));
+            return with_error(bench, result, format!("publish: {e}"));
         }
         let started_ns = now_ns();
         let mut feed = match Feed::connect(&endpoint, transport, &cursor, &traffic, None).await {
             Ok(feed) => feed,
-            Err(e) => return with_error(result, format!("subscriber cannot connect: {e}")),
+            Err(e) => return with_error(bench, result, format!("subscriber cannot connect: {e}")),
         };
         match await_message(&mut feed, tag, round, &mut result.outcome).await {
             Ok(arrived) => result.record(arrived.saturating_sub(started_ns) / 1000),
@@ -153,11 +153,11 @@ pub(crate) async fn cold_start(bench: &Bench<'_>, transport: Transport, rounds: 
         }
     }
     result.outcome.published = rounds as u64;
-    result.finish()
+    result.finish(bench)
 }
 
-fn with_error(mut result: Rounds, error: String) -> Outcome {
+fn with_error(bench: &Bench<'_>, mut result: Rounds, error: String) -> Outcome {
     result.outcome.subscriber_errors += 1;
     result.outcome.note = Some(error);
-    result.finish()
+    result.finish(bench)
 }

@@ -1,27 +1,37 @@
-//! Running the network matrix: per link profile, the plan of steps, each on every server.
+//! Running the network matrix: per link profile, the plan of steps, each on every server;
+//! over the packet link, with what the link and TCP did during each.
 
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
+use packet_link::PacketLink;
 
 use super::rounds::{cold_start, resume};
-use super::{CONSTRAINED_PAYLOAD, NetworkMatrix, Profile, sustained};
+use super::{CONSTRAINED_PAYLOAD, NetworkMatrix, NetworkRun, Profile, sustained};
 use crate::progress::announce;
-use crate::record::{Http, Kind, Outcome, Transport};
-use crate::scenario::{self, Bench, Load};
+use crate::record::{Http, Kind, LinkFigures, Outcome, Transport};
+use crate::scenario::{self, Behind, Bench, Load};
 use crate::servers::Server;
+
+/// How long a new profile's link is left to empty: packets in flight keep the times the
+/// last profile gave them, and a bandwidth queue takes a while to drain.
+const PROFILE_SETTLE: Duration = Duration::from_secs(1);
 
 /// Runs the matrix on every server; returns the outcomes in the order they ran.
 pub(crate) async fn run(
     servers: &mut [Server],
-    matrix: &NetworkMatrix,
-    profiles: &[Profile],
+    network: &NetworkRun,
     transports: &[Transport],
     progress: &ProgressBar,
     deadline: Instant,
 ) -> Vec<Outcome> {
+    let NetworkRun { matrix, profiles, packet_link } = network;
     let mut outcomes = Vec::new();
     for profile in profiles {
+        if let Some(link) = packet_link {
+            link.set_profile(profile.packet());
+            tokio::time::sleep(PROFILE_SETTLE).await;
+        }
         for step in plan(matrix, profile, transports) {
             for server in servers.iter_mut() {
                 progress.inc(1);
@@ -40,14 +50,23 @@ pub(crate) async fn run(
                     also_measured: &[],
                     progress,
                     deadline,
-                    link: Some((profile.name, profile.link)),
+                    link: Some(Behind {
+                        profile: profile.name,
+                        emulated: profile.emulated(),
+                        rtt: profile.rtt(),
+                        packet_link: packet_link.as_ref(),
+                    }),
                     http: Http::H1,
                 };
-                let outcome = match &step {
+                let before = packet_link.as_deref().and_then(Tally::take);
+                let mut outcome = match &step {
                     Step::Deliver(load) => scenario::deliver(&mut bench, load).await,
                     Step::Resume(transport) => resume(&bench, *transport, matrix.resume_rounds).await,
                     Step::ColdStart(transport) => cold_start(&bench, *transport, matrix.cold_starts).await,
                 };
+                if let (Some(link), Some(before)) = (packet_link, before) {
+                    outcome.packet_link = Tally::take(link).map(|after| after.since(&before));
+                }
                 announce(progress, &outcome);
                 outcomes.push(outcome);
                 // Let the server close the last scenario's connections before the next.
@@ -83,8 +102,9 @@ fn plan(matrix: &NetworkMatrix, profile: &Profile, transports: &[Transport]) -> 
         Step::Deliver(Load { kind, transport, subscribers, rate, messages, payload_bytes })
     };
     // The emulated link carries TCP byte streams: WebTransport (QUIC datagrams) has no
-    // place behind it.
-    let transports: Vec<Transport> = transports.iter().copied().filter(|transport| !transport.quic()).collect();
+    // place behind it; the packet link carries both.
+    let transports: Vec<Transport> =
+        transports.iter().copied().filter(|transport| profile.is_packet() || !transport.quic()).collect();
     let mut steps = Vec::new();
     for &transport in &transports {
         let (subscribers, rate, messages) = matrix.fan_out;
@@ -99,7 +119,7 @@ fn plan(matrix: &NetworkMatrix, profile: &Profile, transports: &[Transport]) -> 
     if transports.contains(&Transport::WebSocket) {
         steps.push(load(Kind::RoundTripInBand, Transport::WebSocket, 1, 0.0, matrix.round_trips, 64));
     }
-    if profile.link.down.is_some() {
+    if profile.limited() {
         for &transport in &transports {
             for &rate in &matrix.constrained_rates {
                 let messages = (rate * matrix.constrained_step.as_secs_f64()).ceil() as u64;
@@ -117,4 +137,32 @@ fn ramp_failed(outcomes: &[Outcome], server: &str, profile: &str, transport: Tra
         .filter(|o| o.server == server && o.kind == Kind::Constrained && o.transport == transport)
         .filter(|o| o.link.as_deref() == Some(profile))
         .any(|o| !sustained(o))
+}
+
+/// The packet link's counters and each side's TCP retransmits at one moment.
+struct Tally {
+    counts: (packet_link::Counts, packet_link::Counts),
+    retransmits: (u64, u64),
+}
+
+impl Tally {
+    /// `None` when a side's TCP counters cannot be read.
+    fn take(link: &PacketLink) -> Option<Tally> {
+        let retransmits = |side: &packet_link::Namespace| side.tcp_counter("RetransSegs").ok();
+        Some(Tally { counts: link.counts(), retransmits: (retransmits(link.server())?, retransmits(link.client())?) })
+    }
+
+    fn since(&self, before: &Tally) -> LinkFigures {
+        let ((down, up), (was_down, was_up)) = (self.counts, before.counts);
+        LinkFigures {
+            packets_down: down.packets - was_down.packets,
+            packets_up: up.packets - was_up.packets,
+            lost_down: down.lost - was_down.lost,
+            lost_up: up.lost - was_up.lost,
+            queue_drops_down: down.queue_drops - was_down.queue_drops,
+            queue_drops_up: up.queue_drops - was_up.queue_drops,
+            tcp_retransmits_server: self.retransmits.0.saturating_sub(before.retransmits.0),
+            tcp_retransmits_client: self.retransmits.1.saturating_sub(before.retransmits.1),
+        }
+    }
 }

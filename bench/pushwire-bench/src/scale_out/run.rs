@@ -11,7 +11,7 @@ use super::{IN_MEMORY, THROUGH_REDIS};
 use crate::progress::announce;
 use crate::record::{Http, Outcome, Protocol, ServerFacts};
 use crate::scenario::{self, Bench, Load};
-use crate::servers::{Launch, SERVER_WORKERS, Server};
+use crate::servers::{Host, Launch, SERVER_WORKERS, Server};
 
 /// Starts redis-server and the three pushwire instances from `binary`, runs every load
 /// on the baseline and across instances, and stops them all. Returns the setups'
@@ -27,7 +27,7 @@ pub(crate) async fn run(
     let bus = Some(format!("redis://127.0.0.1:{}", redis.port));
     let start = |name: &str, bus: Option<String>| {
         let launch = Launch::Pushwire { binary: binary.to_owned(), bus, tls: false };
-        Server::start(name, Protocol::Pushwire, launch).map_err(|e| match bus_hint(name) {
+        Server::start(name, Protocol::Pushwire, launch, Host::Loopback).map_err(|e| match bus_hint(name) {
             Some(hint) => format!("cannot start {name}: {e} ({hint})"),
             None => format!("cannot start {name}: {e}"),
         })

@@ -18,8 +18,9 @@ pub(crate) fn table(run: &Run, json: &str) -> Option<String> {
             .iter()
             .find(|o| o.server == server && o.kind == kind && o.transport == transport && o.subscribers == subscribers)
     };
+    let measured = |transport| run.outcomes.iter().any(|o| o.transport == transport);
     let mut rows = String::new();
-    for transport in Transport::ALL {
+    for transport in Transport::ALL.into_iter().filter(|&transport| measured(transport)) {
         let both = |kind, subscribers, figure: &dyn Fn(&Outcome) -> Option<String>| {
             let value = |server| find(server, kind, transport, subscribers).and_then(figure);
             format!("{} · {}", value("pushwire").unwrap_or("–".into()), value("nchan").unwrap_or("–".into()))
@@ -41,11 +42,15 @@ pub(crate) fn table(run: &Run, json: &str) -> Option<String> {
     }
     find("nchan", Kind::FanOut, Transport::Sse, SMALL)?;
     let mut md = generated(json);
+    let webtransport = if measured(Transport::WebTransport) {
+        "; nchan serves no WebTransport (–). WebTransport's bytes are UDP payload (QUIC framing, acknowledgements \
+         and encryption included)"
+    } else {
+        ""
+    };
     let _ = writeln!(
         md,
-        "_Each cell: **pushwire · nchan**, measured in the same run on loopback ({}, {} cores; `{json}`); nchan \
-         serves no WebTransport (–). WebTransport's bytes are UDP payload (QUIC framing, acknowledgements and \
-         encryption included)._\n",
+        "_Each cell: **pushwire · nchan**, measured in the same run on loopback ({}, {} cores; `{json}`){webtransport}._\n",
         run.machine.cpu_model, run.machine.cores
     );
     let _ = writeln!(

@@ -19,16 +19,20 @@ pub(crate) fn tables(run: &Run, main: &Run, json: &str) -> String {
     }
     // The families' tables below read `run`: the main setting's outcomes.
     let (all, run) = (run, main);
+    let webtransport = if run.outcomes.iter().any(|o| o.transport.quic()) {
+        "; WebTransport's, which runs over HTTP/3 whatever the HTTP setting, are its QUIC connection's UDP payload \
+         (QUIC headers, acknowledgements and encryption tags included)"
+    } else {
+        ""
+    };
     let _ = writeln!(
         md,
         "Latencies in ms, publisher send → subscriber receive on one clock. `lost/dup/ooo` are checked per \
          subscriber (⚠ counts gaps and connection or publish errors). CPU is the server's, from /proc. Bytes are \
-         counted at the client's sockets (HTTP headers and framing included); WebTransport's, which runs over \
-         HTTP/3 whatever the HTTP setting, are its QUIC connection's UDP payload (QUIC headers, acknowledgements \
-         and encryption tags included). In brackets after the server CPU per \
-         delivery: the share of it spent in user space (the rest is the kernel's, mostly the TCP stack), where the \
-         run recorded it. `other load` is the share of both cores busy with neither server nor load generator \
-         during the measurement (other engineers' builds).\n"
+         counted at the client's sockets (HTTP headers and framing included){webtransport}. In brackets after the \
+         server CPU per delivery: the share of it spent in user space (the rest is the kernel's, mostly the TCP \
+         stack), where the run recorded it. `other load` is the share of both cores busy with neither server nor \
+         load generator during the measurement (other engineers' builds).\n"
     );
 
     let _ = writeln!(md, "### Fan-out\n");

@@ -1,38 +1,14 @@
-//! The network matrix's report: `network.md` (every table), `network-summary.md` (the
-//! one in COMPARISON's text) and the plots against round-trip time.
+//! The network matrix's tables, one per scenario with a row per link profile and
+//! transport and a column per server, and the summary that COMPARISON's text shows.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
 
-use plotters::prelude::*;
-
-use super::{CONSTRAINED_P99_US, profiles, sustained};
+use super::{Grid, Marks, grid, packet_run, profile_order, servers};
 use crate::format::{checks, generated, ms_coarse as ms, provenance};
-use crate::plot::{Series, chart, draw_lines};
+use crate::network::profiles::profiles;
+use crate::network::{CONSTRAINED_P99_US, sustained};
 use crate::record::{Kind, Outcome, Run, Transport};
-
-/// The profiles' names in matrix order, for rows and plots.
-fn profile_order(name: &str) -> usize {
-    profiles().iter().position(|p| p.name == name).unwrap_or(usize::MAX)
-}
-
-/// The servers of the run, in the order they ran.
-fn servers(run: &Run) -> Vec<String> {
-    run.servers.iter().map(|s| s.name.clone()).collect()
-}
-
-/// `(profile, transport) → server → outcome` for one kind.
-type Grid<'a> = BTreeMap<(usize, String, Transport), BTreeMap<String, &'a Outcome>>;
-
-fn grid(run: &Run, kind: Kind) -> Grid<'_> {
-    let mut grid = Grid::new();
-    for o in run.outcomes.iter().filter(|o| o.kind == kind) {
-        let Some(profile) = &o.link else { continue };
-        grid.entry((profile_order(profile), profile.clone(), o.transport)).or_default().insert(o.server.clone(), o);
-    }
-    grid
-}
 
 /// A table with one row per profile and transport and one column per server.
 fn table(md: &mut String, run: &Run, kind: Kind, heading: &str, cell: impl Fn(&Outcome) -> String) {
@@ -40,23 +16,18 @@ fn table(md: &mut String, run: &Run, kind: Kind, heading: &str, cell: impl Fn(&O
     if grid.is_empty() {
         return;
     }
-    let servers = servers(run);
+    let (servers, marks) = (servers(run), Marks::of(run));
     let _ = writeln!(md, "### {heading}\n");
     let _ = writeln!(md, "| link | transport | {} |", servers.join(" | "));
     let _ = writeln!(md, "|---|---|{}", "--:|".repeat(servers.len()));
     for ((_, profile, transport), by_server) in &grid {
         let cells: Vec<String> = servers
             .iter()
-            .map(|server| by_server.get(server).map_or("–".to_owned(), |o| with_checks(o, cell(o))))
+            .map(|server| by_server.get(server).map_or("–".to_owned(), |o| marks.cell(o, cell(o))))
             .collect();
         let _ = writeln!(md, "| {profile} | {} | {} |", transport.name(), cells.join(" | "));
     }
     md.push('\n');
-}
-
-/// A cell, marked when the outcome lost, repeated or reordered anything.
-fn with_checks(o: &Outcome, text: String) -> String {
-    if o.clean() { text } else { format!("{text} ⚠ {}", checks(o)) }
 }
 
 /// The `p50 / p99` cell.
@@ -67,15 +38,30 @@ fn p50_p99(o: &Outcome) -> String {
 /// The Markdown fragment of a network run.
 pub(crate) fn tables(run: &Run, json: &str) -> String {
     let mut md = provenance(run, json, |_| true);
-    let _ = writeln!(
-        md,
-        "Every subscriber connection crosses an emulated link (`emulated-link`: half the RTT each way, one RTT to \
-         connect, bandwidth per direction with TCP/IP headers counted; no packet loss, no slow start). The publisher \
-         of the fan-out, burst, reconnect and cold-start scenarios is on loopback, as a back end would be; a round \
-         trip's POST crosses the link too. Times in ms. ⚠ marks a cell with losses, duplicates, disorder or errors \
-         (lost/dup/ooo).\n"
-    );
-    let _ = writeln!(md, "Link profiles: {}.\n", profile_list());
+    if packet_run(run) {
+        let _ = writeln!(
+            md,
+            "Every subscriber connection crosses a packet link (`packet-link`): the servers run in a network \
+             namespace of the run's own and the load generator in another, joined through TUN devices (MTU 1500) \
+             by a forwarder that delays, throttles and drops IP packets, so kernel TCP and QUIC lose packets and \
+             retransmit for real. The publisher of the fan-out, burst, reconnect and cold-start scenarios is on the \
+             servers' side, as a back end would be; a round trip's POST crosses the link too. An emulated profile \
+             in this run is `emulated-link` over the packet link left clear: the twin of a profile without loss, for \
+             the agreement check at the end. Times in ms. ⚠ marks a cell with losses, duplicates, disorder where \
+             the transport promises order, or errors (lost/dup/ooo).{}\n",
+            Marks::of(run).busy_note()
+        );
+    } else {
+        let _ = writeln!(
+            md,
+            "Every subscriber connection crosses an emulated link (`emulated-link`: half the RTT each way, one RTT \
+             to connect, bandwidth per direction with TCP/IP headers counted; no packet loss, no slow start). The \
+             publisher of the fan-out, burst, reconnect and cold-start scenarios is on loopback, as a back end would \
+             be; a round trip's POST crosses the link too. Times in ms. ⚠ marks a cell with losses, duplicates, \
+             disorder or errors (lost/dup/ooo).\n"
+        );
+    }
+    let _ = writeln!(md, "Link profiles: {}.\n", profile_list(run));
     table(&mut md, run, Kind::FanOut, "Steady fan-out: p50 / p99 from publish to delivery", p50_p99);
     table(
         &mut md,
@@ -103,10 +89,12 @@ pub(crate) fn tables(run: &Run, json: &str) -> String {
     md
 }
 
-fn profile_list() -> String {
+/// The profiles of the run, in matrix order, each with what it does.
+fn profile_list(run: &Run) -> String {
     profiles()
         .iter()
-        .map(|p| if p.link.is_emulated() { format!("`{}` {}", p.name, p.link) } else { format!("`{}` none", p.name) })
+        .filter(|p| run.outcomes.iter().any(|o| o.link.as_deref() == Some(p.name)))
+        .map(|p| format!("`{}` {}", p.name, p.describe()))
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -133,7 +121,7 @@ fn constrained_table(md: &mut String, run: &Run) {
     if best.is_empty() {
         return;
     }
-    let servers = servers(run);
+    let (servers, marks) = (servers(run), Marks::of(run));
     let _ = writeln!(
         md,
         "### Constrained link: highest rate of 1 KiB messages with p99 under 1 s (bytes on the wire per delivery \
@@ -148,11 +136,8 @@ fn constrained_table(md: &mut String, run: &Run) {
                 None => "–".to_owned(),
                 Some((ok, stop)) => {
                     let rate = ok.map_or("none".to_owned(), |o| {
-                        format!(
-                            "{} msg/s ({:.0} B)",
-                            o.target_rate,
-                            o.bytes.down_per_delivery + o.bytes.up_per_delivery
-                        )
+                        let bytes = o.bytes.down_per_delivery + o.bytes.up_per_delivery;
+                        marks.cell(o, format!("{} msg/s ({bytes:.0} B)", o.target_rate))
                     });
                     let why = stop.map_or(" (the highest rate tried)".to_owned(), |o| {
                         format!("; {} msg/s: {}", o.target_rate, why_not(o))
@@ -179,13 +164,14 @@ fn why_not(o: &Outcome) -> String {
 /// The one table COMPARISON.md shows in its text: per link and transport, the p99 of
 /// the steady fan-out and of the burst, and the p50 of a reconnect, for every server.
 pub(crate) fn summary(run: &Run, json: &str) -> String {
-    let servers = servers(run);
+    let (servers, marks) = (servers(run), Marks::of(run));
     let (fan_out, burst, resume) = (grid(run, Kind::FanOut), grid(run, Kind::Burst), grid(run, Kind::Resume));
     let mut md = generated(json);
     let _ = writeln!(
         md,
-        "_Each cell: {} (`{json}`; all its tables are in the appendix). ms; ⚠ marks losses or errors._\n",
-        servers.iter().map(|s| format!("**{s}**")).collect::<Vec<_>>().join(" · ")
+        "_Each cell: {} (`{json}`; all its tables are in the appendix). ms; ⚠ marks losses or errors.{}_\n",
+        servers.iter().map(|s| format!("**{s}**")).collect::<Vec<_>>().join(" · "),
+        marks.busy_note()
     );
     let _ = writeln!(
         md,
@@ -197,7 +183,7 @@ pub(crate) fn summary(run: &Run, json: &str) -> String {
         servers
             .iter()
             .map(|server| {
-                grid.get(key).and_then(|by| by.get(server)).map_or("–".to_owned(), |o| with_checks(o, ms(value(o))))
+                grid.get(key).and_then(|by| by.get(server)).map_or("–".to_owned(), |o| marks.cell(o, ms(value(o))))
             })
             .collect::<Vec<_>>()
             .join(" · ")
@@ -214,67 +200,4 @@ pub(crate) fn summary(run: &Run, json: &str) -> String {
         );
     }
     md
-}
-
-/// Writes `network.md` (every table), `network-summary.md` (the one in COMPARISON's
-/// text) and the plots of a network run into `dir`.
-pub(crate) fn write(run: &Run, dir: &Path, json: &str) -> std::io::Result<()> {
-    std::fs::write(dir.join("network.md"), tables(run, json))?;
-    std::fs::write(dir.join("network-summary.md"), summary(run, json))?;
-    let plot = |result: Result<(), String>| result.map_err(std::io::Error::other);
-    plot(rtt_plot(
-        run,
-        Kind::FanOut,
-        &dir.join("network-fanout.svg"),
-        "Steady fan-out: p99 latency vs round-trip time",
-        |o| Some(o.latency_us.p99),
-    ))?;
-    plot(rtt_plot(
-        run,
-        Kind::Burst,
-        &dir.join("network-burst.svg"),
-        "Burst of messages: p99 time until the last one is held vs round-trip time",
-        |o| o.completion_us.as_ref().map(|c| c.p99),
-    ))?;
-    Ok(())
-}
-
-/// The round trip of a profile with unlimited bandwidth, in ms; `None` for the
-/// constrained ones, which a line against RTT would misread.
-fn unlimited_rtt_ms(profile: &str) -> Option<f64> {
-    let p = profiles().into_iter().find(|p| p.name == profile)?;
-    (p.link.down.is_none() && p.link.up.is_none()).then_some(p.link.rtt.as_secs_f64() * 1000.0)
-}
-
-fn rtt_plot(
-    run: &Run,
-    kind: Kind,
-    path: &Path,
-    title: &str,
-    value_us: impl Fn(&Outcome) -> Option<u64>,
-) -> Result<(), String> {
-    let mut series = Series::new();
-    for o in run.outcomes.iter().filter(|o| o.kind == kind) {
-        let (Some(rtt), Some(us)) = (o.link.as_deref().and_then(unlimited_rtt_ms), value_us(o)) else { continue };
-        series.entry((o.server.clone(), o.transport)).or_default().push((rtt, us as f64 / 1000.0));
-    }
-    for data in series.values_mut() {
-        data.sort_by(|a, b| a.0.total_cmp(&b.0));
-    }
-    let x_max = series.values().flatten().map(|p| p.0).fold(1.0f64, f64::max) * 1.05;
-    // Log scale: nchan's long-poll falls behind by orders of magnitude, which a linear
-    // axis would flatten the others against.
-    let y_max = series.values().flatten().map(|p| p.1).fold(1.0f64, f64::max) * 2.0;
-    let y_min = series.values().flatten().map(|p| p.1).fold(f64::MAX, f64::min).clamp(0.01, 1.0) * 0.5;
-    let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
-    let mut chart = chart(&root, title, 45, 0f64..x_max, (y_min..y_max).log_scale())?;
-    chart
-        .configure_mesh()
-        .x_desc("round-trip time of the link (ms)")
-        .y_desc("ms (log scale)")
-        .y_label_formatter(&|y| format!("{y}"))
-        .draw()
-        .map_err(|e| e.to_string())?;
-    draw_lines(&mut chart, &series)?;
-    root.present().map_err(|e| e.to_string())
 }

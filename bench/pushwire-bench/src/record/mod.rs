@@ -5,7 +5,11 @@
 //! changes the JSON format, which committed results under `bench/results/` must still
 //! load in (`--report-from`); new fields get `#[serde(default)]`.
 
+mod http;
+
 use serde::{Deserialize, Serialize};
+
+pub(crate) use http::Http;
 
 /// Everything one invocation measured, with what is needed to judge it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -107,6 +111,12 @@ impl Transport {
         }
     }
 
+    /// Whether it promises messages in order (the unordered one puts them back in order
+    /// itself, and reports when it could: `in_order_us`).
+    pub(crate) fn ordered(self) -> bool {
+        self != Transport::WebTransportUnordered
+    }
+
     /// Over QUIC (UDP) rather than TCP.
     pub(crate) fn quic(self) -> bool {
         matches!(self, Transport::WebTransport | Transport::WebTransportUnordered)
@@ -141,82 +151,6 @@ impl Protocol {
             }
             _ => Ok(()),
         }
-    }
-}
-
-/// How a client's HTTP travels: its version, whether over TLS, and for HTTP/2 how many
-/// subscribers share one connection (as the tabs of one browser share one). Written
-/// `h1`, `h1-tls`, `h2-tls` (one subscriber per connection) or `h2-tls:N` in the
-/// command line and the JSON.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) enum Http {
-    /// HTTP/1.1 in cleartext, every run's setting before this one existed.
-    #[default]
-    H1,
-    /// HTTP/1.1 over TLS (ALPN `http/1.1`).
-    H1Tls,
-    /// HTTP/2 over TLS (ALPN `h2`), `per_connection` subscribers' streams on each
-    /// connection; WebSocket by extended CONNECT (RFC 8441).
-    H2Tls { per_connection: usize },
-}
-
-impl Http {
-    pub(crate) fn is_cleartext_h1(&self) -> bool {
-        *self == Http::H1
-    }
-
-    pub(crate) fn tls(self) -> bool {
-        self != Http::H1
-    }
-
-    /// How a table names it: `HTTP/2 + TLS, 100 per connection`.
-    pub(crate) fn label(self) -> String {
-        match self {
-            Http::H1 => "HTTP/1.1".to_owned(),
-            Http::H1Tls => "HTTP/1.1 + TLS".to_owned(),
-            Http::H2Tls { per_connection: 1 } => "HTTP/2 + TLS".to_owned(),
-            Http::H2Tls { per_connection } => format!("HTTP/2 + TLS, {per_connection} per connection"),
-        }
-    }
-}
-
-impl std::fmt::Display for Http {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Http::H1 => f.write_str("h1"),
-            Http::H1Tls => f.write_str("h1-tls"),
-            Http::H2Tls { per_connection: 1 } => f.write_str("h2-tls"),
-            Http::H2Tls { per_connection } => write!(f, "h2-tls:{per_connection}"),
-        }
-    }
-}
-
-impl std::str::FromStr for Http {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        let invalid = || format!("{text}: h1, h1-tls, h2-tls or h2-tls:N (N subscribers per connection)");
-        match text {
-            "h1" => Ok(Http::H1),
-            "h1-tls" => Ok(Http::H1Tls),
-            "h2-tls" => Ok(Http::H2Tls { per_connection: 1 }),
-            _ => {
-                let n: usize = text.strip_prefix("h2-tls:").and_then(|n| n.parse().ok()).ok_or_else(invalid)?;
-                if n == 0 { Err(invalid()) } else { Ok(Http::H2Tls { per_connection: n }) }
-            }
-        }
-    }
-}
-
-impl Serialize for Http {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Http {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer)?.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -262,6 +196,13 @@ pub(crate) struct Latency {
     pub p999: u64,
     pub max: u64,
     pub mean: f64,
+    /// Samples over 1 s (stalls a person notices). Recorded over the packet link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub over_1s: Option<u64>,
+    /// Points of the distribution, `(quantile, µs)` in rising order, the last the
+    /// maximum, for CDF plots. Recorded over the packet link.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cdf: Vec<(f64, u64)>,
 }
 
 /// Bytes at the client's sockets, headers and framing included.
@@ -355,14 +296,38 @@ pub(crate) struct Outcome {
     /// the burst, per subscriber.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batches_per_subscriber: Option<f64>,
+    /// Over the packet link: what it and the kernels' TCP did during the measurement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packet_link: Option<LinkFigures>,
+}
+
+/// What the packet link did between the start and the end of one measurement (from
+/// its own counters), and what TCP retransmitted on each side meanwhile (each network
+/// namespace's `RetransSegs` of `/proc/net/snmp`). QUIC retransmits inside its
+/// endpoints, so a WebTransport outcome's losses show in the link's counts only.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct LinkFigures {
+    /// IP packets that came to the link server → client, and client → server.
+    pub packets_down: u64,
+    pub packets_up: u64,
+    /// Of those, lost by its loss model.
+    pub lost_down: u64,
+    pub lost_up: u64,
+    /// Dropped because its bandwidth's queue was full.
+    pub queue_drops_down: u64,
+    pub queue_drops_up: u64,
+    /// TCP segments the server side's kernel retransmitted, and the client side's.
+    pub tcp_retransmits_server: u64,
+    pub tcp_retransmits_client: u64,
 }
 
 impl Outcome {
-    /// No loss, duplication, disorder, gap or error.
+    /// No loss, duplication, gap or error, and no disorder where the transport promises
+    /// order.
     pub(crate) fn clean(&self) -> bool {
         self.lost == 0
             && self.duplicated == 0
-            && self.out_of_order == 0
+            && (self.out_of_order == 0 || !self.transport.ordered())
             && self.gaps == 0
             && self.publish_errors == 0
             && self.connect_errors == 0
@@ -413,15 +378,6 @@ pub(crate) struct ChurnOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn http_settings_read_back_as_written() {
-        for http in [Http::H1, Http::H1Tls, Http::H2Tls { per_connection: 1 }, Http::H2Tls { per_connection: 100 }] {
-            assert_eq!(http.to_string().parse::<Http>(), Ok(http));
-        }
-        assert_eq!("h2-tls:1".parse::<Http>(), Ok(Http::H2Tls { per_connection: 1 }));
-        assert!("h2-tls:0".parse::<Http>().is_err() && "h3".parse::<Http>().is_err());
-    }
 
     #[test]
     fn nchan_serves_no_websocket_over_http2() {
