@@ -8,6 +8,10 @@ use clap::Parser;
 use clap::builder::RangedU64ValueParser;
 use emulated_link::{Link, Rate};
 
+mod parse;
+
+use parse::{bus_url, history_size, link_duration, link_rate, on_off, publish_rate, seconds, seconds_or_zero};
+
 /// Tornado's chat demo keeps 200 messages; so do we.
 pub const DEFAULT_HISTORY: usize = 200;
 /// Under the 30–60 s idle timeouts of common proxies and load balancers, so an idle
@@ -58,6 +62,15 @@ pub const DEFAULT_H2_MAX_STREAMS: u32 = 128;
 /// `bench/experiments/event-interval/run`). So the default favours none of them; a deployment that
 /// serves mostly long-poll can raise it.
 pub const DEFAULT_EVENT_INTERVAL: u32 = 61;
+/// Messages one connection may publish per second, sustained: a person types a few a
+/// second at most, so chat never meets the limit and a flood is cut to this.
+pub const DEFAULT_PUBLISH_RATE: f64 = 5.0;
+/// Messages one connection may publish at once before the rate applies: the demo page's
+/// "Publish burst" (20 by default) goes through whole.
+pub const DEFAULT_PUBLISH_BURST: u32 = 20;
+/// Over how long clients are told to come back after a graceful stop: spread over 5 s,
+/// 10,000 clients return at 2,000 a second instead of all within one backoff step.
+pub const DEFAULT_RESTART_SPREAD: Duration = Duration::from_secs(5);
 
 /// pushwire's settings.
 #[derive(Parser, Debug, Clone)]
@@ -122,6 +135,23 @@ pub struct Config {
     /// and its connection closed.
     #[arg(long, env = "PUSHWIRE_BODY_TIMEOUT", default_value = "10", value_parser = seconds)]
     pub body_timeout: Duration,
+
+    /// Messages per second one connection may publish, sustained (fractions allowed), and
+    /// four times that per client address; `off` for no limit. Beyond it a POST gets 429
+    /// with `Retry-After`, a WebSocket or WebTransport publish a refusal in-band.
+    #[arg(long, env = "PUSHWIRE_PUBLISH_RATE", default_value = "5", value_parser = publish_rate)]
+    pub publish_rate: f64,
+
+    /// Messages one connection may publish at once before `--publish-rate` applies (four
+    /// times that per client address).
+    #[arg(long, env = "PUSHWIRE_PUBLISH_BURST", default_value_t = DEFAULT_PUBLISH_BURST,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub publish_burst: u32,
+
+    /// Seconds over which clients are told to come back after a graceful stop: each gets a
+    /// delay of its own, from 1 s to 1 s plus this (0: all after 1 s, in lockstep).
+    #[arg(long, env = "PUSHWIRE_RESTART_SPREAD", default_value = "5", value_parser = seconds_or_zero)]
+    pub restart_spread: Duration,
 
     /// Serve HTTPS (HTTP/2 and HTTP/1.1, by ALPN) on `--addr` instead of plain HTTP.
     #[arg(long, env = "PUSHWIRE_TLS")]
@@ -221,6 +251,9 @@ impl Default for Config {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             body_timeout: DEFAULT_BODY_TIMEOUT,
+            publish_rate: DEFAULT_PUBLISH_RATE,
+            publish_burst: DEFAULT_PUBLISH_BURST,
+            restart_spread: DEFAULT_RESTART_SPREAD,
             tls: false,
             tls_addr: None,
             tls_cert: None,
@@ -235,57 +268,6 @@ impl Default for Config {
             emulate_bandwidth: None,
             emulate_upload: None,
         }
-    }
-}
-
-/// `on` or `off` (a value, not a bare flag: `--webtransport off`).
-fn on_off(text: &str) -> Result<bool, String> {
-    match text {
-        "on" => Ok(true),
-        "off" => Ok(false),
-        _ => Err(format!("{text:?} is neither on nor off")),
-    }
-}
-
-/// A history of 1 to 1,000,000 messages.
-fn history_size(text: &str) -> Result<usize, String> {
-    match text.parse() {
-        Ok(n @ 1..=1_000_000) => Ok(n),
-        _ => Err(format!("{text:?} is not a history size from 1 to 1000000")),
-    }
-}
-
-/// A Redis URL (`redis://…`); the only shared bus there is.
-fn bus_url(text: &str) -> Result<String, String> {
-    if text.starts_with("redis://") && text.len() > "redis://".len() {
-        Ok(text.to_owned())
-    } else {
-        Err(format!("{text:?} is not a bus URL; expected redis://HOST:PORT[/DB]"))
-    }
-}
-
-/// A duration of the emulated link, at most a minute (`100ms`, `1.5s`, `0`).
-fn link_duration(text: &str) -> Result<Duration, String> {
-    let duration = emulated_link::parse_duration(text).map_err(|error| error.to_string())?;
-    if duration <= Duration::from_secs(60) {
-        Ok(duration)
-    } else {
-        Err(format!("{text} is more than a minute; an emulated link is for the demo"))
-    }
-}
-
-/// A bandwidth of the emulated link, in `tc`'s units (`1mbit`, `400kbit`).
-fn link_rate(text: &str) -> Result<Rate, String> {
-    text.parse().map_err(|error: emulated_link::ParseError| error.to_string())
-}
-
-/// Parses a positive number of seconds, fractions allowed (`0.5`).
-fn seconds(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text.parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 {
-        Ok(Duration::from_secs_f64(secs))
-    } else {
-        Err(format!("{text} must be more than 0 and at most 86400 seconds"))
     }
 }
 
@@ -307,16 +289,26 @@ mod tests {
         );
         assert_eq!(parsed.event_interval, default.event_interval);
         assert_eq!(
+            (parsed.publish_rate, parsed.publish_burst, parsed.restart_spread),
+            (default.publish_rate, default.publish_burst, default.restart_spread)
+        );
+        assert_eq!(
             (parsed.max_header_bytes, parsed.max_connections),
             (default.max_header_bytes, default.max_connections)
         );
     }
 
     #[test]
-    fn durations_must_be_positive_seconds() {
-        assert_eq!(seconds("0.5"), Ok(Duration::from_millis(500)));
-        assert!(seconds("0").is_err());
-        assert!(seconds("soon").is_err());
+    fn the_publish_rate_is_positive_or_off() {
+        let rate = |args: &[&str]| Config::try_parse_from([&["pushwire"], args].concat()).map(|c| c.publish_rate);
+        assert_eq!(rate(&["--publish-rate", "0.5"]).unwrap(), 0.5);
+        assert_eq!(rate(&["--publish-rate", "off"]).unwrap(), f64::INFINITY);
+        for bad in ["0", "-1", "inf", "NaN", "fast"] {
+            assert!(rate(&["--publish-rate", bad]).is_err(), "{bad}");
+        }
+        assert!(Config::try_parse_from(["pushwire", "--publish-burst", "0"]).is_err());
+        let spread = Config::try_parse_from(["pushwire", "--restart-spread", "0"]).unwrap().restart_spread;
+        assert_eq!(spread, Duration::ZERO);
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// One permit per open subscription, `config.max_subscribers` in all.
     pub subscriber_slots: Arc<Semaphore>,
+    /// How fast each client may publish (`--publish-rate`, `--publish-burst`).
+    pub publish_limit: transport::PublishLimit,
     /// What hands every new message to the streaming connections (WebSocket, SSE,
     /// WebTransport); its tasks start with the first connection.
     pub(crate) fanout: transport::Fanout,
@@ -85,6 +87,7 @@ impl AppState {
         AppState(Arc::new(Shared {
             bus,
             subscriber_slots: Arc::new(Semaphore::new(config.max_subscribers)),
+            publish_limit: transport::PublishLimit::new(&config),
             fanout: transport::Fanout::default(),
             webtransport: std::sync::OnceLock::new(),
             page_ports: std::sync::OnceLock::new(),
@@ -110,7 +113,8 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Serves `listener` until `state.shutdown` is cancelled, then lets open requests
-/// finish: held polls are answered, SSE streams end, WebSockets close with 1001.
+/// finish: every client is told when to come back (each a time of its own), held polls
+/// are answered, SSE streams end, WebSockets close with 1012.
 ///
 /// # Examples
 /// The server on an ephemeral loopback port, as the tests start it:
@@ -181,6 +185,7 @@ pub async fn run_listeners(listeners: Vec<Listener>, state: AppState) -> std::io
         Listener::WebTransport(_) => None,
     });
     let _ = state.page_ports.set(ports.collect());
+    tasks.spawn(transport::publish_limit::sweep(state.clone()));
     let router = app(state.clone());
     let servers = listeners.into_iter().map(|listener| -> futures::future::BoxFuture<'_, std::io::Result<()>> {
         match listener {

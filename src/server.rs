@@ -33,6 +33,7 @@
 //!   shutdown token every connection shares.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,6 +91,8 @@ pub struct Limits {
 #[derive(Clone, Debug)]
 pub struct Connection {
     token: CancellationToken,
+    /// The client's address and port, as the socket has them (no proxy header is read).
+    peer: SocketAddr,
     _permit: Option<Arc<OwnedSemaphorePermit>>,
 }
 
@@ -107,9 +110,14 @@ impl Closer {
 
 impl Connection {
     /// A connection that is not one of this accept loop's (a WebTransport session over
-    /// QUIC): it ends when closed or at `shutdown`, and holds no TCP permit.
-    pub fn detached(shutdown: &CancellationToken) -> Self {
-        Connection { token: shutdown.child_token(), _permit: None }
+    /// QUIC, from `peer`): it ends when closed or at `shutdown`, and holds no TCP permit.
+    pub fn detached(shutdown: &CancellationToken, peer: SocketAddr) -> Self {
+        Connection { token: shutdown.child_token(), peer, _permit: None }
+    }
+
+    /// The client's address and port: the key of its publish limit.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
     }
 
     /// A handle that closes this connection but does not hold its `--max-connections`
@@ -132,14 +140,15 @@ tokio::task_local! {
 }
 
 /// From the accept loop below; a request served some other way (a router test through
-/// `oneshot`) gets a connection of its own that ends at shutdown.
+/// `oneshot`) gets a connection of its own that ends at shutdown, from the unspecified
+/// address (all such requests share its publish limit).
 impl FromRequestParts<AppState> for Connection {
     type Rejection = Infallible;
 
     async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
         Ok(CONNECTION
             .try_with(Connection::clone)
-            .unwrap_or_else(|_| Connection { token: state.shutdown.child_token(), _permit: None }))
+            .unwrap_or_else(|_| Connection::detached(&state.shutdown, SocketAddr::from(([0, 0, 0, 0], 0)))))
     }
 }
 
@@ -176,9 +185,9 @@ pub async fn serve(
     let open = Arc::new(Semaphore::new(limits.max_connections));
 
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     tracing::warn!(%error, "accept failed");
                     tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
@@ -195,7 +204,7 @@ pub async fn serve(
         };
         // Best effort: a socket that refuses NODELAY still works, just with more delay.
         let _ = stream.set_nodelay(true);
-        let closer = Connection { token: shutdown.child_token(), _permit: Some(Arc::new(permit)) };
+        let closer = Connection { token: shutdown.child_token(), peer, _permit: Some(Arc::new(permit)) };
         let (served, shutdown, refused) = (served.clone(), shutdown.clone(), refused.clone());
         if limits.link.is_emulated() {
             let stream = limits.link.wrap(stream, Side::Server);

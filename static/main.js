@@ -51,7 +51,14 @@ let raceMode = false;
 /** What Auto is doing ('trying', 'settled') and why, for the status line. */
 let autoState = { state: 'settled', text: '' };
 
-const sink = { message: onMessage, gap: onGap, live: onLive, failed: onFailed, changed: scheduleRender };
+const sink = {
+  message: onMessage,
+  gap: onGap,
+  live: onLive,
+  failed: onFailed,
+  refused: onRefused,
+  changed: scheduleRender,
+};
 const transports = Object.fromEntries(TRANSPORTS.map((Client) => [Client.id, new Client(sink)]));
 const publisher = new Publisher(roundTrips, transports.websocket);
 const auto = new Auto(carry, (state, text) => {
@@ -81,6 +88,14 @@ function onMessage(transport, message) {
     if (raceMode) race.arrival(message, transport.name, at);
   }
   scheduleRender();
+}
+
+/** An in-band publish refused (`{"error": …}`): said under the form, and, when the
+ *  server says how long (publishing too fast), every send waits that long first. */
+function onRefused(transport, error) {
+  const seconds = Number(error.retry_after);
+  if (Number.isFinite(seconds) && seconds >= 0) publisher.pause(seconds);
+  showComposeError(`Not sent (${error.message ?? error.reason}).`);
 }
 
 function onGap(transport, gap, staleCursor) {
@@ -195,14 +210,27 @@ composeForm.addEventListener('submit', async (event) => {
   event.preventDefault();
   const body = bodyInput.value;
   if (!body.trim()) return;
+  // While the server's wait lasts (this page published too fast), say so.
+  let paced = false;
+  const waiting = () => {
+    const wait = Math.ceil(publisher.pausedFor() / 1000);
+    if (!wait) return;
+    paced = true;
+    showComposeError(`Sending in ${wait} s: the server asked this page to slow down.`);
+  };
   showComposeError('');
+  waiting();
   bodyInput.value = '';
   if (inbandBox.checked && running().includes('websocket')) {
-    if (publisher.sendInBand(body)) return;
+    if (await publisher.sendInBand(body)) {
+      if (paced) showComposeError('');
+      return;
+    }
     showComposeError('The WebSocket is not open; sent with a POST instead.');
   }
   try {
-    await publisher.post(body);
+    await publisher.publish(body, waiting);
+    if (paced) showComposeError('');
   } catch (error) {
     showComposeError(`Not sent (${error.message}).`);
     if (!bodyInput.value) bodyInput.value = body;
@@ -215,7 +243,10 @@ $('#burst').addEventListener('click', async () => {
   const count = Math.min(BURST_MAX, Math.max(1, Math.floor(Number($('#burst-count').value) || 1)));
   button.disabled = true;
   const failures = await publisher.burst(count, (done) => {
-    progress.textContent = `${done}/${count} sent`;
+    // While the server's wait lasts (one was refused for its pace), say so.
+    const wait = Math.ceil(publisher.pausedFor() / 1000);
+    const pace = wait ? ` · publishing too fast: waiting ${wait} s, as the server asked` : '';
+    progress.textContent = `${done}/${count} sent${pace}`;
   });
   progress.textContent = failures ? `${count - failures}/${count} sent, ${failures} failed` : `${count} sent`;
   button.disabled = false;

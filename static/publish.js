@@ -1,5 +1,10 @@
 // Publishing: `POST /a/message/new` (form: `body`, `_xsrf`), Tornado's endpoint, which
 // every transport delivers; or, on an open WebSocket, an in-band `{"body": …}` frame.
+//
+// The server limits how fast one client publishes: past it, a POST gets 429 with
+// `Retry-After` (whole seconds), an in-band frame an `{"error": {"reason":
+// "rate_limited", "retry_after": N, …}}` frame. Either way every send this page makes
+// waits that long first; a POST refused so is sent again after the wait.
 import { httpUrl, xsrfToken } from './net.js';
 
 /** Parallel POSTs of a burst: the browser allows six connections per host, and the
@@ -9,15 +14,57 @@ const BURST_PARALLEL = 3;
 /** The largest burst the page sends. */
 export const BURST_MAX = 200;
 
+/** A POST the server refused with `status` for now: it said when to try again. */
+class Refused extends Error {
+  constructor(message, status) {
+    super(message);
+    this.status = status;
+  }
+}
+
 export class Publisher {
   /** `roundTrips` measures what this page sends; `websocket` carries in-band frames. */
   constructor(roundTrips, websocket) {
     this.roundTrips = roundTrips;
     this.websocket = websocket;
+    /** performance.now() before which nothing is sent: the server's last Retry-After. */
+    this.pausedUntil = 0;
   }
 
-  /** POSTs `body`; resolves to the message object, or throws an Error saying why. */
+  /** Milliseconds left before the next send may go (0: now). */
+  pausedFor() {
+    return Math.max(0, this.pausedUntil - performance.now());
+  }
+
+  /** The server asked to wait `seconds` before publishing again. */
+  pause(seconds) {
+    this.pausedUntil = Math.max(this.pausedUntil, performance.now() + seconds * 1000);
+  }
+
+  /** Resolves once the server's last Retry-After has passed. */
+  async waitOut() {
+    while (this.pausedFor() > 0) await new Promise((resolve) => setTimeout(resolve, this.pausedFor()));
+  }
+
+  /** POSTs `body`, again after each wait the server asks for when it refuses it for
+   *  its pace (429), calling `refused()` then; resolves to the message object, or throws
+   *  an Error saying why it was not published. */
+  async publish(body, refused = () => {}) {
+    for (;;) {
+      try {
+        return await this.post(body);
+      } catch (error) {
+        if (!(error instanceof Refused && error.status === 429)) throw error;
+        refused();
+      }
+    }
+  }
+
+  /** POSTs `body` once any wait the server asked for is over; resolves to the message
+   *  object, or throws an Error saying why (a `Refused` when the server said when to
+   *  try again). */
   async post(body) {
+    await this.waitOut();
     const sent = performance.now();
     const form = new URLSearchParams({ body, _xsrf: xsrfToken() });
     let response;
@@ -27,21 +74,33 @@ export class Publisher {
       throw new Error('server unreachable');
     }
     const text = await response.text();
-    if (!response.ok) throw new Error(`${response.status}: ${text.trim() || response.statusText}`);
+    if (!response.ok) {
+      const why = `${response.status}: ${text.trim() || response.statusText}`;
+      const retryAfter = Number.parseInt(response.headers.get('Retry-After') ?? '', 10);
+      if (Number.isInteger(retryAfter) && retryAfter >= 0) {
+        this.pause(retryAfter);
+        throw new Refused(why, response.status);
+      }
+      throw new Error(why);
+    }
     const message = JSON.parse(text);
     this.roundTrips.claim(message.id, sent);
     return message;
   }
 
-  /** Sends `body` as a frame on the open WebSocket; false when it is not open. */
-  sendInBand(body) {
+  /** Sends `body` as a frame on the open WebSocket once any wait is over; false when
+   *  the socket is not open. */
+  async sendInBand(body) {
+    await this.waitOut();
     const sent = performance.now();
     if (!this.websocket.send(body)) return false;
     this.roundTrips.sentInBand(body, sent);
     return true;
   }
 
-  /** POSTs `count` tagged messages, a few at a time; `progress(done, failures)` after each. */
+  /** POSTs `count` tagged messages, a few at a time; `progress(done, failures)` after
+   *  each, and when the server says the page publishes too fast: that message is sent
+   *  again once the wait is over. */
   async burst(count, progress) {
     const tag = Math.random().toString(36).slice(2, 6);
     let next = 1;
@@ -52,7 +111,7 @@ export class Publisher {
         const index = next;
         next += 1;
         try {
-          await this.post(`burst ${tag} ${index}/${count}`);
+          await this.publish(`burst ${tag} ${index}/${count}`, () => progress(done, failures));
         } catch {
           failures += 1;
         }

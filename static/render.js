@@ -19,6 +19,8 @@ export function describeState(transport) {
       return 'connecting…';
     case 'waiting': {
       const seconds = Math.max(0, (transport.retryAt - performance.now()) / 1000).toFixed(1);
+      // The server said when (and why): the delay it chose for this client.
+      if (transport.toldWhy) return `reconnecting in ${seconds} s (${transport.toldWhy})`;
       return `retry in ${seconds} s (attempt ${transport.backoff.attempt})`;
     }
     case 'unavailable':
@@ -39,7 +41,7 @@ export function renderStatus(status, text, { active, raceMode, transports, auto 
     return;
   }
   let line = `${auto ? 'Auto → ' : ''}${LABEL[active]} · ${describeState(current)}`;
-  if (current.state === 'waiting' && current.detail) line += ` — ${current.detail}`;
+  if (current.state === 'waiting' && current.detail && !current.toldWhy) line += ` — ${current.detail}`;
   if (auto?.text) line += ` — ${auto.text}`;
   text.textContent = line;
 }

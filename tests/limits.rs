@@ -4,13 +4,16 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{TestApp, eventually, spawn_app, within};
+use common::webtransport::spawn_webtransport_app;
+use common::{SseReader, TestApp, eventually, spawn_app, within};
 use pushwire::Config;
 use reqwest::StatusCode;
 use tokio::io::AsyncReadExt;
 use tokio_tungstenite::tungstenite::Message as Frame;
+use wtransport::error::ConnectionError;
 
 /// A bad request: the path, its form fields, the status it must get and the reason it
 /// must be counted under.
@@ -153,30 +156,50 @@ async fn a_form_body_cut_short_is_refused_and_counted() {
     assert!(app.history().await.is_empty(), "half a request published something");
 }
 
+/// At capacity a subscriber is refused at once, holding nothing, and told when to come
+/// back: a delay drawn per refusal (5 s ± 50 %), so refused clients do not return together.
+/// Long-poll gets 503 with `Retry-After` (`fetch` reads it); SSE, WebSocket and
+/// WebTransport, whose browser APIs show no status of a refused request, are let in
+/// only to be told, then ended.
 #[tokio::test]
-async fn subscribers_beyond_the_cap_get_503_with_retry_after_on_every_transport() {
-    let app = spawn_app(Config { max_subscribers: 2, ..Config::default() }).await;
+async fn subscribers_beyond_the_cap_are_told_when_to_come_back_on_every_transport() {
+    let app = spawn_webtransport_app(Config { max_subscribers: 2, ..Config::default() }).await;
     let first = app.sse(None, None).await;
     let _second = app.websocket(None).await;
     app.wait_for_open_subscriptions(2).await;
 
     let browser = app.browser().await;
-    let refusals = [
-        browser.http.get(app.url("/a/message/events")).send().await.expect("SSE request"),
-        browser.post("/a/message/updates", &[("_xsrf", &browser.xsrf)]).await,
-    ];
-    for response in refusals {
+    let mut waits = HashSet::new();
+    for _ in 0..20 {
+        let response = browser.post("/a/message/updates", &[("_xsrf", &browser.xsrf)]).await;
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(response.headers()["retry-after"], "5");
+        let secs: u64 = response.headers()["retry-after"].to_str().unwrap().parse().expect("whole seconds");
+        assert!((3..=8).contains(&secs), "Retry-After: {secs}");
+        let text = response.text().await.unwrap();
+        assert_eq!(text.trim(), format!("server at capacity: retry in {secs} s"));
+        waits.insert(secs);
     }
-    match app.try_websocket(None, None).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE)
-        }
-        Err(other) => panic!("expected a 503 answer to the upgrade, got {other}"),
-        Ok(_) => panic!("a third subscriber was let in past a cap of 2"),
+    assert!(waits.len() > 1, "20 refusals all told to wait {waits:?} s");
+
+    let stream = browser.http.get(app.url("/a/message/events")).send().await.expect("SSE request");
+    let sse = SseReader::told_to_reconnect(stream).await;
+    let (websocket, code, reason) = app.websocket_turned_away().await;
+    assert_eq!(code, 1013, "try again later");
+    let seconds = websocket["delay_ms"].as_f64().unwrap() / 1000.0;
+    assert_eq!(reason, format!("server at capacity: reconnect in {seconds:.1} s"));
+    let mut session = app.try_webtransport("", None).await.expect("a session accepted to be told");
+    let webtransport = session.next_json().await["reconnect"].clone();
+    session.expect_end().await;
+    match within("the session to be closed", session.session.closed()).await {
+        ConnectionError::ApplicationClosed(close) => assert_eq!(close.code().into_inner(), 1013, "{close}"),
+        other => panic!("expected a close with code 1013, got {other}"),
     }
-    assert_eq!(rejected(&app, "over_capacity"), 3.0);
+    for notice in [sse, websocket, webtransport] {
+        assert_eq!(notice["reason"], "over_capacity", "{notice}");
+        assert!((2500..=7500).contains(&notice["delay_ms"].as_u64().unwrap()), "{notice}");
+    }
+    assert_eq!(rejected(&app, "over_capacity"), 23.0);
+    assert_eq!(app.open_subscriptions(), 2, "a refused subscriber holds no slot");
 
     // Publishing is not a subscription: it still works at the cap.
     browser.publish("at the cap").await;

@@ -357,8 +357,8 @@ async fn clients_of_an_instance_that_goes_away_resume_on_another_without_loss() 
     let last_seen = stream.next_message().await["id"].as_str().unwrap().to_owned();
 
     a.shutdown().await.expect("instance A stops cleanly");
-    assert_eq!(socket.close_frame().await.0, 1001, "WebSocket told the server is going away");
-    stream.expect_end().await;
+    assert_eq!(socket.reconnect_then_close().await.1, 1012, "WebSocket told the server is restarting");
+    stream.reconnect_then_end().await;
     let mut missed = Vec::new();
     for i in 0..3 {
         missed.push(on_b.publish(&format!("while moving {i}")).await);

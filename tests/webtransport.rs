@@ -145,7 +145,7 @@ async fn a_udp_port_that_is_taken_is_reported_plainly() {
 }
 
 #[tokio::test]
-async fn at_shutdown_a_session_ends_its_streams_then_is_closed_with_1001() {
+async fn at_shutdown_a_session_is_told_when_to_come_back_ends_its_streams_then_is_closed_with_1012() {
     let app = spawn_webtransport_app(Config::default()).await;
     let mut ordered = app.webtransport("").await;
     let mut unordered = app.webtransport_unordered("").await;
@@ -153,13 +153,20 @@ async fn at_shutdown_a_session_ends_its_streams_then_is_closed_with_1001() {
     assert_eq!(ordered.next_json().await, sent);
     assert_eq!(unordered.next_message().await, sent);
     app.state.shutdown.cancel();
+    // The last line says when to come back (a delay of each session's own), on the
+    // control stream when unordered.
+    for notice in [ordered.next_json().await, unordered.next_notice().await] {
+        assert_eq!(notice["reconnect"]["reason"], "server_restart", "{notice}");
+        let delay = notice["reconnect"]["delay_ms"].as_u64().expect("a delay");
+        assert!((1000..=6000).contains(&delay), "{notice}");
+    }
     // Ended, not broken: the server finished them before it closed the sessions.
     ordered.expect_end().await;
     unordered.expect_control_end().await;
     for session in [&ordered.session, &unordered.session] {
         match within("the session to be closed", session.closed()).await {
-            ConnectionError::ApplicationClosed(close) => assert_eq!(close.code().into_inner(), 1001, "{close}"),
-            other => panic!("expected a close with code 1001, got {other}"),
+            ConnectionError::ApplicationClosed(close) => assert_eq!(close.code().into_inner(), 1012, "{close}"),
+            other => panic!("expected a close with code 1012, got {other}"),
         }
     }
     app.no_webtransport_subscriber().await;

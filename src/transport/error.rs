@@ -4,6 +4,8 @@
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::publish_limit::RateLimited;
+use super::reconnect::Reconnect;
 use crate::bus::PublishError;
 
 /// Everything a request can be refused for.
@@ -36,12 +38,15 @@ pub enum AppError {
     /// An upgrade that this connection cannot make (it was not served by hyper's
     /// HTTP/1 connection, as in a router test).
     NotUpgradable,
-    /// Every subscriber slot is taken (`--max-subscribers`).
-    OverCapacity,
+    /// Every subscriber slot is taken (`--max-subscribers`): come back then.
+    OverCapacity(Reconnect),
+    /// The client publishes faster than `--publish-rate` allows.
+    RateLimited(RateLimited),
 }
 
-/// Seconds a client is asked to wait after a 503 before it tries again.
-const RETRY_AFTER_SECS: &str = "5";
+/// Seconds a client is asked to wait before it publishes again while the shared bus is
+/// down: Redis restarts in about that.
+const BUS_RETRY_AFTER_SECS: u64 = 5;
 
 /// Marks a refused response with its reason, for the `requests_rejected` metric.
 #[derive(Clone, Copy, Debug)]
@@ -64,7 +69,8 @@ impl AppError {
             AppError::CrossOrigin => "cross_origin",
             AppError::NotWebSocket(_) => "not_websocket",
             AppError::NotUpgradable => "not_upgradable",
-            AppError::OverCapacity => "over_capacity",
+            AppError::OverCapacity(_) => "over_capacity",
+            AppError::RateLimited(_) => "rate_limited",
         }
     }
 
@@ -76,7 +82,8 @@ impl AppError {
             AppError::Publish(PublishError::TooLarge { .. }) | AppError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             // Redis is down: the client did nothing wrong and may retry.
             AppError::Publish(PublishError::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
-            AppError::OverCapacity => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::OverCapacity(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::NotUpgradable => StatusCode::UPGRADE_REQUIRED,
             AppError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             AppError::MissingField(_)
@@ -105,7 +112,20 @@ impl AppError {
             AppError::CrossOrigin => "cross-origin WebSocket refused".to_owned(),
             AppError::NotWebSocket(why) => (*why).to_owned(),
             AppError::NotUpgradable => "this connection cannot be upgraded to a WebSocket".to_owned(),
-            AppError::OverCapacity => format!("too many open connections; retry in {RETRY_AFTER_SECS} s"),
+            AppError::OverCapacity(reconnect) => {
+                format!("server at capacity: retry in {} s", reconnect.retry_after_secs())
+            }
+            AppError::RateLimited(limited) => limited.message(),
+        }
+    }
+
+    /// The `Retry-After` of a refusal that will pass, in whole seconds.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            AppError::OverCapacity(reconnect) => Some(reconnect.retry_after_secs()),
+            AppError::RateLimited(limited) => Some(limited.retry_after_secs()),
+            AppError::Publish(PublishError::Unavailable) => Some(BUS_RETRY_AFTER_SECS),
+            _ => None,
         }
     }
 }
@@ -139,8 +159,8 @@ impl IntoResponse for AppError {
             // request (HTTP/2 drops this header and resets only the stream).
             response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static(RETRY_AFTER_SECS));
+        if let Some(secs) = self.retry_after() {
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
         }
         response.extensions_mut().insert(Rejected(self.reason()));
         response

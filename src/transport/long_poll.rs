@@ -15,6 +15,12 @@
 //! is retained; old clients ignore the field. `cursor` is where to poll from if the
 //! answer has no messages (after a restart of an empty server, say). A client that goes away while its poll is
 //! pending drops this handler, and with it its subscription, at once.
+//!
+//! At a graceful stop a pending poll is answered at once with what is ready and
+//! `"reconnect": {"reason": "server_restart", "delay_ms": N}`: when to poll again, a delay
+//! of its own (module `reconnect`), so that the clients do not all come back together.
+//! When every subscriber slot is taken, a poll gets 503 with `Retry-After` (3 to 8 s,
+//! drawn per refusal).
 
 use std::sync::Arc;
 
@@ -27,6 +33,7 @@ use axum::http::Version;
 use axum::response::Response;
 use axum::routing::post;
 
+use super::reconnect::Reconnect;
 use super::{AppError, Form, SubscriberSlot};
 use crate::AppState;
 use crate::bus::{Delivery, Message, ResumeFrom, WireForm};
@@ -64,6 +71,9 @@ async fn poll(
     while let Some(delivery) = subscription.try_next() {
         answer.add(delivery);
     }
+    if state.shutdown.is_cancelled() {
+        answer.reconnect = Some(Reconnect::restart(&state.config).json());
+    }
     Ok(super::json_response(answer.into_body()))
 }
 
@@ -72,17 +82,18 @@ async fn poll(
 static ALONE: WireForm =
     WireForm::new(|message| Bytes::from([&br#"{"messages":["#[..], &message.json, b"]}"].concat()));
 
-/// One long-poll answer, `{"messages":[…]}` (plus `"gap"`): the messages ready when
-/// the poll is answered, oldest first.
+/// One long-poll answer, `{"messages":[…]}` (plus `"gap"`, `"reconnect"`): the
+/// messages ready when the poll is answered, oldest first.
 struct Answer<'a> {
     metrics: &'a TransportMetrics,
     messages: Vec<Arc<Message>>,
     gap: Option<String>,
+    reconnect: Option<String>,
 }
 
 impl<'a> Answer<'a> {
     fn new(metrics: &'a TransportMetrics) -> Self {
-        Answer { metrics, messages: Vec::new(), gap: None }
+        Answer { metrics, messages: Vec::new(), gap: None, reconnect: None }
     }
 
     fn add(&mut self, delivery: Delivery) {
@@ -104,11 +115,13 @@ impl<'a> Answer<'a> {
     /// for every poll waiting at that cursor); otherwise written from the message
     /// objects into one buffer.
     fn into_body(self) -> Bytes {
-        if let ([message], None) = (&self.messages[..], &self.gap) {
+        if let ([message], None, None) = (&self.messages[..], &self.gap, &self.reconnect) {
             return message.wire(&ALONE).clone();
         }
-        let size = self.messages.iter().map(|m| m.json.len() + 1).sum::<usize>() + 32;
-        let mut json = BytesMut::with_capacity(size + self.gap.as_ref().map_or(0, String::len));
+        let notices = self.gap.as_ref().map_or(0, String::len) + self.reconnect.as_ref().map_or(0, String::len);
+        // 48: the brackets and the field names.
+        let size = self.messages.iter().map(|m| m.json.len() + 1).sum::<usize>() + notices + 48;
+        let mut json = BytesMut::with_capacity(size);
         json.extend_from_slice(br#"{"messages":["#);
         for (i, message) in self.messages.iter().enumerate() {
             if i > 0 {
@@ -120,6 +133,10 @@ impl<'a> Answer<'a> {
         if let Some(gap) = self.gap {
             json.extend_from_slice(br#","gap":"#);
             json.extend_from_slice(gap.as_bytes());
+        }
+        if let Some(reconnect) = self.reconnect {
+            json.extend_from_slice(br#","reconnect":"#);
+            json.extend_from_slice(reconnect.as_bytes());
         }
         json.extend_from_slice(b"}");
         json.freeze()

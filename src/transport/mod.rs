@@ -12,7 +12,9 @@
 //!
 //! Every subscriber holds a [`SubscriberSlot`] (the connection cap) and reads where to
 //! start with [`Resume`] (or, for long-poll, from its form), so every transport resumes
-//! the same way. The streaming transports share the fan-out (`fanout`): one task per
+//! the same way. Every publish path asks [`PublishLimit`] first, and every transport
+//! tells its clients when to come back the same way (`reconnect`): at a graceful stop,
+//! and when it has no slot for them. The streaming transports share the fan-out (`fanout`): one task per
 //! worker thread hands every new message to all their connections, and one watchdog
 //! applies the slow-consumer policy.
 //!
@@ -22,8 +24,11 @@
 //! 2. If it streams, a `Sink` for it in the same module (how its bytes leave, its gap
 //!    notice and its slow notice); its connection opens an outbox with `Fanout::open`,
 //!    catches up with `Outbox::catch_up` and joins with `Fanout::join`.
-//! 3. One `.merge` in [`routes`] and one [`crate::metrics::Transport`] variant.
-//! 4. One file in `static/transports/` and one line in `static/transports/index.js`.
+//! 3. If clients publish on it, each publish asks [`PublishLimit::check`] first; its
+//!    refusal at capacity and its last words at a graceful stop say when to come back
+//!    ([`reconnect`]), in its own encoding.
+//! 4. One `.merge` in [`routes`] and one [`crate::metrics::Transport`] variant.
+//! 5. One file in `static/transports/` and one line in `static/transports/index.js`.
 
 mod error;
 mod fanout;
@@ -32,6 +37,8 @@ pub mod long_poll;
 mod origin;
 pub mod page;
 pub mod publish;
+pub mod publish_limit;
+pub mod reconnect;
 pub mod sse;
 pub mod websocket;
 pub mod webtransport;
@@ -51,9 +58,11 @@ use tower::util::MapResponseLayer;
 pub use error::{AppError, Rejected};
 pub(crate) use fanout::Fanout;
 pub use form::Form;
+pub use publish_limit::PublishLimit;
 
 use crate::AppState;
 use crate::bus::ResumeFrom;
+use reconnect::Reconnect;
 
 /// All routes, with the layers every request goes through.
 pub fn routes(state: AppState) -> Router<AppState> {
@@ -88,21 +97,23 @@ fn count_rejection(state: &AppState, response: Response) -> Response {
 }
 
 /// One of the `--max-subscribers` slots, held for as long as a subscriber stays
-/// connected. Extracting it fails with 503 and `Retry-After` when all are taken.
+/// connected. Extracting it fails with 503 and `Retry-After` when all are taken (the
+/// streaming transports take theirs with `SubscriberSlot::take` and say it in-band).
 #[derive(Debug)]
 pub struct SubscriberSlot {
     _permit: OwnedSemaphorePermit,
 }
 
 impl SubscriberSlot {
-    /// A free slot, or [`AppError::OverCapacity`].
-    fn take(state: &AppState) -> Result<Self, AppError> {
+    /// A free slot, or when to come back for one. Cheap either way: one atomic
+    /// operation, and a random draw when refused.
+    fn take(state: &AppState) -> Result<Self, Reconnect> {
         state
             .subscriber_slots
             .clone()
             .try_acquire_owned()
             .map(|_permit| SubscriberSlot { _permit })
-            .map_err(|_| AppError::OverCapacity)
+            .map_err(|_| Reconnect::over_capacity())
     }
 }
 
@@ -110,7 +121,7 @@ impl FromRequestParts<AppState> for SubscriberSlot {
     type Rejection = AppError;
 
     async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        SubscriberSlot::take(state)
+        SubscriberSlot::take(state).map_err(AppError::OverCapacity)
     }
 }
 

@@ -2,7 +2,9 @@
 //!
 //! Form fields: `body`, `_xsrf`, optional `next`. Answers `200 application/json` with the
 //! message object, or, when `next` names a local path, `302` to it (the page's no-script
-//! form does that). The message reaches subscribers of every transport.
+//! form does that). The message reaches subscribers of every transport. A client that
+//! publishes faster than `--publish-rate` allows gets 429 with `Retry-After`
+//! ([`super::publish_limit`]).
 
 use axum::Router;
 use axum::extract::State;
@@ -13,18 +15,20 @@ use axum::routing::post;
 use super::form::NotText;
 use super::{AppError, Form};
 use crate::AppState;
+use crate::server::Connection;
 
 /// The publishing endpoint, for [`super::routes`] to merge.
 pub fn routes() -> Router<AppState> {
     Router::new().route("/a/message/new", post(publish))
 }
 
-async fn publish(State(state): State<AppState>, form: Form) -> Result<Response, AppError> {
+async fn publish(State(state): State<AppState>, connection: Connection, form: Form) -> Result<Response, AppError> {
     // Refuse a bad `next` before publishing: a refused request must change nothing.
     let field = |name| form.get(name).map_err(|NotText| AppError::MalformedForm);
     let next = field("next")?;
     let next = next.as_deref().filter(|next| !next.is_empty()).map(local_path).transpose()?;
     let text = field("body")?.ok_or(AppError::MissingField("body"))?;
+    state.publish_limit.check(connection.peer()).map_err(AppError::RateLimited)?;
     let message = state.bus.publish(text.into_owned()).await?;
     state.metrics.published();
     Ok(match next {

@@ -5,8 +5,9 @@
 //! `EventSource` reconnects by itself and sends the last `id:` it saw as
 //! `Last-Event-ID`; the stream resumes from that (or from `?cursor=`).
 //!
-//! - The stream opens with `retry: 1000` and an `event: ready` (`data: {"http":"2"}`,
-//!   the HTTP version that carries the stream), so the
+//! - The stream opens with a `retry:` of its own, 1000 ms ± 50 % (so that browsers cut
+//!   off together do not come back together), and an `event: ready` (`data:
+//!   {"http":"2"}`, the HTTP version that carries the stream), so the
 //!   headers and first bytes leave at once and a client can tell that events come
 //!   through (a buffering proxy opens the stream and then holds every event, `ready`
 //!   included); a keep-alive comment follows each quiet period (default 15 s) so
@@ -17,8 +18,13 @@
 //!   `data: {"reason": …, "missed": N|null, "cursor": …}`. Their `id:` moves the
 //!   browser's `Last-Event-ID` past the gap, so a reconnect is not told it twice.
 //! - A slow consumer's last event is `event: slow` / `data: {"reason":"slow_consumer"}`
-//!   (the fan-out's policy); the stream then ends, as it does at server shutdown, and
-//!   `EventSource` retries by itself.
+//!   (the fan-out's policy); the stream then ends, and `EventSource` retries by itself.
+//! - At a graceful stop the last event tells when to come back, a delay of the stream's
+//!   own (module `reconnect`): `retry: <ms>` / `event: reconnect` / `data: {"reason":
+//!   "server_restart","delay_ms":<ms>}`, then the stream ends; `EventSource` waits that
+//!   `retry:` before it reconnects. When every subscriber slot is taken, a request is
+//!   answered the same way (`"over_capacity"`) at once, holding no slot: `EventSource`
+//!   shows no status of a refused request, and would not retry after one.
 //!
 //! hyper owns the socket and asks the body for the next chunk whenever it can take
 //! more, so this transport's [`Sink`] never writes: the fan-out leaves the events in
@@ -42,16 +48,26 @@ use futures::stream::{self, Stream, StreamExt};
 use tokio::time::{Instant, Sleep, sleep};
 
 use super::fanout::{Outbox, Release, Sink, Taken};
+use super::reconnect::{self, Reconnect};
 use super::{Resume, SubscriberSlot};
 use crate::AppState;
 use crate::bus::{Gap, ResumeFrom, Subscription, WireForm};
 use crate::metrics::{Http, SubscriberGuard, Transport, TransportMetrics};
 use crate::server::Connection;
 
-/// Sent first: flushes the headers, tells the browser to retry after 1 s if cut, and
-/// proves to the client that events reach it (saying which HTTP version carries them).
+/// Sent first: flushes the headers, tells the browser when to retry if cut (about a
+/// second), and proves to the client that events reach it (saying which HTTP version
+/// carries them).
 fn opening(http: Http) -> Bytes {
-    Bytes::from(format!("retry: 1000\nevent: ready\ndata: {{\"http\":\"{}\"}}\n\n", http.as_str()))
+    let retry = reconnect::sse_retry().as_millis();
+    Bytes::from(format!("retry: {retry}\nevent: ready\ndata: {{\"http\":\"{}\"}}\n\n", http.as_str()))
+}
+
+/// The last event: when to come back, as `EventSource` reads it (`retry:`) and as the
+/// page does (the event).
+fn reconnect_event(reconnect: &Reconnect) -> Bytes {
+    let retry = reconnect.delay.as_millis();
+    Bytes::from(format!("retry: {retry}\nevent: reconnect\ndata: {}\n\n", reconnect.json()))
 }
 /// Sent after each quiet keep-alive period.
 const KEEPALIVE: &[u8] = b": keep-alive\n\n";
@@ -70,11 +86,17 @@ pub fn routes() -> Router<AppState> {
 
 async fn events(
     State(state): State<AppState>,
-    slot: SubscriberSlot,
     connection: Connection,
     version: Version,
     Resume(from): Resume,
 ) -> Response {
+    let slot = match SubscriberSlot::take(&state) {
+        Ok(slot) => slot,
+        Err(reconnect) => {
+            state.metrics.rejected("over_capacity");
+            return event_stream(Body::from(reconnect_event(&reconnect)));
+        }
+    };
     let http = Http::of(version);
     let subscription = state.bus.subscribe_from(from).await;
     let metrics = state.metrics.transport(Transport::Sse).clone();
@@ -87,16 +109,22 @@ async fn events(
         _connection: connection,
         outbox,
         catching_up: Some(subscription),
+        told: false,
         state,
         metrics,
     };
+    event_stream(Body::from_stream(body(opening(http), reader)))
+}
+
+/// `body` as an event stream that nothing in between holds back.
+fn event_stream(body: Body) -> Response {
     (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
             (header::HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no")),
         ],
-        Body::from_stream(body(opening(http), reader)),
+        body,
     )
         .into_response()
 }
@@ -142,6 +170,8 @@ struct Reader {
     /// on only when it fires, not at every delivery.
     keepalive: Pin<Box<Sleep>>,
     last_sent: Instant,
+    /// The stream was told when to come back: it ends now.
+    told: bool,
     _connection: Connection,
     /// Hold the subscriber count and the slot for as long as the body lives.
     _subscriber: SubscriberGuard,
@@ -150,8 +180,12 @@ struct Reader {
 
 impl Reader {
     /// The next chunk: everything waiting in the outbox (events, and last the slow
-    /// notice), a keep-alive, or `None` once the stream was let go for good.
+    /// notice), a keep-alive, when to come back at a graceful stop, or `None` once the
+    /// stream was let go for good.
     async fn next(&mut self) -> Option<Bytes> {
+        if self.told {
+            return None;
+        }
         loop {
             self.state.fanout.keep_up(&self.state, &self.outbox, &mut self.catching_up, &self.metrics);
             match self.outbox.take() {
@@ -163,6 +197,10 @@ impl Reader {
                     let from = ResumeFrom::Cursor(self.outbox.position());
                     self.catching_up = Some(self.state.bus.subscribe_from(from).await);
                     continue;
+                }
+                Some(Taken::Released(Release::Ended)) if self.state.shutdown.is_cancelled() => {
+                    self.told = true;
+                    return Some(reconnect_event(&Reconnect::restart(&self.state.config)));
                 }
                 Some(Taken::Released(Release::Ended | Release::Slow)) => return None,
                 None => {}

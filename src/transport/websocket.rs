@@ -14,9 +14,17 @@
 //!   "cursor": …}}`: they have no `id`, so clients tell them from messages; `cursor`
 //!   is where to resume after the gap.
 //! - Bad frames close the socket with a reason: not JSON 1007, no `body` or a body
-//!   the bus refuses 1008, binary 1003, too large 1009. Shutdown closes with 1001.
-//!   A frame that cannot be published because the shared bus (Redis) is down closes
-//!   with 1013 ("try again later"). The reason text is the one a refused POST gets.
+//!   the bus refuses 1008, binary 1003, too large 1009. A frame that cannot be
+//!   published because the shared bus (Redis) is down closes with 1013 ("try again
+//!   later"). The reason text is the one a refused POST gets. A frame over the client's
+//!   publish limit (`--publish-rate`) is refused with a frame `{"error":{"reason":
+//!   "rate_limited","message":…,"retry_after":N}}` (whole seconds), and the socket stays
+//!   open: closing it would hand the client a fresh allowance when it reconnects.
+//! - At a graceful stop, the last frame says when to come back, a delay of the socket's
+//!   own (module `reconnect`): `{"reconnect":{"reason":"server_restart","delay_ms":N}}`,
+//!   then close 1012 ("service restart") with the delay in its reason. When every
+//!   subscriber slot is taken, the upgrade is accepted only to say the same
+//!   (`"over_capacity"`, close 1013), holding no slot (`handshake`).
 //! - The closing handshake (RFC 6455 §5.5.1, §7.4): a client's Close frame is answered
 //!   with one (echoing its code), so the client sees a clean close; a frame that breaks
 //!   the protocol (unmasked, reserved bits or opcodes, a control frame too long or
@@ -35,15 +43,14 @@
 //!   nothing the history still holds.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
 use axum::response::Response;
 use axum::routing::{MethodFilter, on};
 use bytes::Bytes;
@@ -55,15 +62,17 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{MissedTickBehavior, interval, timeout};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame as RawFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as Frame};
 
+mod handshake;
+
 use super::error::publish_reason;
 use super::fanout::{Fanout, Outbox, Release, Sink};
 use super::origin::check_origin;
+use super::reconnect::Reconnect;
 use super::{AppError, Resume, SubscriberSlot};
 use crate::AppState;
 use crate::bus::{Gap, PublishError, ResumeFrom, WireForm};
@@ -86,77 +95,33 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/a/message/socket", on(MethodFilter::GET.or(MethodFilter::CONNECT), upgrade))
 }
 
-/// The handshake (RFC 6455 §4.2 over HTTP/1.1, RFC 8441 §5 over HTTP/2), done here
-/// rather than by axum's `WebSocketUpgrade`, which keeps the upgraded socket to itself:
-/// the fan-out writes into it.
+/// The handshake (module `handshake`), done here rather than by axum's
+/// `WebSocketUpgrade`, which keeps the upgraded socket to itself: the fan-out writes
+/// into it.
 async fn upgrade(
     State(state): State<AppState>,
-    slot: SubscriberSlot,
     connection: Connection,
     Resume(from): Resume,
     mut request: Request,
 ) -> Result<Response, AppError> {
-    let accept = handshake(&request)?;
+    let accept = handshake::check(&request)?;
     check_origin(request.headers(), request.uri(), &state.config.allowed_origins)?;
     let on_upgrade = request.extensions_mut().remove::<OnUpgrade>().ok_or(AppError::NotUpgradable)?;
     let http = Http::of(request.version());
+    let slot = SubscriberSlot::take(&state);
+    if slot.is_err() {
+        state.metrics.rejected("over_capacity");
+    }
     let tasks = state.tasks.clone();
     tasks.spawn(async move {
         // Err: the client went away before the switch completed.
-        if let Ok(upgraded) = on_upgrade.await {
-            serve(upgraded, state, connection, from, http, slot).await;
+        let Ok(upgraded) = on_upgrade.await else { return };
+        match slot {
+            Ok(slot) => serve(upgraded, state, connection, from, http, slot).await,
+            Err(reconnect) => handshake::turn_away(upgraded, reconnect).await,
         }
     });
-    let mut response = Response::new(Body::empty());
-    // HTTP/2 accepts with 200 and no key (RFC 8441 §5).
-    if let Some(accept) = accept {
-        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        let headers = response.headers_mut();
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
-    }
-    Ok(response)
-}
-
-/// Checks an opening handshake: over HTTP/1.1, the `Sec-WebSocket-Accept` to answer
-/// with; over HTTP/2, `None` (an extended CONNECT has no key). Or why it is not one.
-fn handshake(request: &Request) -> Result<Option<HeaderValue>, AppError> {
-    let headers = request.headers();
-    if request.version() >= Version::HTTP_2 {
-        let protocol = request.extensions().get::<hyper::ext::Protocol>();
-        if request.method() != Method::CONNECT || protocol.is_none_or(|p| p.as_str() != "websocket") {
-            return Err(AppError::NotWebSocket("expected an extended CONNECT with :protocol websocket (RFC 8441)"));
-        }
-        check_version(headers)?;
-        return Ok(None);
-    }
-    accept_key(headers).map(Some)
-}
-
-fn check_version(headers: &HeaderMap) -> Result<(), AppError> {
-    match headers.get(header::SEC_WEBSOCKET_VERSION) {
-        Some(version) if version == "13" => Ok(()),
-        _ => Err(AppError::NotWebSocket("Sec-WebSocket-Version must be 13")),
-    }
-}
-
-/// The `Sec-WebSocket-Accept` for a valid upgrade request, or why it is not one.
-fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, AppError> {
-    let has_token = |name: header::HeaderName, token: &str| {
-        headers
-            .get_all(name)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .any(|value| value.split(',').any(|item| item.trim().eq_ignore_ascii_case(token)))
-    };
-    if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
-        return Err(AppError::NotWebSocket("expected a WebSocket upgrade (Connection: upgrade, Upgrade: websocket)"));
-    }
-    check_version(headers)?;
-    let key = headers.get(header::SEC_WEBSOCKET_KEY).ok_or(AppError::NotWebSocket("Sec-WebSocket-Key missing"))?;
-    // The accept key is base64: always a valid header value.
-    Ok(HeaderValue::from_str(&derive_accept_key(key.as_bytes())).expect("base64 header value"))
+    Ok(handshake::accepted(accept))
 }
 
 /// This transport's sink: the upgraded socket, written by whoever holds the outbox
@@ -232,6 +197,11 @@ fn close_frame(code: CloseCode, reason: &str) -> Bytes {
     raw_frame(RawFrame::close(Some(CloseFrame { code, reason: reason.into() })))
 }
 
+/// When to come back, `{"reconnect":{…}}`: a control object without `id`.
+fn reconnect_notice(reconnect: &Reconnect) -> String {
+    format!(r#"{{"reconnect":{}}}"#, reconnect.json())
+}
+
 /// A frame from the client: `{"body": "…"}`.
 #[derive(Deserialize)]
 struct Post {
@@ -246,6 +216,8 @@ enum Ending {
     Close { code: CloseCode, reason: String, rejected: Option<&'static str> },
     /// The slow notice is already queued: only what waits is sent.
     Slow,
+    /// The server stops: when to come back, then close 1012.
+    Restart(Reconnect),
     /// The client is gone or dead: nothing to send.
     Gone,
 }
@@ -255,7 +227,11 @@ impl Ending {
         Ending::Close { code, reason: reason.to_owned(), rejected: Some(label) }
     }
 
-    fn going_away(reason: &str) -> Self {
+    /// At a graceful stop, when to come back; otherwise close 1001 with `reason`.
+    fn going_away(state: &AppState, reason: &str) -> Self {
+        if state.shutdown.is_cancelled() {
+            return Ending::Restart(Reconnect::restart(&state.config));
+        }
         Ending::Close { code: CloseCode::Away, reason: reason.to_owned(), rejected: None }
     }
 }
@@ -302,7 +278,7 @@ async fn serve(
                 biased;
                 () = outbox.woken() => match Fanout::woken(&state, &outbox, &mut catching_up).await {
                     None | Some(Release::Behind) => {}
-                    Some(Release::Ended) => break Ending::going_away("server is going away"),
+                    Some(Release::Ended) => break Ending::going_away(&state, "server is going away"),
                     Some(Release::Slow) => break Ending::Slow,
                 },
                 written = outbox.drain(), if outbox.waiting() > 0 => {
@@ -311,11 +287,15 @@ async fn serve(
                     }
                 }
                 frame = socket.next() => match frame {
-                    Some(Ok(Frame::Text(text))) => {
-                        if let Err(refusal) = publish(&state, &text).await {
-                            break refusal;
+                    Some(Ok(Frame::Text(text))) => match publish(&state, connection.peer(), &text).await {
+                        Ok(None) => {}
+                        Ok(Some(answer)) => {
+                            if outbox.send(answer).is_err() {
+                                break Ending::Gone;
+                            }
                         }
-                    }
+                        Err(refusal) => break refusal,
+                    },
                     Some(Ok(Frame::Binary(_))) => {
                         break Ending::refusal(CloseCode::Unsupported, "binary frames are not accepted", "ws_binary")
                     }
@@ -335,7 +315,7 @@ async fn serve(
                         break Ending::Gone;
                     }
                 }
-                () = &mut ended => break Ending::going_away("server shutting down"),
+                () = &mut ended => break Ending::going_away(&state, "server shutting down"),
             }
         }
     };
@@ -358,6 +338,12 @@ async fn serve(
                 outbox.drain().await.map_err(|_| ())
             }
             Ending::Slow => outbox.drain().await.map_err(|_| ()),
+            Ending::Restart(reconnect) => {
+                outbox.send(text_frame(reconnect_notice(&reconnect).as_bytes())).map_err(|_| ())?;
+                let code = CloseCode::from(reconnect.close_code());
+                outbox.send(close_frame(code, &reconnect.sentence())).map_err(|_| ())?;
+                outbox.drain().await.map_err(|_| ())
+            }
             Ending::Gone => Ok(()),
         }
     })
@@ -377,15 +363,20 @@ fn refusal_of(error: &WsError) -> Ending {
     }
 }
 
-/// Publishes a client frame, or says why the connection closes instead.
-async fn publish(state: &AppState, text: &str) -> Result<(), Ending> {
+/// Publishes a client frame from `peer`; or the frame that refuses it for now (the
+/// connection stays); or why the connection closes instead.
+async fn publish(state: &AppState, peer: SocketAddr, text: &str) -> Result<Option<Bytes>, Ending> {
     let post: Post = serde_json::from_str(text)
         .map_err(|_| Ending::refusal(CloseCode::Invalid, "frame is not a JSON object", "ws_not_json"))?;
     let body = post.body.ok_or(Ending::refusal(CloseCode::Policy, "frame has no \"body\"", "ws_no_body"))?;
+    if let Err(limited) = state.publish_limit.check(peer) {
+        state.metrics.rejected("rate_limited");
+        return Ok(Some(text_frame(limited.json().as_bytes())));
+    }
     let error = match state.bus.publish(body).await {
         Ok(_) => {
             state.metrics.published();
-            return Ok(());
+            return Ok(None);
         }
         Err(error) => error,
     };

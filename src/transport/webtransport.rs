@@ -23,16 +23,24 @@
 //!   JSON, or `{"error":{"reason":…,"message":…}}` with the reason a refused POST is
 //!   counted under (`empty_body`, `body_too_large`, `control_character`,
 //!   `bus_unavailable`) or `not_json`, `no_body`, `body_timeout`; then finishes.
+//!   A client publishing faster than `--publish-rate` allows is answered
+//!   `{"error":{"reason":"rate_limited","message":…,"retry_after":N}}` (whole seconds).
 //! - The session's `Origin` must be this server's own (or in `--allow-origin`), or it
-//!   is answered 403; a path other than this one 404; every subscriber slot taken 429.
+//!   is answered 403; a path other than this one 404. When every subscriber slot is
+//!   taken, the session is accepted only to be told when to come back (a browser is not
+//!   shown a refused session's status): its first stream carries
+//!   `{"reconnect":{"reason":"over_capacity","delay_ms":N}}`, then the session is closed
+//!   with code 1013 once the client has closed it or 2 s have passed.
 //!   An `order` other than `seq` or `none` is answered 404 too: wtransport 0.7 answers
 //!   a session request with 200, 403, 404 or 429 only, and of those 404 ("no such
 //!   resource") is the nearest to 400. It is counted as `bad_order`, not `not_found`.
 //! - A slow consumer follows the fan-out's policy: its last line is
 //!   `{"slow":{"reason":"slow_consumer"}}` (on the control stream when unordered), then
-//!   the session is closed with code 1013 (as WebSocket's close code); at shutdown,
-//!   with code 1001. Before either, what was queued gets up to 2 s to reach the client
-//!   and the server's streams to be finished.
+//!   the session is closed with code 1013 (as WebSocket's close code). At a graceful
+//!   stop, the last line is `{"reconnect":{"reason":"server_restart","delay_ms":N}}`
+//!   (a delay of its own, module `reconnect`), and the session is closed with code 1012
+//!   once the client has closed it. Either way, what was queued gets up to 2 s in all to
+//!   reach the client and the server's streams to be finished.
 //! - Unidirectional streams and datagrams from the client are not part of the
 //!   contract: stopped and dropped, and counted.
 //!
@@ -42,6 +50,7 @@
 //! `GET /a/message/webtransport/certificate`.
 
 mod endpoint;
+mod publish;
 mod unordered;
 
 pub use endpoint::{Availability, Endpoint, routes, serve};
@@ -59,10 +68,10 @@ use tokio::io::AsyncWrite;
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 use wtransport::endpoint::IncomingSession;
-use wtransport::{Connection as Session, RecvStream, SendStream, VarInt};
+use wtransport::{Connection as Session, SendStream, VarInt};
 
-use super::error::publish_reason;
 use super::fanout::{Fanout, Outbox, Release, Sink};
+use super::reconnect::Reconnect;
 use super::{SubscriberSlot, origin, resume_from_query};
 use crate::AppState;
 use crate::bus::{Gap, ResumeFrom, WireForm};
@@ -87,6 +96,11 @@ const SLOW_LINE: &[u8] = b"{\"slow\":{\"reason\":\"slow_consumer\"}}\n";
 /// A gap notice as one line of JSON.
 fn gap_line(gap: &Gap) -> Bytes {
     Bytes::from(format!("{{\"gap\":{}}}\n", gap.to_json()))
+}
+
+/// When to come back, as one line of JSON.
+fn reconnect_line(reconnect: &Reconnect) -> Bytes {
+    Bytes::from(format!("{{\"reconnect\":{}}}\n", reconnect.json()))
 }
 
 /// How a session sends messages: `?order=seq` (the default) or `?order=none`.
@@ -129,11 +143,15 @@ async fn session(incoming: IncomingSession, state: AppState) {
         state.metrics.rejected("cross_origin");
         return request.forbidden().await;
     }
-    let Ok(slot) = SubscriberSlot::take(&state) else {
-        state.metrics.rejected("over_capacity");
-        return request.too_many_requests().await;
-    };
+    let slot = SubscriberSlot::take(&state);
     let Ok(session) = request.accept().await else { return };
+    let slot = match slot {
+        Ok(slot) => slot,
+        Err(reconnect) => {
+            state.metrics.rejected("over_capacity");
+            return turn_away(session, reconnect).await;
+        }
+    };
     let from = resume_from_query(&uri);
     match order {
         Order::Sequenced => serve_session::<Lines>(session, state, from, slot).await,
@@ -163,24 +181,32 @@ trait SessionSink: Sink + Sized {
     fn settle(outbox: &Outbox<Self>) -> impl Future<Output = ()> + Send;
 }
 
+/// What both of this transport's sinks write: lines of JSON.
+macro_rules! json_lines {
+    () => {
+        const WRITES: bool = true;
+        const TRANSPORT: Transport = Transport::WebTransport;
+
+        fn form() -> &'static WireForm {
+            &LINE
+        }
+
+        fn gap(gap: &Gap) -> Bytes {
+            gap_line(gap)
+        }
+
+        fn slow_notice() -> Bytes {
+            Bytes::from_static(SLOW_LINE)
+        }
+    };
+}
+use json_lines;
+
 /// The ordered sink: every line on the session's one stream. `None` once settled.
 struct Lines(Option<SendStream>);
 
 impl Sink for Lines {
-    const WRITES: bool = true;
-    const TRANSPORT: Transport = Transport::WebTransport;
-
-    fn form() -> &'static WireForm {
-        &LINE
-    }
-
-    fn gap(gap: &Gap) -> Bytes {
-        gap_line(gap)
-    }
-
-    fn slow_notice() -> Bytes {
-        Bytes::from_static(SLOW_LINE)
-    }
+    json_lines!();
 
     fn poll_write(&mut self, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
         let Some(stream) = &mut self.0 else { return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())) };
@@ -210,8 +236,20 @@ impl SessionSink for Lines {
 enum Ending {
     /// The server closes it with this code and reason, after what is queued.
     Close(u32, &'static str),
+    /// The server stops: when to come back is queued last, and the client closes.
+    Restart(Reconnect),
     /// The client went away.
     Gone,
+}
+
+/// At a graceful stop, the client is told when to come back; otherwise it is closed
+/// with `code` and `reason`.
+fn going_away(state: &AppState, code: u32, reason: &'static str) -> Ending {
+    if state.shutdown.is_cancelled() {
+        Ending::Restart(Reconnect::restart(&state.config))
+    } else {
+        Ending::Close(code, reason)
+    }
 }
 
 /// Runs one session until the client leaves, it is let go, or the server shuts down.
@@ -220,7 +258,7 @@ enum Ending {
 async fn serve_session<S: SessionSink>(session: Session, state: AppState, from: ResumeFrom, _slot: SubscriberSlot) {
     let metrics = state.metrics.transport(Transport::WebTransport);
     let _subscriber = metrics.subscriber(Http::V3);
-    let connection = Connection::detached(&state.shutdown);
+    let connection = Connection::detached(&state.shutdown, session.remote_address());
     let subscription = state.bus.subscribe_from(from).await;
     let stream = match session.open_uni().await {
         Ok(opening) => opening.await.ok(),
@@ -243,7 +281,7 @@ async fn serve_session<S: SessionSink>(session: Session, state: AppState, from: 
                 biased;
                 () = outbox.woken() => match Fanout::woken(&state, &outbox, &mut catching_up).await {
                     None | Some(Release::Behind) => {}
-                    Some(Release::Ended) => break Ending::Close(GOING_AWAY, "server is going away"),
+                    Some(Release::Ended) => break going_away(&state, GOING_AWAY, "server is going away"),
                     Some(Release::Slow) => break Ending::Close(SLOW_CONSUMER, "slow consumer: fell too far behind"),
                 },
                 written = outbox.drain(), if outbox.waiting() > 0 => {
@@ -253,7 +291,7 @@ async fn serve_session<S: SessionSink>(session: Session, state: AppState, from: 
                 }
                 stream = session.accept_bi() => match stream {
                     Ok((send, recv)) if publishes.len() < MAX_PUBLISH_STREAMS => {
-                        publishes.spawn(publish(send, recv, state.clone()));
+                        publishes.spawn(publish::publish(send, recv, state.clone(), connection.peer()));
                     }
                     Ok((mut send, recv)) => {
                         state.metrics.rejected("webtransport_too_many_streams");
@@ -263,22 +301,55 @@ async fn serve_session<S: SessionSink>(session: Session, state: AppState, from: 
                     Err(_) => break Ending::Gone,
                 },
                 Some(_) = publishes.join_next() => {}
-                () = &mut ended => break Ending::Close(GOING_AWAY, "server shutting down"),
+                () = &mut ended => break going_away(&state, GOING_AWAY, "server shutting down"),
             }
         }
     };
     state.fanout.leave(&outbox);
     incoming.abort();
-    if let Ending::Close(code, reason) = ending {
-        // What is queued (a slow consumer's notice last) goes first.
-        let _ = timeout(CLOSE_GRACE, async {
-            let _ = outbox.drain().await;
-            S::settle(&outbox).await;
-        })
-        .await;
-        session.close(VarInt::from_u32(code), reason.as_bytes());
+    match ending {
+        Ending::Close(code, reason) => {
+            // What is queued (a slow consumer's notice last) goes first.
+            let _ = timeout(CLOSE_GRACE, async {
+                let _ = outbox.drain().await;
+                S::settle(&outbox).await;
+            })
+            .await;
+            session.close(VarInt::from_u32(code), reason.as_bytes());
+        }
+        Ending::Restart(reconnect) => {
+            let _ = outbox.send(reconnect_line(&reconnect));
+            let _ = timeout(CLOSE_GRACE, async {
+                let _ = outbox.drain().await;
+                S::settle(&outbox).await;
+                session.closed().await;
+            })
+            .await;
+            close_told(&session, &reconnect);
+        }
+        Ending::Gone => {}
     }
     publishes.abort_all();
+}
+
+/// Tells a session refused for want of a slot when to come back, on a stream of its own.
+async fn turn_away(session: Session, reconnect: Reconnect) {
+    let _ = timeout(CLOSE_GRACE, async {
+        let Ok(opening) = session.open_uni().await else { return };
+        let Ok(mut stream) = opening.await else { return };
+        let _ = stream.write_all(&reconnect_line(&reconnect)).await;
+        let _ = stream.finish().await;
+        session.closed().await;
+    })
+    .await;
+    close_told(&session, &reconnect);
+}
+
+/// Closes a session that was told when to come back, once its client has read that and
+/// closed it (or the grace has passed): closing first could discard the notice before the
+/// page reads it.
+fn close_told(session: &Session, reconnect: &Reconnect) {
+    session.close(VarInt::from_u32(reconnect.close_code().into()), reconnect.sentence().as_bytes());
 }
 
 /// Stops the client's unidirectional streams and drops its datagrams: neither is part
@@ -299,57 +370,4 @@ async fn refuse_the_unexpected(session: Session, state: AppState) {
             },
         }
     }
-}
-
-/// A publish stream's request: `{"body": "…"}`.
-#[derive(Deserialize)]
-struct Post {
-    body: Option<String>,
-}
-
-/// Reads one publish stream to its end, publishes, and answers on it.
-async fn publish(mut send: SendStream, recv: RecvStream, state: AppState) {
-    let answer = match read_post(recv, &state).await {
-        Ok(body) => match state.bus.publish(body).await {
-            Ok(message) => {
-                state.metrics.published();
-                Bytes::from([&message.json[..], b"\n"].concat())
-            }
-            Err(error) => refusal(&state, publish_reason(&error), &error.to_string()),
-        },
-        Err((reason, message)) => refusal(&state, reason, message),
-    };
-    let _ = timeout(CLOSE_GRACE, async {
-        send.write_all(&answer).await?;
-        send.finish().await
-    })
-    .await;
-}
-
-/// The body of a publish stream, or why it is refused.
-async fn read_post(mut recv: RecvStream, state: &AppState) -> Result<String, (&'static str, &'static str)> {
-    // A message object carries its body about twice, escaped: a generous bound.
-    let limit = state.config.max_body * 6 + 1024;
-    let mut bytes = Vec::new();
-    let mut buffer = [0; 4096];
-    loop {
-        match timeout(state.config.body_timeout, recv.read(&mut buffer)).await {
-            Err(_elapsed) => return Err(("body_timeout", "the stream stalled before it finished")),
-            Ok(Ok(None)) => break,
-            Ok(Ok(Some(read))) => bytes.extend_from_slice(&buffer[..read]),
-            Ok(Err(_)) => return Err(("body_unreadable", "the stream was reset")),
-        }
-        if bytes.len() > limit {
-            return Err(("body_too_large", "request body too large"));
-        }
-    }
-    let post: Post = serde_json::from_slice(&bytes).map_err(|_| ("not_json", "the stream is not a JSON object"))?;
-    post.body.ok_or(("no_body", "the object has no \"body\""))
-}
-
-/// An `{"error":…}` answer, counted under `reason` as the other paths count it.
-fn refusal(state: &AppState, reason: &'static str, message: &str) -> Bytes {
-    state.metrics.rejected(reason);
-    let error = serde_json::json!({ "error": { "reason": reason, "message": message } });
-    Bytes::from(format!("{error}\n"))
 }

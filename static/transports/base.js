@@ -11,13 +11,20 @@
 //   received(bytes)    count bytes read
 //   deliver(message)   a message object: advance the cursor, hand it to the page
 //   gap(notice)        the server could not resume from our cursor
-//   failed(why)        the connection is gone: reconnect after a backoff delay
+//   told(notice)       the server said when to come back (`{"reason", "delay_ms"}`: it is
+//                      stopping, or has no room): the next reconnect waits that long
+//   failed(why)        the connection is gone: reconnect after the told delay, or else
+//                      after a backoff delay
 //   unavailable(why)   the server does not offer it here: no retries
 
 /** Reconnect delays: full jitter over min(cap, base · 2^attempt). It spreads a crowd of
  *  clients out after a server restart instead of having them return in lockstep. */
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_CAP_MS = 10000;
+
+/** The reasons a server gives for telling a client when to come back, as the page
+ *  says them. The server draws each client's delay, so that they come back spread out. */
+const TOLD = { server_restart: 'server restarting', over_capacity: 'server at capacity' };
 
 /** The HTTP version a ready notice names (`{"http":"2"}` → '2'), or null: servers
  *  before HTTPS sent `{}`, and the page must still work with them. */
@@ -52,8 +59,9 @@ export class Backoff {
 
 /**
  * The base of every transport client. `sink` is the page: `message(transport, message)`,
- * `gap(transport, notice, staleCursor)`, `live(transport)`, `failed(transport, why)` and
- * `changed()`.
+ * `gap(transport, notice, staleCursor)`, `live(transport)`, `failed(transport, why)`,
+ * `refused(transport, error)` (an in-band publish refused: `{"reason", "message",
+ * "retry_after"}`) and `changed()`.
  *
  * `generation` changes on every start, stop and reconnect; callbacks of an older
  * connection compare it and fall silent, so a late answer from a stopped transport can
@@ -75,6 +83,10 @@ export class Transport {
     /** Failures since the transport was last live: a network that stopped letting it through. */
     this.failuresSinceLive = 0;
     this.backoff = new Backoff();
+    /** What the server last told: `{ why, delay }` (ms), until the next reconnect uses it. */
+    this.hint = null;
+    /** Why the reconnect being waited for waits that long, when the server said so. */
+    this.toldWhy = null;
     this.retryAt = null;
     this.retryTimer = null;
     this.generation = 0;
@@ -96,6 +108,8 @@ export class Transport {
     this.generation += 1;
     clearTimeout(this.retryTimer);
     this.retryAt = null;
+    this.hint = null;
+    this.toldWhy = null;
     this.disconnect();
     this.setState('idle', '');
   }
@@ -106,13 +120,15 @@ export class Transport {
     return newest;
   }
 
-  /** Reconnects now, skipping the backoff delay (the network came back). */
+  /** Reconnects now, skipping the backoff delay (the network came back); not before a
+   *  time the server told, which spreads its clients out. */
   reconnectNow() {
-    if (!this.running) return;
+    if (!this.running || this.toldWhy) return;
     this.start(this.cursor);
   }
 
   opened() {
+    this.hint = null; // a told delay is for the end of the connection it came on
     this.backoff.reset();
     this.failuresSinceLive = 0;
     const wasLive = this.state === 'live';
@@ -149,19 +165,31 @@ export class Transport {
     this.sink.gap(this, this.stats.lastGap, staleCursor);
   }
 
+  told(notice) {
+    const delay = Number(notice?.delay_ms);
+    if (!Number.isFinite(delay) || delay < 0) return;
+    this.hint = { why: TOLD[notice.reason] ?? String(notice.reason), delay };
+  }
+
   failed(why) {
     if (!this.running) return;
     this.generation += 1;
     this.disconnect();
-    this.stats.lastCut = why;
-    this.failuresSinceLive += 1;
-    const delay = this.backoff.next();
+    // Told by the server, the delay is its; a stop it announced is no failure of the
+    // transport's (three in a row send Auto back to choosing).
+    const hint = this.hint;
+    this.hint = null;
+    this.toldWhy = hint?.why ?? null;
+    this.stats.lastCut = hint ? `${why} (${hint.why})` : why;
+    if (!hint) this.failuresSinceLive += 1;
+    const delay = hint ? hint.delay : this.backoff.next();
     this.retryAt = performance.now() + delay;
     this.setState('waiting', why);
     const generation = this.generation;
     this.retryTimer = setTimeout(() => {
       if (generation !== this.generation) return;
       this.retryAt = null;
+      this.toldWhy = null;
       this.stats.reconnects += 1;
       this.connect();
     }, delay);

@@ -3,7 +3,9 @@
 // and answers `{"messages": [...]}` with everything ready (plus `"gap"` when it could
 // not place the cursor); the client then asks again at once. An idle poll is answered
 // `{"messages": []}` after the server's hold time. Resuming is the same request as
-// polling: the cursor travels in every one.
+// polling: the cursor travels in every one. A server that is stopping answers with
+// `"reconnect": {"reason", "delay_ms"}`, and one with no room 503 with `Retry-After`:
+// the next poll waits that long.
 //
 // Which HTTP version carries the polls is not in the answer: the browser's Resource
 // Timing says it (`nextHopProtocol` of each finished poll, 'h2' or 'http/1.1').
@@ -53,13 +55,23 @@ export class LongPoll extends Transport {
         const text = await response.text();
         if (generation !== this.generation) return;
         this.received(utf8Length(text));
-        if (!response.ok) throw new Error(`HTTP ${response.status}`);
+        if (!response.ok) {
+          const retryAfter = Number.parseInt(response.headers.get('Retry-After') ?? '', 10);
+          if (response.status === 503 && retryAfter >= 0) {
+            this.told({ reason: 'over_capacity', delay_ms: retryAfter * 1000 });
+          }
+          throw new Error(`HTTP ${response.status}`);
+        }
         const answer = JSON.parse(text);
         this.opened();
         if (answer.gap) this.gap(answer.gap);
         for (const message of answer.messages || []) {
           if (generation !== this.generation) return;
           this.deliver(message);
+        }
+        if (answer.reconnect && generation === this.generation) {
+          this.told(answer.reconnect);
+          return this.failed('poll answered by a server that is stopping');
         }
         // The next poll, from the cursor the last message moved.
         if (generation === this.generation) this.connect();

@@ -7,15 +7,18 @@
 //                 `{"http":"2"}` (older servers sent `{}`)
 //   event: gap    the cursor could not be placed (`id:` is where to resume past it)
 //   event: slow   this client did not read fast enough; the stream ends after it
+//   event: reconnect  when to come back (`{"reason", "delay_ms"}`: the server is stopping,
+//                 or has no room); the stream ends after it
 //
-// `EventSource` would reconnect by itself, after the server's `retry:` (1 s), sending
-// `Last-Event-ID`. This client closes the source on error and reconnects itself instead,
-// from its own cursor, so that the backoff and the resume point are the same for all
-// transports.
+// `EventSource` would reconnect by itself, after the server's `retry:` (about 1 s, each
+// stream its own; after a reconnect event, its delay), sending `Last-Event-ID`. This
+// client closes the source on error and reconnects itself instead, from its own cursor,
+// so that the backoff and the resume point are the same for all transports.
 import { httpUrl, utf8Length, withCursor } from '../net.js';
 import { httpOfReady, Transport } from './base.js';
 
-/** The `retry: 1000\n` line before the ready event, which `EventSource` does not expose. */
+/** The `retry: N\n` line before the ready event, which `EventSource` does not expose
+ *  (N from 500 to 1500 ms: 11 or 12 bytes, counted as 12). */
 const RETRY_BYTES = 12;
 
 export class Sse extends Transport {
@@ -59,6 +62,13 @@ export class Sse extends Transport {
       count('slow', event);
       // The server ends the stream after this; say why rather than "stream cut".
       this.failed('too slow: the server cut the stream (slow consumer)');
+    });
+    source.addEventListener('reconnect', (event) => {
+      if (!current()) return;
+      count('reconnect', event);
+      const notice = parse(event.data);
+      if (notice) this.told(notice);
+      this.failed('stream ended by the server');
     });
     source.onerror = () => {
       if (!current()) return;

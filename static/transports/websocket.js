@@ -5,9 +5,12 @@
 // message, one JSON message object per text frame; a gap notice is a frame
 // `{"gap": {...}}` (no `id`). The transport is live at the ready frame, not at the open
 // event: some proxies complete an upgrade and then pass nothing. The client may publish
-// in-band with a frame `{"body": "…"}`. On close it reconnects from the last id it
-// received; the close code says why (1001 server going away, 1013 slow consumer or bus
-// unavailable).
+// in-band with a frame `{"body": "…"}`; one refused for its pace is answered with a
+// frame `{"error": {"reason": "rate_limited", "retry_after": N, …}}` (the page waits N s
+// before it sends again). A frame `{"reconnect": {"reason", "delay_ms"}}` says when to
+// come back, before the close that follows it (1012 server restarting, 1013 server at
+// capacity). On close it reconnects from the last id it received; the close code says
+// why (1001 server going away, 1013 also slow consumer or bus unavailable).
 import { utf8Length, withCursor, wsUrl } from '../net.js';
 import { httpOfReady, Transport } from './base.js';
 
@@ -35,6 +38,10 @@ export class WebSocketTransport extends Transport {
         this.opened();
       } else if (frame.gap) {
         this.gap(frame.gap);
+      } else if (frame.reconnect) {
+        this.told(frame.reconnect);
+      } else if (frame.error) {
+        this.sink.refused(this, frame.error);
       } else {
         this.deliver(frame);
       }

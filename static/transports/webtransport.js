@@ -4,8 +4,9 @@
 // port, and (for a self-signed certificate) the certificate's SHA-256, which the
 // browser is given as `serverCertificateHashes`. The server opens one unidirectional
 // stream and writes newline-delimited JSON on it: `{"ready":{"http":"3"}}`, the
-// history after the cursor, then every new message; `{"gap": {...}}` and
-// `{"slow": {...}}` lines are notices, not messages. The transport is live at the ready
+// history after the cursor, then every new message; `{"gap": {...}}`, `{"slow": {...}}`
+// and `{"reconnect": {"reason", "delay_ms"}}` (when to come back: the server is stopping,
+// or has no room) lines are notices, not messages. The transport is live at the ready
 // line. To publish, the client opens a bidirectional stream, writes `{"body": "…"}`,
 // closes its side and reads the answer (the message, or `{"error": {...}}`).
 //
@@ -124,6 +125,10 @@ export class WebTransportTransport extends Transport {
       this.opened();
     } else if (object.gap) {
       this.gap(object.gap);
+    } else if (object.reconnect) {
+      // Closing the session at once tells the server the notice was read.
+      this.told(object.reconnect);
+      this.failed('session ended by the server');
     } else if (!object.slow) {
       this.deliver(object);
     }

@@ -10,7 +10,9 @@ const dgram = require('node:dgram');
 const { test } = require('node:test');
 const h = require('./harness');
 
-const env = h.useServerAndBrowser();
+// A burst of 40 goes out at once (the default publish limit lets 20 through, then paces
+// the rest): the unordered test wants them in flight together.
+const env = h.useServerAndBrowser('127.0.0.1:0', ['--publish-burst', '50']);
 
 /** How long Auto may take to fall back from a silent remembered WebTransport to
  *  WebSocket, page load included (auto.js states the same bound). */

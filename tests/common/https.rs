@@ -24,7 +24,7 @@ use super::{TestApp, within};
 /// Starts pushwire serving HTTPS only on `127.0.0.1:0`, with a fresh self-signed
 /// certificate and an in-memory bus built from `config`.
 pub(crate) async fn spawn_https_app(config: Config) -> TestApp {
-    let state = AppState::new(config);
+    let state = AppState::new(super::for_tests(config));
     let tls = Tls::self_signed().expect("make a certificate");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
     let addr = listener.local_addr().expect("a bound listener has an address");

@@ -16,7 +16,11 @@
 //! ```
 //!
 //! - [`spawn_app`] runs [`pushwire::run`] in-process on `127.0.0.1:0` with its own
-//!   [`AppState`], so tests run in parallel without sharing a bus or a port.
+//!   [`AppState`], so tests run in parallel without sharing a bus or a port. Its
+//!   publish limit is the test's own: tests publish from one address far faster than a
+//!   person types, so a config that leaves `--publish-rate` and `--publish-burst` at
+//!   their defaults is served without a limit ([`for_tests`]); a test of the limit sets
+//!   them.
 //! - [`Browser`] is an HTTP client that loaded `GET /` and holds its `_xsrf` cookie, as
 //!   the chat page does; it publishes and long-polls.
 //! - [`WsClient`] and [`SseReader`] are WebSocket and Server-Sent Events subscribers.
@@ -210,9 +214,20 @@ pub(crate) struct TestApp {
 }
 
 /// Starts [`pushwire::run`] on `127.0.0.1:0` with a fresh [`AppState`] built from
-/// `config` (whose `addr` is ignored).
+/// `config` (whose `addr` is ignored) as [`for_tests`] has it.
 pub(crate) async fn spawn_app(config: Config) -> TestApp {
-    spawn_app_with(AppState::new(config)).await
+    spawn_app_with(AppState::new(for_tests(config))).await
+}
+
+/// `config`, without a publish limit unless it sets one of its own (`--publish-rate` or
+/// `--publish-burst` other than the default).
+pub(crate) fn for_tests(config: Config) -> Config {
+    let default = Config::default();
+    if (config.publish_rate, config.publish_burst) == (default.publish_rate, default.publish_burst) {
+        Config { publish_rate: f64::INFINITY, ..config }
+    } else {
+        config
+    }
 }
 
 /// Like [`spawn_app`], with a state built by the test (e.g. around a Redis-backed bus).
@@ -276,6 +291,16 @@ impl TestApp {
         // Every socket opens with the ready frame, before any history.
         assert_eq!(client.next_json().await, serde_json::json!({ "ready": { "http": "1.1" } }), "the first frame");
         Ok(client)
+    }
+
+    /// A WebSocket the server accepts only to say when to come back (every subscriber
+    /// slot is taken): the notice, and the close's code and reason.
+    pub(crate) async fn websocket_turned_away(&self) -> (Value, u16, String) {
+        let url = format!("ws://{}/a/message/socket", self.addr);
+        let (socket, _) = within("the WebSocket handshake", tokio_tungstenite::connect_async(url))
+            .await
+            .expect("the upgrade is accepted");
+        WsClient { socket }.reconnect_then_close().await
     }
 
     /// An SSE subscriber from `cursor` (query string) and/or `last_event_id` (the
@@ -516,6 +541,15 @@ impl WsClient {
         messages
     }
 
+    /// Asserts the next frame says when to come back, `{"reconnect":…}`, and that the
+    /// close frame follows it. Returns the notice, and the close's code and reason.
+    pub(crate) async fn reconnect_then_close(&mut self) -> (Value, u16, String) {
+        let frame = self.next_json().await;
+        let notice = frame.get("reconnect").unwrap_or_else(|| panic!("expected a reconnect notice, got {frame}"));
+        let (code, reason) = self.close_frame().await;
+        (notice.clone(), code, reason)
+    }
+
     /// Waits for the server's close frame, skipping pings, and returns its code and
     /// reason. Panics on a message frame or if the connection ends without one.
     pub(crate) async fn close_frame(&mut self) -> (u16, String) {
@@ -584,25 +618,45 @@ pub(crate) struct SseReader {
 
 impl SseReader {
     /// Reads an SSE response: asserts it is a `200 text/event-stream` that opens with
-    /// the retry time and the ready event naming `http`, the HTTP version it came over.
+    /// a retry time of its own (1000 ms ± 50 %) and the ready event naming `http`, the
+    /// HTTP version it came over.
     pub(crate) async fn open(response: reqwest::Response, http: &str) -> SseReader {
-        assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(content_type(response.headers()), "text/event-stream");
-        let mut reader = SseReader {
-            headers: response.headers().clone(),
-            body: Box::pin(response.bytes_stream()),
-            buffer: Vec::new(),
-        };
+        let mut reader = SseReader::event_stream(response);
         // Every stream opens with the retry time and the ready event, before any history.
-        let opening = reader.next_block().await.expect("the opening block");
+        let mut opening = reader.next_block().await.expect("the opening block");
+        let retry = opening.retry.take().and_then(|ms| ms.parse::<u64>().ok());
+        assert!(retry.is_some_and(|ms| (500..=1500).contains(&ms)), "retry: {retry:?} in {opening:?}");
         let ready = SseBlock {
             event: Some("ready".to_owned()),
             data: Some(format!(r#"{{"http":"{http}"}}"#)),
-            retry: Some("1000".to_owned()),
             ..SseBlock::default()
         };
         assert_eq!(opening, ready, "the opening block");
         reader
+    }
+
+    /// Reads an event stream that only says when to come back (`reconnect`) and ends:
+    /// the answer at capacity. Returns the notice.
+    pub(crate) async fn told_to_reconnect(response: reqwest::Response) -> Value {
+        SseReader::event_stream(response).reconnect_then_end().await
+    }
+
+    /// A reader of `response`, which must be a `200 text/event-stream`.
+    fn event_stream(response: reqwest::Response) -> SseReader {
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(content_type(response.headers()), "text/event-stream");
+        SseReader { headers: response.headers().clone(), body: Box::pin(response.bytes_stream()), buffer: Vec::new() }
+    }
+
+    /// Asserts the next event says when to come back, with `retry:` set to its delay,
+    /// and that the stream then ends. Returns the notice.
+    pub(crate) async fn reconnect_then_end(&mut self) -> Value {
+        let block = self.next_event().await;
+        assert_eq!(block.event.as_deref(), Some("reconnect"), "{block:?}");
+        let notice = block.json();
+        assert_eq!(block.retry, Some(notice["delay_ms"].to_string()), "retry: is the delay");
+        self.expect_end().await;
+        notice
     }
 
     /// The next block, comments-only ones included; `None` when the stream has ended.

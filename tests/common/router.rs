@@ -42,7 +42,7 @@ pub(crate) struct RouterApp {
 impl RouterApp {
     /// The app with `config`, after one `GET /` for the cookie.
     pub(crate) async fn new(config: Config) -> Self {
-        let mut router = RouterApp { state: AppState::new(config), xsrf: String::new() };
+        let mut router = RouterApp { state: AppState::new(super::for_tests(config)), xsrf: String::new() };
         let page = router.send(Request::get("/").body(Body::empty()).expect("a request")).await;
         router.xsrf = xsrf_from_set_cookie(&page.headers).expect("GET / sets the _xsrf cookie");
         router

@@ -22,7 +22,7 @@ use super::{TestApp, eventually, within};
 
 /// Starts pushwire on `127.0.0.1:0` (TCP) and WebTransport on the same UDP port.
 pub(crate) async fn spawn_webtransport_app(config: Config) -> TestApp {
-    let state = AppState::new(config);
+    let state = AppState::new(super::for_tests(config));
     let tls = Tls::self_signed().expect("make a certificate");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
     let addr = listener.local_addr().expect("a bound listener has an address");

@@ -19,7 +19,7 @@ use tokio_util::sync::PollSender;
 use tokio_util::task::AbortOnDropHandle;
 use wtransport::{Connection as Session, SendStream};
 
-use super::{LINE, SLOW_LINE, SessionSink, gap_line};
+use super::{LINE, SLOW_LINE, SessionSink, gap_line, json_lines};
 use crate::AppState;
 use crate::bus::{Gap, WireForm};
 use crate::metrics::Transport;
@@ -41,20 +41,7 @@ pub(super) struct Streams {
 }
 
 impl Sink for Streams {
-    const WRITES: bool = true;
-    const TRANSPORT: Transport = Transport::WebTransport;
-
-    fn form() -> &'static WireForm {
-        &LINE
-    }
-
-    fn gap(gap: &Gap) -> Bytes {
-        gap_line(gap)
-    }
-
-    fn slow_notice() -> Bytes {
-        Bytes::from_static(SLOW_LINE)
-    }
+    json_lines!();
 
     /// Takes as many whole lines of `bytes` (the outbox holds whole lines) as the
     /// channel has room for.
@@ -132,9 +119,9 @@ async fn send_each_on_its_own(session: Session, mut control: SendStream, mut lin
 }
 
 /// Whether `line` is one of the lines this module's parent writes itself (ready, gap,
-/// slow) rather than a message object.
+/// slow, reconnect) rather than a message object.
 fn is_notice(line: &[u8]) -> bool {
-    [&b"{\"ready\""[..], b"{\"gap\"", b"{\"slow\""].iter().any(|prefix| line.starts_with(prefix))
+    [&b"{\"ready\""[..], b"{\"gap\"", b"{\"slow\"", b"{\"reconnect\""].iter().any(|prefix| line.starts_with(prefix))
 }
 
 /// Sends `line` on a stream of its own and finishes it; resolves once the client has

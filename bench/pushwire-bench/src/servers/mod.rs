@@ -137,6 +137,8 @@ impl Server {
                         .args(args)
                         .env("TOKIO_WORKER_THREADS", SERVER_WORKERS.to_string())
                         .env("RUST_LOG", "warn")
+                        // One process publishes for every scenario, far faster than a person types.
+                        .env("PUSHWIRE_PUBLISH_RATE", "off")
                         .stdout(Stdio::piped())
                         .stderr(Stdio::inherit());
                 })?;
