@@ -117,6 +117,7 @@ pub struct Metrics {
     rejected: Family<ReasonLabel, Counter>,
     fanout_deferred: Counter,
     fanout_released: Counter,
+    quic_lost_packets: Counter,
     /// The handles of each transport, looked up once here rather than per connection,
     /// in the order of [`Transport`]'s variants.
     by_transport: [TransportMetrics; 4],
@@ -133,6 +134,7 @@ impl Default for Metrics {
         let rejected = Family::default();
         let fanout_deferred = Counter::default();
         let fanout_released = Counter::default();
+        let quic_lost_packets = Counter::default();
         // 50 µs to ~1.6 s in 16 doublings: loopback deliveries sit at the low end,
         // overloaded ones at the high end.
         let latency = Family::<TransportLabel, Histogram>::new_with_constructor(|| {
@@ -153,6 +155,11 @@ impl Default for Metrics {
             "fanout_releases",
             "Streaming connections the fan-out let go of, to catch up from the bus by themselves or end",
             fanout_released.clone(),
+        );
+        registry.register(
+            "quic_lost_packets",
+            "Packets QUIC declared lost on WebTransport sessions (and sent again what they held)",
+            quic_lost_packets.clone(),
         );
         registry.register(
             "delivery_latency_seconds",
@@ -176,7 +183,7 @@ impl Default for Metrics {
                     gaps: gaps.clone(),
                 }
             });
-        Metrics { registry, published, rejected, fanout_deferred, fanout_released, by_transport }
+        Metrics { registry, published, rejected, fanout_deferred, fanout_released, quic_lost_packets, by_transport }
     }
 }
 
@@ -199,6 +206,11 @@ impl Metrics {
     /// Counts a streaming connection the fan-out let go of.
     pub fn fanout_released(&self) {
         self.fanout_released.inc();
+    }
+
+    /// Counts packets QUIC declared lost on a WebTransport session.
+    pub fn quic_lost(&self, packets: u64) {
+        self.quic_lost_packets.inc_by(packets);
     }
 
     /// The handles of one transport.

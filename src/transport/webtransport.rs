@@ -50,6 +50,7 @@
 //! `GET /a/message/webtransport/certificate`.
 
 mod endpoint;
+mod loss_count;
 mod publish;
 mod unordered;
 
@@ -66,7 +67,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use tokio::io::AsyncWrite;
 use tokio::task::JoinSet;
-use tokio::time::timeout;
+use tokio::time::{interval, timeout};
 use wtransport::endpoint::IncomingSession;
 use wtransport::{Connection as Session, SendStream, VarInt};
 
@@ -271,6 +272,8 @@ async fn serve_session<S: SessionSink>(session: Session, state: AppState, from: 
     let mut publishes = JoinSet::new();
     let mut ended = pin!(connection.ended());
     let incoming = state.tasks.spawn(refuse_the_unexpected(session.clone(), state.clone()));
+    let mut losses = loss_count::LossCount::new(&session);
+    let mut count_losses = interval(loss_count::EVERY);
 
     let ending = if outbox.send(Bytes::from_static(S::READY)).is_err() {
         Ending::Gone
@@ -301,12 +304,14 @@ async fn serve_session<S: SessionSink>(session: Session, state: AppState, from: 
                     Err(_) => break Ending::Gone,
                 },
                 Some(_) = publishes.join_next() => {}
+                _ = count_losses.tick() => losses.add(&state),
                 () = &mut ended => break going_away(&state, GOING_AWAY, "server shutting down"),
             }
         }
     };
     state.fanout.leave(&outbox);
     incoming.abort();
+    losses.add(&state);
     match ending {
         Ending::Close(code, reason) => {
             // What is queued (a slow consumer's notice last) goes first.

@@ -288,7 +288,7 @@ fn the_quick_network_matrix_over_the_packet_link_delivers_every_message_once_and
     let args = ["--network", "quick", "--link", "packet", "--profiles", profile];
     let (out, run) = quick_run_with("packet", &args, &[(name, value)]);
     let outcomes = run["outcomes"].as_array().expect("outcomes");
-    let (mut transports, mut retransmits, mut link_lost) = (BTreeSet::new(), 0, 0);
+    let (mut transports, mut retransmits, mut link_lost, mut quic_lost) = (BTreeSet::new(), 0, 0, 0);
     for outcome in outcomes {
         let what = format!("{} {} {}", outcome["server"], outcome["kind"], outcome["transport"]);
         let transport = outcome["transport"].as_str().unwrap().to_owned();
@@ -314,6 +314,9 @@ fn the_quick_network_matrix_over_the_packet_link_delivers_every_message_once_and
         retransmits +=
             figures["tcp_retransmits_server"].as_u64().unwrap() + figures["tcp_retransmits_client"].as_u64().unwrap();
         link_lost += figures["lost_down"].as_u64().unwrap() + figures["lost_up"].as_u64().unwrap();
+        if transport.starts_with("webtransport") {
+            quic_lost += figures["quic_lost_server"].as_u64().expect("QUIC's losses are read from pushwire");
+        }
         if outcome["kind"] == "fan-out" {
             assert!(!outcome["latency_us"]["cdf"].as_array().expect("a CDF").is_empty(), "{what}");
             assert!(outcome["latency_us"]["over_1s"].is_u64(), "{what}");
@@ -324,6 +327,7 @@ fn the_quick_network_matrix_over_the_packet_link_delivers_every_message_once_and
     assert_eq!(transports.into_iter().collect::<Vec<_>>(), every, "every transport, WebTransport both ways");
     assert!(link_lost > 0, "the link lost no packet at 2 %");
     assert!(retransmits > 0, "TCP retransmitted nothing the link lost");
+    assert!(quic_lost > 0, "QUIC declared nothing lost");
     let report = std::fs::read_to_string(out.join("network.md")).expect("network.md is written");
     assert!(report.contains("Steady fan-out under loss"), "{report}");
     assert!(out.join("loss-summary.md").is_file() && out.join(format!("loss-cdf-{profile}.svg")).is_file());

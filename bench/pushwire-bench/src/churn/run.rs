@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use crate::clients::{Endpoint, Publisher};
 use crate::payload::{Stamp, now_ns};
 use crate::record::{ChurnOutcome, Http, Transport};
-use crate::servers::Server;
+use crate::servers::{Server, metrics};
 use crate::wire::{Dialer, Traffic};
 
 /// Loopback source addresses the clients are spread over (127.0.0.1 to 127.0.0.16).
@@ -191,21 +191,14 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The server's `pushwire_subscribers` gauge of `transport`, from `/metrics`, summed
-/// over its HTTP versions (an older server has no `http` label).
+/// The server's `pushwire_subscribers` gauge of `transport`, summed over its HTTP
+/// versions (an older server has no `http` label).
 async fn subscribers(addr: SocketAddr, transport: Transport) -> Option<f64> {
-    let mut stream = TcpStream::connect(addr).await.ok()?;
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.ok()?;
     let label = match transport {
         Transport::LongPoll => "long_poll",
         Transport::Sse => "sse",
         Transport::WebSocket => "websocket",
         Transport::WebTransport | Transport::WebTransportUnordered => "webtransport",
     };
-    let series = format!("pushwire_subscribers{{transport=\"{label}\"");
-    let values: Vec<f64> =
-        text.lines().filter_map(|line| line.strip_prefix(&series)?.split_once("} ")?.1.trim().parse().ok()).collect();
-    (!values.is_empty()).then(|| values.iter().sum())
+    metrics::sum(addr, &format!("pushwire_subscribers{{transport=\"{label}\"")).await
 }

@@ -1,6 +1,7 @@
 //! Running the network matrix: per link profile, the plan of steps, each on every server;
 //! over the packet link, with what the link and TCP did during each.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
@@ -11,7 +12,7 @@ use super::{CONSTRAINED_PAYLOAD, NetworkMatrix, NetworkRun, Profile, sustained};
 use crate::progress::announce;
 use crate::record::{Http, Kind, LinkFigures, Outcome, Transport};
 use crate::scenario::{self, Behind, Bench, Load};
-use crate::servers::Server;
+use crate::servers::{Server, metrics};
 
 /// How long a new profile's link is left to empty: packets in flight keep the times the
 /// last profile gave them, and a bandwidth queue takes a while to drain.
@@ -44,6 +45,8 @@ pub(crate) async fn run(
                 {
                     continue;
                 }
+                // QUIC's losses are counted inside the server; only pushwire's `/metrics` has them.
+                let quic_metrics = step.transport().quic().then_some(server.addr);
                 let mut bench = Bench {
                     server,
                     subscribe_on: None,
@@ -58,14 +61,17 @@ pub(crate) async fn run(
                     }),
                     http: Http::H1,
                 };
-                let before = packet_link.as_deref().and_then(Tally::take);
+                let before = match packet_link.as_deref() {
+                    Some(link) => Tally::take(link, quic_metrics).await,
+                    None => None,
+                };
                 let mut outcome = match &step {
                     Step::Deliver(load) => scenario::deliver(&mut bench, load).await,
                     Step::Resume(transport) => resume(&bench, *transport, matrix.resume_rounds).await,
                     Step::ColdStart(transport) => cold_start(&bench, *transport, matrix.cold_starts).await,
                 };
                 if let (Some(link), Some(before)) = (packet_link, before) {
-                    outcome.packet_link = Tally::take(link).map(|after| after.since(&before));
+                    outcome.packet_link = Tally::take(link, quic_metrics).await.map(|after| after.since(&before));
                 }
                 announce(progress, &outcome);
                 outcomes.push(outcome);
@@ -139,17 +145,28 @@ fn ramp_failed(outcomes: &[Outcome], server: &str, profile: &str, transport: Tra
         .any(|o| !sustained(o))
 }
 
-/// The packet link's counters and each side's TCP retransmits at one moment.
+/// The packet link's counters, each side's TCP retransmits and, for WebTransport, the
+/// packets the server's QUIC declared lost, at one moment.
 struct Tally {
     counts: (packet_link::Counts, packet_link::Counts),
     retransmits: (u64, u64),
+    quic_lost: Option<f64>,
 }
 
 impl Tally {
-    /// `None` when a side's TCP counters cannot be read.
-    fn take(link: &PacketLink) -> Option<Tally> {
+    /// `None` when a side's TCP counters cannot be read; QUIC's losses read from the
+    /// `/metrics` at `quic_metrics`, when given.
+    async fn take(link: &PacketLink, quic_metrics: Option<SocketAddr>) -> Option<Tally> {
         let retransmits = |side: &packet_link::Namespace| side.tcp_counter("RetransSegs").ok();
-        Some(Tally { counts: link.counts(), retransmits: (retransmits(link.server())?, retransmits(link.client())?) })
+        let quic_lost = match quic_metrics {
+            Some(addr) => metrics::sum(addr, "pushwire_quic_lost_packets_total").await,
+            None => None,
+        };
+        Some(Tally {
+            counts: link.counts(),
+            retransmits: (retransmits(link.server())?, retransmits(link.client())?),
+            quic_lost,
+        })
     }
 
     fn since(&self, before: &Tally) -> LinkFigures {
@@ -163,6 +180,7 @@ impl Tally {
             queue_drops_up: up.queue_drops - was_up.queue_drops,
             tcp_retransmits_server: self.retransmits.0.saturating_sub(before.retransmits.0),
             tcp_retransmits_client: self.retransmits.1.saturating_sub(before.retransmits.1),
+            quic_lost_server: self.quic_lost.zip(before.quic_lost).map(|(after, before)| (after - before) as u64),
         }
     }
 }

@@ -304,7 +304,7 @@ pub(crate) struct Outcome {
 /// What the packet link did between the start and the end of one measurement (from
 /// its own counters), and what TCP retransmitted on each side meanwhile (each network
 /// namespace's `RetransSegs` of `/proc/net/snmp`). QUIC retransmits inside its
-/// endpoints, so a WebTransport outcome's losses show in the link's counts only.
+/// endpoints: for WebTransport, what pushwire's QUIC declared lost, from its `/metrics`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct LinkFigures {
     /// IP packets that came to the link server → client, and client → server.
@@ -319,6 +319,11 @@ pub(crate) struct LinkFigures {
     /// TCP segments the server side's kernel retransmitted, and the client side's.
     pub tcp_retransmits_server: u64,
     pub tcp_retransmits_client: u64,
+    /// Packets the server's QUIC declared lost (and sent again what they held);
+    /// WebTransport on pushwire only. Counted each second and as each session ends, so
+    /// the last second's may fall to the next measurement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quic_lost_server: Option<u64>,
 }
 
 impl Outcome {

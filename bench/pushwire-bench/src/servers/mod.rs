@@ -21,6 +21,7 @@
 
 mod host;
 mod machine;
+pub(crate) mod metrics;
 
 use std::io::{self, BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};

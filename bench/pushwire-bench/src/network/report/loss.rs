@@ -20,8 +20,8 @@ pub(super) fn tables(run: &Run) -> String {
         "## Under loss\n\nPer message, from publish to arrival, and for the unordered WebTransport (each message on a \
          stream of its own) until it could be shown in order. Over 1 s: messages that took longer (arrived / in \
          order). Lost: messages that never arrived (none may). TCP retransmits: segments the server side's and the \
-         client side's kernels sent again during the scenario (WebTransport's own are QUIC's, inside its endpoints; \
-         its losses show in the link's count). Link: IP packets the link lost server → client / client → server (and \
+         client side's kernels sent again during the scenario; for WebTransport, the packets the server's QUIC declared \
+         lost (it retransmits inside the endpoint, and a lost packet's frames go out again in a new one). Link: IP packets the link lost server → client / client → server (and \
          dropped at a full queue).{}\n",
         marks.busy_note()
     );
@@ -55,7 +55,7 @@ fn table(md: &mut String, run: &Run, marks: Marks, kind: Kind, heading: &str) {
     let _ = writeln!(
         md,
         "| link | transport | server | arrived p50 / p99 / max | in order p50 / p99 / max | over 1 s | lost | TCP \
-         retransmits server / client | link lost down / up |"
+         retransmits server / client (QUIC: lost) | link lost down / up |"
     );
     let _ = writeln!(md, "|---|---|---|--:|--:|--:|--:|--:|--:|");
     for o in rows {
@@ -69,7 +69,10 @@ fn table(md: &mut String, run: &Run, marks: Marks, kind: Kind, heading: &str) {
             let queue = f.queue_drops_down + f.queue_drops_up;
             let queue = if queue > 0 { format!(" (+{queue} queue)") } else { String::new() };
             (
-                format!("{} / {}", f.tcp_retransmits_server, f.tcp_retransmits_client),
+                match f.quic_lost_server {
+                    Some(lost) => format!("QUIC {lost} lost"),
+                    None => format!("{} / {}", f.tcp_retransmits_server, f.tcp_retransmits_client),
+                },
                 format!("{} / {}{queue}", f.lost_down, f.lost_up),
             )
         });
