@@ -26,6 +26,9 @@
 //! program that moves its own work to the client side) holds it until that thread
 //! ends. Needs root (or CAP_SYS_ADMIN and CAP_NET_ADMIN) and
 //! `/dev/net/tun`; [`PacketLink::up`] says plainly which is missing.
+//!
+//! The `packet-link` program (`src/main.rs`) puts a command (the demo's server) on the
+//! server side for a person to watch with a browser on the other.
 
 mod forwarder;
 mod namespace;

@@ -9,12 +9,14 @@ const { after, before } = require('node:test');
 const assert = require('node:assert/strict');
 const { spawn, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
 const { chromium } = require('playwright-core');
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const TARGET = path.resolve(ROOT, process.env.CARGO_TARGET_DIR || 'target');
 const BINARY = process.env.PUSHWIRE_BIN || path.join(TARGET, 'debug', 'pushwire');
+const PACKET_LINK = path.join(TARGET, 'debug', 'packet-link');
 const SCREENSHOTS = path.join(ROOT, 'artifacts', 'screenshots');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
@@ -23,9 +25,13 @@ const WAIT_MS = 15000;
 /** Upper bound for the server to print its address or to exit. */
 const SERVER_MS = 20000;
 
-function ensureBinary() {
-  if (!fs.existsSync(BINARY)) {
-    execFileSync('cargo', ['build', '--bin', 'pushwire'], { cwd: ROOT, stdio: 'inherit', timeout: 15 * 60 * 1000 });
+function ensureBinary(binary = BINARY, pkg = 'pushwire') {
+  if (!fs.existsSync(binary)) {
+    execFileSync('cargo', ['build', '-p', pkg, '--bin', path.basename(binary)], {
+      cwd: ROOT,
+      stdio: 'inherit',
+      timeout: 15 * 60 * 1000,
+    });
   }
 }
 
@@ -35,15 +41,27 @@ function ensureBinary() {
  * or https://B/`). Returns `{ url, port, https, stop() }`: `url` and `port` are the
  * first address printed (--addr's), `https` the https:// URL if there is one, else null;
  * `stop()` sends SIGTERM and waits for the exit (SIGKILL if it does not come in time).
+ *
+ * With `link` (`packet-link`'s arguments before its `--`, e.g. `['--loss', '2']`),
+ * pushwire runs on the server side of a packet link (serve at `10.99.0.1:0`), and the
+ * result also has `clientSide`: the path through which a process enters the other side
+ * (`launchBrowser({ clientSide })`), and `linkReport()`: what the link said when it
+ * ended (call it after `stop()`).
  */
-function startServer(addr = '127.0.0.1:0', extraArgs = []) {
+function startServer(addr = '127.0.0.1:0', extraArgs = [], { link } = {}) {
   ensureBinary();
-  const child = spawn(BINARY, ['--addr', addr, ...extraArgs], {
+  let [program, args] = [BINARY, ['--addr', addr, ...extraArgs]];
+  if (link) {
+    ensureBinary(PACKET_LINK, 'packet-link');
+    [program, args] = [PACKET_LINK, [...link, '--', program, ...args]];
+  }
+  const child = spawn(program, args, {
     cwd: ROOT,
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  // 'close': exited, and everything it printed read.
+  const exited = new Promise((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
   let stderr = '';
   child.stderr.on('data', (chunk) => {
     stderr += chunk;
@@ -62,6 +80,8 @@ function startServer(addr = '127.0.0.1:0', extraArgs = []) {
       clearTimeout(timer);
       const [url, second] = [match[1], match[2]];
       resolve({
+        clientSide: stdout.match(/client side [\d.]+: nsenter --net=(\S+)/)?.[1],
+        linkReport: () => stdout.match(/^packet link: \d+ packets.*$/m)?.[0],
         url,
         port: Number(new URL(url).port),
         https: [url, second].find((u) => u?.startsWith('https:')) ?? null,
@@ -82,10 +102,24 @@ function startServer(addr = '127.0.0.1:0', extraArgs = []) {
   });
 }
 
-async function launchBrowser() {
+/**
+ * Starts Chromium; with `clientSide` (`startServer`'s, over a packet link) on the link's
+ * client side, through `nsenter`, where `secureOrigin` (the server's plain-HTTP origin,
+ * not loopback there) is treated as secure so the page may open WebTransport.
+ */
+async function launchBrowser({ clientSide, secureOrigin } = {}) {
+  let executablePath = CHROMIUM;
+  const extra = [];
+  if (clientSide) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pushwire-chromium-'));
+    executablePath = path.join(dir, 'chromium-on-the-client-side');
+    fs.writeFileSync(executablePath, `#!/bin/sh\nexec nsenter --net=${clientSide} ${CHROMIUM} "$@"\n`, { mode: 0o755 });
+    extra.push(`--unsafely-treat-insecure-origin-as-secure=${secureOrigin}`);
+  }
   return chromium.launch({
-    executablePath: CHROMIUM,
+    executablePath,
     args: [
+      ...extra,
       '--no-sandbox',
       '--disable-gpu',
       '--disable-background-networking',
