@@ -8,6 +8,7 @@ use clap::Parser;
 use crate::matrix::MatrixName;
 use crate::network::{self, LinkKind};
 use crate::record::{Http, Kind, Transport};
+use crate::storm::{Bus, Schedule, Stop};
 
 /// Latency, throughput and cost of long-poll, SSE, WebSocket and WebTransport, on pushwire
 /// and nchan.
@@ -72,6 +73,28 @@ pub(crate) struct Args {
     /// of --pushwire-bin or --pushwire-addr; writes churn.json and churn.md.
     #[arg(long)]
     pub(crate) churn: Option<u64>,
+    /// Run the restart storm instead: this many subscribers per trial, each trial one
+    /// bus, one way of stopping the server, one transport and one reconnection schedule
+    /// (see --storm-buses, --storm-stops, --storm-schedules, --transports); starts its own
+    /// pushwire from --pushwire-bin (built with `--features redis` for the Redis bus) and
+    /// redis-server; writes storm.json, storm.md and the plots.
+    #[arg(long, requires = "pushwire_bin")]
+    pub(crate) storm: Option<usize>,
+    /// Run the publish flood instead: a witness publishing to this many subscribers per
+    /// transport, alone and while one client floods, on pushwire with its per-client
+    /// publish limit and without; writes flood.json and flood.md.
+    #[arg(long, requires = "pushwire_bin")]
+    pub(crate) flood: Option<usize>,
+    /// The storm's buses: memory, redis.
+    #[arg(long, value_delimiter = ',', default_value = "memory,redis", value_parser = Bus::parse)]
+    pub(crate) storm_buses: Vec<Bus>,
+    /// How the storm stops the server: kill (SIGKILL), term (SIGTERM, a graceful stop).
+    #[arg(long, value_delimiter = ',', default_value = "kill,term", value_parser = Stop::parse)]
+    pub(crate) storm_stops: Vec<Stop>,
+    /// The clients' reconnection schedules: fixed, full-jitter, page, eventsource (SSE
+    /// only).
+    #[arg(long, value_delimiter = ',', default_value = "fixed,full-jitter,page,eventsource", value_parser = Schedule::parse)]
+    pub(crate) storm_schedules: Vec<Schedule>,
     /// Only these link profiles of the network matrix, of the kind --link names (a
     /// wrong name lists them). Over the packet link, a profile without loss comes with
     /// its emulated twin of the same round trip, for the agreement check.

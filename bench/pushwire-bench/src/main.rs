@@ -10,6 +10,7 @@
 //! pushwire-bench --pushwire-bin target/release/pushwire --nchan-conf bench/nchan/nginx.conf --out DIR
 //! pushwire-bench --report-from DIR/results.json      # regenerate tables and plots only (into DIR, or --out)
 //! pushwire-bench --pushwire-bin target/release/pushwire --scale-out-only   # built with --features redis
+//! pushwire-bench --pushwire-bin target/release/pushwire --storm 2000      # restart storms (bench/storm/run)
 //! ```
 //!
 //! `bench/run-matrix` and `bench/network/run` are the documented commands around it.
@@ -47,6 +48,9 @@
 //!     `plots`);
 //!   - `scale_out`: cross-instance delivery through Redis (`redis`: its redis-server);
 //!   - `churn`: connections that come and go, and whether the server gets back to idle;
+//!   - `storm`: a server stopped and started again under thousands of clients, per
+//!     reconnection schedule (`client`: one client);
+//!   - `flood`: one client publishing as fast as it can, against a witness;
 //! - `report`: which experiment's report a run record gets (`--report-from` and after a run);
 //! - `session`: one measuring invocation: the experiments in turn, recorded as one run;
 //! - `cli`: the command line's flags.
@@ -55,6 +59,7 @@ mod churn;
 mod cli;
 mod clients;
 mod date;
+mod flood;
 mod format;
 mod http;
 mod matrix;
@@ -68,6 +73,7 @@ mod scale_out;
 mod scenario;
 mod servers;
 mod session;
+mod storm;
 mod tls;
 mod webtransport;
 mod wire;
@@ -86,6 +92,7 @@ use network::{LinkKind, NetworkMatrix, NetworkRun};
 use record::{Http, Protocol, Transport};
 use servers::{Host, Launch, Server};
 use session::{Plan, Session};
+use storm::StormPlan;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -147,7 +154,6 @@ fn packet_link_up(args: &Args) -> Result<Option<Arc<PacketLink>>, String> {
 }
 
 fn regenerate(json: &Path, before: Option<&Path>, out: Option<&Path>) -> Result<(), String> {
-    let run = report::read(json)?;
     let dir = match out {
         Some(out) => {
             std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
@@ -155,6 +161,14 @@ fn regenerate(json: &Path, before: Option<&Path>, out: Option<&Path>) -> Result<
         }
         None => json.parent().unwrap_or(Path::new(".")),
     };
+    if json.file_name().is_some_and(|name| name == "storm.json") {
+        let record = std::fs::read_to_string(json).map_err(|e| format!("{}: {e}", json.display()))?;
+        let record: storm::report::Record =
+            serde_json::from_str(&record).map_err(|e| format!("{}: {e}", json.display()))?;
+        storm::report::write(&record.outcomes, dir, &json.display().to_string(), &record.command)?;
+        return Ok(());
+    }
+    let run = report::read(json)?;
     report::write(&run, dir, &json.display().to_string()).map_err(|e| e.to_string())?;
     if let Some(before_json) = before {
         let md = matrix::report::before_after::before_after(
@@ -193,6 +207,21 @@ async fn measure(
     let date = date::utc_now();
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("bench/results").join(default_out(&args, &date)));
     let session = Session::begin(date, out, args.max_minutes)?;
+    if let (Some(subscribers), Some(binary)) = (args.storm, &args.pushwire_bin) {
+        let transports = if args.transports.is_empty() { Transport::ALL.to_vec() } else { args.transports.clone() };
+        let plan = StormPlan {
+            subscribers,
+            transports,
+            schedules: args.storm_schedules.clone(),
+            stops: args.storm_stops.clone(),
+            buses: args.storm_buses.clone(),
+        };
+        return session.storm(binary, &plan).await;
+    }
+    if let (Some(subscribers), Some(binary)) = (args.flood, &args.pushwire_bin) {
+        let transports = if args.transports.is_empty() { Transport::ALL.to_vec() } else { args.transports.clone() };
+        return session.flood(binary, &transports, subscribers).await;
+    }
     let scale_out = args.scale_out || args.scale_out_only;
     let host = packet_link.clone().map_or(Host::Loopback, Host::ServerSide);
     // The scale-out scenario starts its own servers.
@@ -267,6 +296,10 @@ fn default_out(args: &Args, date: &str) -> String {
         format!("network-{day}")
     } else if args.churn.is_some() {
         format!("churn-{day}")
+    } else if args.storm.is_some() {
+        format!("storm-{day}")
+    } else if args.flood.is_some() {
+        format!("flood-{day}")
     } else if matches!(args.matrix, MatrixName::Scale) {
         format!("scale-{day}")
     } else {

@@ -112,11 +112,19 @@ where
             .draw_series(data.iter().map(|&(x, y)| Circle::new((x, y), 3, colour.filled())))
             .map_err(|e| e.to_string())?;
     }
+    legend(chart, SeriesLabelPosition::UpperLeft)
+}
+
+/// The legend of the series drawn with labels, at `position`.
+pub(crate) fn legend<'a, 'b: 'a, X: Ranged, Y: Ranged>(
+    chart: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, Y>>,
+    position: SeriesLabelPosition,
+) -> Result<(), String> {
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(position)
         .draw()
         .map_err(|e| e.to_string())
 }
@@ -170,13 +178,7 @@ pub(crate) fn cdf_plot(path: &Path, title: &str, lines: &[CdfLine]) -> Result<()
             }
         });
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()
-        .map_err(|e| e.to_string())?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     root.present().map_err(|e| e.to_string())
 }
 

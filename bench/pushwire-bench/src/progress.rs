@@ -18,10 +18,15 @@ pub(crate) fn bar(steps: u64) -> ProgressBar {
 
 /// Prints one outcome's summary line above the progress bar (or alone without one).
 pub(crate) fn announce(progress: &ProgressBar, outcome: &Outcome) {
-    let line = format::summary(outcome);
+    line(progress, format::summary(outcome));
+}
+
+/// Prints `text` above the progress bar, or alone when the bar is hidden (output not
+/// a terminal), where the bar's own `println` would print nothing.
+pub(crate) fn line(progress: &ProgressBar, text: String) {
     if progress.is_hidden() {
-        eprintln!("{line}");
+        eprintln!("{text}");
     } else {
-        progress.println(line);
+        progress.println(text);
     }
 }

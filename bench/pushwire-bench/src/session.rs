@@ -10,7 +10,8 @@ use crate::network::NetworkRun;
 use crate::record::{Http, Machine, Outcome, Run, Transport};
 use crate::scenario::Load;
 use crate::servers::{self, Server};
-use crate::{churn, matrix, network, progress, report, scale_out};
+use crate::storm::StormPlan;
+use crate::{churn, flood, matrix, network, progress, report, scale_out, storm};
 
 /// When and where an invocation measures.
 pub(crate) struct Session {
@@ -77,6 +78,41 @@ impl Session {
         let md = churn::report::write(&outcomes, &json, &command()).map_err(|e| e.to_string())?;
         println!("{md}");
         Ok(json)
+    }
+
+    /// The restart storm with pushwire from `binary`: writes `storm.json`, `storm.md` and
+    /// the plots, prints the tables, and returns the JSON's path.
+    pub(crate) async fn storm(self, binary: &Path, plan: &StormPlan) -> Result<PathBuf, String> {
+        let progress = progress::bar(storm::run::trials(plan) as u64);
+        let outcomes = storm::run::run(binary, plan, &progress, self.deadline).await?;
+        progress.finish_and_clear();
+        let json = self.out.join("storm.json");
+        let record = serde_json::json!({
+            "date": self.date,
+            "machine": self.machine,
+            "command": command(),
+            "pushwire": servers::version_of(&servers::Launch::Pushwire { binary: binary.to_owned(), bus: None, tls: false }),
+            "wall_time_s": self.begun.elapsed().as_secs_f64(),
+            "outcomes": outcomes,
+        });
+        std::fs::write(&json, serde_json::to_string_pretty(&record).expect("serializes"))
+            .map_err(|e| format!("{}: {e}", json.display()))?;
+        let md = storm::report::write(&outcomes, &self.out, &json.display().to_string(), &command())?;
+        println!("{md}");
+        Ok(json)
+    }
+
+    /// The publish flood with pushwire from `binary`, `subscribers` per transport.
+    pub(crate) async fn flood(
+        self,
+        binary: &Path,
+        transports: &[Transport],
+        subscribers: usize,
+    ) -> Result<PathBuf, String> {
+        let progress = progress::bar(2 * transports.len() as u64);
+        let json = flood::run(binary, transports, subscribers, &self.out, &progress, self.deadline).await;
+        progress.finish_and_clear();
+        json
     }
 
     /// Runs `plan`, writes `results.json` and its reports, and returns the JSON's path.

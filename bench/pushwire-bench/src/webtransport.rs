@@ -28,7 +28,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::Method;
 use serde::Deserialize;
 use tokio::io::AsyncReadExt;
-use tokio::sync::{OnceCell, Semaphore, mpsc};
+use tokio::sync::{Mutex, Semaphore, mpsc};
 use wtransport::endpoint::endpoint_side::Client;
 use wtransport::tls::Sha256Digest;
 use wtransport::{ClientConfig, Connection as Session, RecvStream};
@@ -72,8 +72,10 @@ struct Offer {
     reason: Option<String>,
 }
 
-/// A scenario's [`Clients`], made by its first session.
-pub(crate) type SharedClients = Arc<OnceCell<Clients>>;
+/// A scenario's [`Clients`], made by its first session; made again after a session
+/// fails to open, as the page asks the server again: a restarted server has a new
+/// self-signed certificate.
+pub(crate) type SharedClients = Arc<Mutex<Option<Arc<Clients>>>>;
 
 impl Clients {
     /// Asks the server over `connector` what it offers and makes the endpoints.
@@ -136,14 +138,33 @@ impl WebTransport {
         traffic: &Arc<Traffic>,
         inband: Option<mpsc::Receiver<String>>,
     ) -> Result<Self, ClientError> {
-        let clients = clients.get_or_try_init(|| Clients::new(connector, traffic)).await?;
+        let shared = clients;
+        let clients = {
+            let mut made = shared.lock().await;
+            match &*made {
+                Some(clients) => clients.clone(),
+                None => made.insert(Arc::new(Clients::new(connector, traffic).await?)).clone(),
+            }
+        };
         let order = if unordered { "&order=none" } else { "" };
         let url = format!("https://{}/a/message/webtransport?cursor={cursor}{order}", clients.authority);
-        let (session, lines) = {
+        let opened = async {
             let _turn = clients.handshakes.acquire().await.expect("the semaphore is never closed");
             let session = clients.endpoint().connect(url).await.map_err(|e| ClientError::Http(e.to_string()))?;
             let lines = session.accept_uni().await.map_err(|e| ClientError::Http(e.to_string()))?;
-            (session, lines)
+            Ok::<_, ClientError>((session, lines))
+        };
+        let (session, lines) = match opened.await {
+            Ok(opened) => opened,
+            Err(e) => {
+                // Forgotten (once, by whichever failed session gets here first), so the
+                // next session asks the server what it offers now.
+                let mut made = shared.lock().await;
+                if made.as_ref().is_some_and(|made| Arc::ptr_eq(made, &clients)) {
+                    *made = None;
+                }
+                return Err(e);
+            }
         };
         let messages = unordered.then(FuturesUnordered::new);
         let mut feed = WebTransport {

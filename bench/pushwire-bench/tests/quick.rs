@@ -5,9 +5,10 @@
 //! over the packet link, where packets are really lost and retransmitted, after which
 //! no namespace, device or process of the run is left. A check that the tool works
 //! and that its loss accounting holds, never a timing assertion (the machine is shared
-//! and noisy). With the `redis` feature, the quick scale-out scenario too: publish on
+//! and noisy). With the `redis` feature, the quick scale-out scenario too (publish on
 //! one instance, receive on another through a real redis-server, against one
-//! in-memory instance.
+//! in-memory instance) and a small restart storm on the Redis bus (every client back,
+//! nothing lost).
 //!
 //! The packet link needs root and /dev/net/tun (CI runs as root); without them its tests
 //! fail and say which is missing. One of them kills a run half way: its namespaces and
@@ -179,6 +180,48 @@ fn the_quick_scale_out_scenario_delivers_every_message_once_and_in_order_across_
     let fragment = std::fs::read_to_string(out.join("scale-out.md")).expect("scale-out.md is written");
     assert!(fragment.contains("Scale-out: cross-instance through Redis vs in-memory"), "{fragment}");
     assert!(!out.join("tables.md").exists(), "no matrix tables without the matrix");
+    std::fs::remove_dir_all(&out).expect("remove the output directory");
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn a_small_restart_storm_on_the_redis_bus_loses_nothing_and_ends_on_every_transport() {
+    let out = std::env::temp_dir().join(format!("pushwire-bench-storm-{}", std::process::id()));
+    let status = Command::new(env!("CARGO_BIN_EXE_pushwire-bench"))
+        .args(["--storm", "200", "--storm-buses", "redis", "--storm-schedules", "page", "--max-minutes", "10"])
+        .arg("--pushwire-bin")
+        .arg(pushwire_bin())
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .expect("run pushwire-bench");
+    assert!(status.success(), "pushwire-bench failed: {status}");
+    let json = std::fs::read_to_string(out.join("storm.json")).expect("storm.json is written");
+    let run: Value = serde_json::from_str(&json).expect("storm.json is JSON");
+    let mut measured = BTreeSet::new();
+    for outcome in run["outcomes"].as_array().expect("outcomes") {
+        let what = format!("{} {} {}", outcome["stop"], outcome["transport"], outcome["schedule"]);
+        assert!(outcome["note"].is_null(), "{what}: {outcome:#}");
+        // History survives in Redis: every client resumes where it was, with no gap.
+        for field in ["lost", "duplicated", "out_of_order", "never_back", "gap_clients", "covered_by_gap"] {
+            assert_eq!(outcome[field], 0, "{what}: {field} in {outcome:#}");
+        }
+        assert!(outcome["back_all_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{what}: every client back");
+        assert!(outcome["published"].as_u64().unwrap() > 0, "{what}: nothing published");
+        assert!(outcome["attempts"].as_u64().unwrap() >= 200, "{what}: every client came back: {outcome:#}");
+        measured
+            .insert((outcome["stop"].as_str().unwrap().to_owned(), outcome["transport"].as_str().unwrap().to_owned()));
+        let plot =
+            format!("storm-redis-{}-{}.svg", outcome["stop"].as_str().unwrap(), outcome["transport"].as_str().unwrap());
+        assert!(out.join(plot).is_file(), "{what}: its plot");
+    }
+    let expected: BTreeSet<_> = ["kill", "term"]
+        .into_iter()
+        .flat_map(|stop| ["long-poll", "sse", "websocket", "webtransport"].map(|t| (stop.to_owned(), t.to_owned())))
+        .collect();
+    assert_eq!(measured, expected, "both stops on every transport");
+    let md = std::fs::read_to_string(out.join("storm.md")).expect("storm.md is written");
+    assert!(md.contains("## redis bus, server killed"), "{md}");
     std::fs::remove_dir_all(&out).expect("remove the output directory");
 }
 

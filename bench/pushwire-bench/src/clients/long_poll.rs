@@ -7,7 +7,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, StatusCode};
 use serde::Deserialize;
 
-use super::{Endpoint, Item, JsonMessage, XSRF, raw_item, read_body};
+use super::{Endpoint, Item, JsonMessage, Told, XSRF, raw_item, read_body};
 use crate::http::{ClientError, HttpConnection};
 use crate::record::Protocol;
 use crate::wire::Traffic;
@@ -67,6 +67,7 @@ impl LongPoll {
                     #[serde(borrow)]
                     messages: Vec<JsonMessage<'a>>,
                     gap: Option<serde::de::IgnoredAny>,
+                    reconnect: Option<Told>,
                 }
                 let answer: Answer =
                     serde_json::from_slice(&body).map_err(|e| ClientError::Http(format!("poll answer: {e}")))?;
@@ -76,6 +77,7 @@ impl LongPoll {
                 for message in &answer.messages {
                     items.push(message.item());
                 }
+                items.extend(answer.reconnect.as_ref().map(Told::item));
                 if let Some(last) = answer.messages.last().and_then(|m| m.id.as_ref()) {
                     self.cursor = last.to_string();
                 }

@@ -44,7 +44,7 @@ pub(crate) use websocket::WebSocket;
 
 /// The XSRF token the Tornado-style endpoints get as cookie and form field. Any 32
 /// hex digits do: the check is double-submit, comparing the two.
-const XSRF: &str = "5e11c0de5e11c0de5e11c0de5e11c0de";
+pub(crate) const XSRF: &str = "5e11c0de5e11c0de5e11c0de5e11c0de";
 
 /// What a subscriber receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +55,9 @@ pub(crate) enum Item {
     Foreign,
     /// The server said messages were skipped.
     Gap,
+    /// The server said when to come back (a graceful stop, or no room): pushwire's
+    /// `{"reconnect":{"reason":…,"delay_ms":…}}`, or SSE's `event: reconnect`.
+    Reconnect(Duration),
 }
 
 /// One server to talk to, with the HTTP setting to talk over.
@@ -216,12 +219,28 @@ struct JsonMessage<'a> {
     #[serde(borrow)]
     body: Option<Cow<'a, str>>,
     gap: Option<serde::de::IgnoredAny>,
+    reconnect: Option<Told>,
+}
+
+/// When the server told a client to come back.
+#[derive(Deserialize)]
+struct Told {
+    delay_ms: u64,
+}
+
+impl Told {
+    fn item(&self) -> Item {
+        Item::Reconnect(Duration::from_millis(self.delay_ms))
+    }
 }
 
 impl JsonMessage<'_> {
     fn item(&self) -> Item {
         if self.gap.is_some() {
             return Item::Gap;
+        }
+        if let Some(told) = &self.reconnect {
+            return told.item();
         }
         match self.body.as_deref().and_then(Stamp::parse) {
             Some(stamp) => Item::Message(stamp),

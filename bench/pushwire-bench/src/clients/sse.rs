@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 use hyper::header;
 use hyper::{Method, StatusCode};
 
-use super::{Endpoint, Item, json_item, raw_item};
+use super::{Endpoint, Item, Told, json_item, raw_item};
 use crate::http::{ClientError, HttpConnection};
 use crate::record::Protocol;
 use crate::wire::Traffic;
@@ -84,15 +84,24 @@ impl Sse {
     /// One event block (without its blank line): comments are skipped, `retry:` is kept.
     pub(super) fn parse_event(&mut self, event: &[u8], items: &mut Vec<Item>) {
         let mut data: Option<&[u8]> = None;
-        let mut gap = false;
+        let (mut gap, mut reconnect) = (false, false);
         for line in event.split(|&b| b == b'\n') {
             if let Some(value) = line.strip_prefix(b"data: ") {
                 data = Some(value);
             } else if line == b"event: gap" {
                 gap = true;
+            } else if line == b"event: reconnect" {
+                reconnect = true;
             } else if let Some(ms) = line.strip_prefix(b"retry:").and_then(|v| std::str::from_utf8(v).ok()) {
                 self.retry = ms.trim().parse().ok().map(Duration::from_millis).or(self.retry);
             }
+        }
+        if reconnect {
+            // `{"reason":…,"delay_ms":…}`; its `retry:` says the same to an `EventSource`.
+            if let Some(told) = data.and_then(|data| serde_json::from_slice::<Told>(data).ok()) {
+                items.push(told.item());
+            }
+            return;
         }
         match (gap, data) {
             (true, _) => items.push(Item::Gap),

@@ -60,7 +60,7 @@ async fn await_message(feed: &mut Feed, tag: u32, seq: u64, outcome: &mut Outcom
                     Item::Message(stamp) if stamp.tag == tag && stamp.seq == seq => return Ok(arrived),
                     Item::Message(stamp) if stamp.tag == tag => outcome.duplicated += 1,
                     Item::Gap => outcome.gaps += 1,
-                    Item::Message(_) | Item::Foreign => {}
+                    Item::Message(_) | Item::Foreign | Item::Reconnect(_) => {}
                 }
             }
         }

@@ -380,6 +380,63 @@ pub(crate) struct ChurnOutcome {
     pub rss_settled_kib: u64,
 }
 
+/// One restart storm: a server under `subscribers` clients of one transport stopped
+/// and started again, the clients coming back on one schedule. Times in ms from the
+/// stop signal.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct StormOutcome {
+    /// `memory` (the history goes with the process) or `redis` (it survives).
+    pub bus: String,
+    /// `kill` (SIGKILL, no one told) or `term` (SIGTERM: clients told when to come back).
+    pub stop: String,
+    pub transport: Transport,
+    pub schedule: String,
+    pub subscribers: u64,
+    /// From the signal until the old process was gone, and until the new one accepted.
+    pub down_ms: f64,
+    pub up_ms: f64,
+    /// When this share of the clients was receiving again (a message, or the gap
+    /// notice of a bus that lost its history); `None` if that many never were.
+    pub back_50_ms: Option<f64>,
+    pub back_99_ms: Option<f64>,
+    pub back_all_ms: Option<f64>,
+    /// Clients not receiving again when the storm's time limit ran out.
+    pub never_back: u64,
+    /// When 99 % of the clients had noticed their connection was gone (a crashed QUIC
+    /// server's clients notice only at their idle timeout).
+    pub noticed_99_ms: Option<f64>,
+    /// Connection attempts from the stop until the last client was back, those that
+    /// failed (refused, reset, timed out), and the most in any one second.
+    pub attempts: u64,
+    pub failed_attempts: u64,
+    pub peak_attempts_per_s: u64,
+    /// The new server process over the storm: its busiest 100 ms (cores), its CPU
+    /// seconds until the last client was back, and its largest resident memory.
+    pub server_cpu_peak_cores: f64,
+    pub server_cpu_s: f64,
+    pub server_rss_peak_kib: u64,
+    /// From a successful connection attempt to its first message or notice.
+    pub first_data_p50_ms: Option<f64>,
+    pub first_data_p99_ms: Option<f64>,
+    /// Messages the publisher had accepted, and those whose answer the stop cut off
+    /// (maybe in, maybe not: neither required nor counted twice).
+    pub published: u64,
+    pub uncertain: u64,
+    /// Over all clients: accepted messages never received, received twice, received
+    /// after a later one; and accepted messages missing where a gap notice said so.
+    pub lost: u64,
+    pub duplicated: u64,
+    pub out_of_order: u64,
+    pub covered_by_gap: u64,
+    /// Clients that were sent a gap notice.
+    pub gap_clients: u64,
+    /// Clients receiving, every 100 ms from the stop (the plot's line).
+    pub receiving: Vec<u32>,
+    /// Why the trial could not run or ended early, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -223,7 +223,7 @@ pub(super) async fn subscribe(
                         }
                     }
                 }
-                Item::Message(_) | Item::Foreign => {}
+                Item::Message(_) | Item::Foreign | Item::Reconnect(_) => {}
                 Item::Gap => {
                     shared.gaps.fetch_add(1, Ordering::SeqCst);
                 }

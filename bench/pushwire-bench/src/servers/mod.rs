@@ -22,6 +22,7 @@
 mod host;
 mod machine;
 pub(crate) mod metrics;
+mod restartable;
 
 use std::io::{self, BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
@@ -33,6 +34,7 @@ use crate::record::{Http, Protocol, ServerFacts};
 
 pub(crate) use host::Host;
 pub(crate) use machine::{ProcSample, describe_machine, load_average, machine_busy_ns, process_sample};
+pub(crate) use restartable::Restartable;
 
 /// pushwire's tokio worker threads and nginx's worker processes: one per core of the
 /// 2-core benchmark machine, so both servers get the same parallelism.
@@ -312,22 +314,31 @@ fn nginx_prefix(conf: &Path, prefix: &Path, ip: IpAddr) -> io::Result<PathBuf> {
     let copy = prefix.join(NGINX_CONF);
     let text = std::fs::read_to_string(conf)?;
     std::fs::write(&copy, text.replace("listen 127.0.0.1:", &format!("listen {ip}:")))?;
+    certificate(prefix, "nchan's")?;
+    Ok(copy)
+}
+
+/// Makes `tls.crt` and `tls.key` in `dir` with openssl: a self-signed ECDSA P-256
+/// certificate for 127.0.0.1, ::1 and localhost, valid 13 days (as pushwire's own, so a
+/// browser may pin it by hash for WebTransport). `whose` names it in errors.
+fn certificate(dir: &Path, whose: &str) -> io::Result<(PathBuf, PathBuf)> {
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
     let made = Command::new("openssl")
         .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "13"])
         .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost"])
         .arg("-keyout")
-        .arg(prefix.join("tls.key"))
+        .arg(&key)
         .arg("-out")
-        .arg(prefix.join("tls.crt"))
+        .arg(&cert)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .map_err(|e| io::Error::other(format!("openssl, which makes nchan's certificate: {e}")))?;
+        .map_err(|e| io::Error::other(format!("openssl, which makes {whose} certificate: {e}")))?;
     if !made.success() {
-        return Err(io::Error::other(format!("openssl could not make nchan's certificate: {made}")));
+        return Err(io::Error::other(format!("openssl could not make {whose} certificate: {made}")));
     }
-    Ok(copy)
+    Ok((cert, key))
 }
 
 fn command_of(launch: &Launch, host: &Host) -> String {
@@ -355,7 +366,9 @@ fn command_of(launch: &Launch, host: &Host) -> String {
     command + host.describe()
 }
 
-fn version_of(launch: &Launch) -> String {
+/// What `launch` runs, by the server's own account (`pushwire --version`, nginx's and
+/// nchan's package versions, Tornado's).
+pub(crate) fn version_of(launch: &Launch) -> String {
     let output = match launch {
         Launch::Pushwire { binary, .. } => Command::new(binary).arg("--version").output(),
         Launch::Nginx { .. } => {

@@ -1,0 +1,164 @@
+//! One storm client: subscribes, and whenever its connection breaks comes back on its
+//! schedule from the last message it holds, noting when it broke, when it received
+//! again and every message it got.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::Schedule;
+use crate::clients::{Endpoint, Feed, Item};
+use crate::payload::now_ns;
+use crate::record::Transport;
+use crate::wire::Traffic;
+
+/// Connection attempts are counted per this slice of time from the stop.
+pub(super) const SLICE: Duration = Duration::from_millis(100);
+/// The slices counted: the storm's time limit and some.
+pub(super) const SLICES: usize = 1200;
+/// A connection attempt slower than this failed.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the clients of one trial share.
+pub(super) struct Trial {
+    pub endpoint: Endpoint,
+    pub transport: Transport,
+    pub schedule: Schedule,
+    /// This trial's messages carry it.
+    pub tag: u32,
+    /// The id of every message the publisher got accepted, by seq; `None` where its
+    /// answer was cut off. A client resumes from the id of the last message it holds.
+    pub ids: Mutex<Vec<Option<String>>>,
+    /// Where clients start: the id of a message published before them.
+    pub primer: String,
+    /// When the stop signal went, on [`now_ns`]'s clock; 0 before.
+    pub stopped_at_ns: AtomicU64,
+    pub attempts: Vec<AtomicU64>,
+    pub failed_attempts: AtomicU64,
+    /// Clients that have received at least once, to start.
+    pub started: AtomicUsize,
+    /// Clients receiving again after the stop broke their connection.
+    pub back: AtomicUsize,
+    pub traffic: Arc<Traffic>,
+    pub done: CancellationToken,
+}
+
+impl Trial {
+    /// The slice of the storm `at_ns` falls in, if the stop has come.
+    fn slice(&self, at_ns: u64) -> Option<usize> {
+        let stopped = self.stopped_at_ns.load(Ordering::Relaxed);
+        (stopped != 0 && at_ns >= stopped).then(|| ((at_ns - stopped) / SLICE.as_nanos() as u64) as usize)
+    }
+}
+
+/// What one client saw.
+#[derive(Default)]
+pub(super) struct ClientLog {
+    /// When its first connection after the stop broke, and when it next received.
+    pub broke_at_ns: Option<u64>,
+    pub back_at_ns: Option<u64>,
+    /// From each successful attempt after the stop to its first data, in ns.
+    pub first_data_ns: Vec<u64>,
+    /// The seqs of this trial's messages, in the order they came.
+    pub seqs: Vec<u64>,
+    pub gap: bool,
+}
+
+/// Runs one client until the trial is done.
+pub(super) async fn client(trial: Arc<Trial>) -> ClientLog {
+    let mut log = ClientLog::default();
+    let mut cursor = trial.primer.clone();
+    // Attempts that failed since the last data: the backoff's exponent.
+    let (mut failures, mut told, mut retry) = (0u32, None, Duration::ZERO);
+    let mut first_data = true;
+    loop {
+        let began = now_ns();
+        if let Some(slice) = trial.slice(began)
+            && let Some(count) = trial.attempts.get(slice)
+        {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+        let connected = tokio::select! {
+            () = trial.done.cancelled() => return log,
+            connected = tokio::time::timeout(
+                ATTEMPT_TIMEOUT,
+                Feed::connect(&trial.endpoint, trial.transport, &cursor, &trial.traffic, None),
+            ) => connected,
+        };
+        let mut received = false;
+        if let Ok(Ok(mut feed)) = connected {
+            let mut items = Vec::new();
+            loop {
+                let next = tokio::select! {
+                    () = trial.done.cancelled() => return log,
+                    next = feed.next(&mut items) => next,
+                };
+                if next.is_err() {
+                    break;
+                }
+                for item in items.drain(..) {
+                    let data = match item {
+                        Item::Message(stamp) if stamp.tag == trial.tag => {
+                            log.seqs.push(stamp.seq);
+                            true
+                        }
+                        Item::Gap => {
+                            log.gap = true;
+                            true
+                        }
+                        Item::Reconnect(delay) => {
+                            told = Some(delay);
+                            false
+                        }
+                        Item::Message(_) | Item::Foreign => false,
+                    };
+                    if data && !received {
+                        received = true;
+                        failures = 0;
+                        arrived(&trial, &mut log, began, &mut first_data);
+                    }
+                }
+            }
+            retry = feed.reconnect_delay();
+        }
+        if !received {
+            if trial.slice(now_ns()).is_some() {
+                trial.failed_attempts.fetch_add(1, Ordering::Relaxed);
+            }
+            failures += 1;
+        }
+        if log.broke_at_ns.is_none() && trial.slice(now_ns()).is_some() && log.back_at_ns.is_none() {
+            log.broke_at_ns = Some(now_ns());
+        }
+        cursor = resume_cursor(&trial, &log).unwrap_or(cursor);
+        let wait = trial.schedule.wait(failures, told.take(), retry);
+        tokio::select! {
+            () = trial.done.cancelled() => return log,
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Notes the first data of a connection: the client's first ever, or its first after
+/// the stop broke its connection.
+fn arrived(trial: &Trial, log: &mut ClientLog, began: u64, first_data: &mut bool) {
+    let now = now_ns();
+    if std::mem::take(first_data) {
+        trial.started.fetch_add(1, Ordering::Relaxed);
+    }
+    if trial.slice(began).is_some() {
+        log.first_data_ns.push(now - began);
+    }
+    if log.broke_at_ns.is_some() && log.back_at_ns.is_none() {
+        log.back_at_ns = Some(now);
+        trial.back.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The id of the last message the client holds whose id the publisher knows.
+fn resume_cursor(trial: &Trial, log: &ClientLog) -> Option<String> {
+    let ids = trial.ids.lock().unwrap_or_else(|p| p.into_inner());
+    log.seqs.iter().rev().find_map(|&seq| ids.get(seq as usize)?.clone())
+}
