@@ -9,8 +9,36 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use nix::sched::{CloneFlags, setns, unshare};
+
+/// How long [`armed`] waits for `setpriv` and `unshare` to hand over: a cold start
+/// takes milliseconds.
+const ARMING: Duration = Duration::from_secs(5);
+
+/// Waits (at most [`ARMING`]) until the process `pid`, started as `setpriv`, has become
+/// `unshare` and that has a child that is no longer `unshare`: both have set their
+/// parent-death signals by then. Returns at once if it has ended (a program that exits
+/// at once).
+fn armed(pid: u32) {
+    let comm = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    let ended = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rsplit_once(") ").is_none_or(|(_, rest)| rest.starts_with('Z'))
+    };
+    let started = Instant::now();
+    while started.elapsed() < ARMING && !ended() {
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        let mut children = children.split_whitespace();
+        let running = comm(&pid.to_string()).trim() == "unshare"
+            && children.next().is_some_and(|child| !matches!(comm(child).trim(), "unshare" | ""));
+        if running {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
 
 /// Work for the namespace's thread.
 type Job = Box<dyn FnOnce() + Send>;
@@ -91,12 +119,17 @@ impl Namespace {
         configure: impl FnOnce(&mut Command) + Send + 'static,
     ) -> io::Result<Child> {
         let program = program.into();
-        self.run(move || {
+        let child = self.run(move || {
             let mut command = Command::new("setpriv");
             command.args(["--pdeathsig", "KILL", "--", "unshare", "--pid", "--kill-child=KILL", "--"]).arg(program);
             configure(&mut command);
             command.spawn()
-        })
+        })?;
+        // Each of the two asks for its parent-death signal before it runs the next: had
+        // the namespace's thread ended before then, none would come. So return only
+        // once `program` runs, its guards set.
+        armed(child.id());
+        Ok(child)
     }
 
     /// Moves the calling thread into the namespace for good: the sockets it makes from
