@@ -109,14 +109,15 @@ function startServer(addr = '127.0.0.1:0', extraArgs = [], { link } = {}) {
  */
 async function launchBrowser({ clientSide, secureOrigin } = {}) {
   let executablePath = CHROMIUM;
+  let dir = null;
   const extra = [];
   if (clientSide) {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pushwire-chromium-'));
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pushwire-chromium-'));
     executablePath = path.join(dir, 'chromium-on-the-client-side');
     fs.writeFileSync(executablePath, `#!/bin/sh\nexec nsenter --net=${clientSide} ${CHROMIUM} "$@"\n`, { mode: 0o755 });
     extra.push(`--unsafely-treat-insecure-origin-as-secure=${secureOrigin}`);
   }
-  return chromium.launch({
+  const launched = chromium.launch({
     executablePath,
     args: [
       ...extra,
@@ -129,6 +130,8 @@ async function launchBrowser({ clientSide, secureOrigin } = {}) {
     ],
     timeout: SERVER_MS,
   });
+  // The wrapper is only run to start Chromium: gone once it has, or has failed to.
+  return launched.finally(() => dir && fs.rmSync(dir, { recursive: true, force: true }));
 }
 
 /**
