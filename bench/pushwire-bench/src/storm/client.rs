@@ -4,11 +4,12 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use super::Schedule;
+use super::run::PUBLISH_TIMEOUT;
 use crate::clients::{Endpoint, Feed, Item};
 use crate::payload::now_ns;
 use crate::record::Transport;
@@ -132,11 +133,14 @@ pub(super) async fn client(trial: Arc<Trial>) -> ClientLog {
         if log.broke_at_ns.is_none() && trial.slice(now_ns()).is_some() && log.back_at_ns.is_none() {
             log.broke_at_ns = Some(now_ns());
         }
-        cursor = resume_cursor(&trial, &log).unwrap_or(cursor);
         let wait = trial.schedule.wait(failures, told.take(), retry);
         tokio::select! {
             () = trial.done.cancelled() => return log,
             () = tokio::time::sleep(wait) => {}
+        }
+        tokio::select! {
+            () = trial.done.cancelled() => return log,
+            resumed = resume_cursor(&trial, &log) => cursor = resumed.unwrap_or(cursor),
         }
     }
 }
@@ -157,8 +161,20 @@ fn arrived(trial: &Trial, log: &mut ClientLog, began: u64, first_data: &mut bool
     }
 }
 
-/// The id of the last message the client holds whose id the publisher knows.
-fn resume_cursor(trial: &Trial, log: &ClientLog) -> Option<String> {
+/// The id of the last message the client holds whose id the publisher knows. A message
+/// can reach a subscriber before its publish is answered: until the publisher has
+/// noted the answer (or its loss) for everything the client holds, resuming from an
+/// older id would fetch a message twice.
+async fn resume_cursor(trial: &Trial, log: &ClientLog) -> Option<String> {
+    let highest = log.seqs.iter().max().copied();
+    let noted = || {
+        let ids = trial.ids.lock().unwrap_or_else(|p| p.into_inner());
+        highest.is_none_or(|seq| (seq as usize) < ids.len())
+    };
+    let waiting = Instant::now();
+    while !noted() && waiting.elapsed() < PUBLISH_TIMEOUT * 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let ids = trial.ids.lock().unwrap_or_else(|p| p.into_inner());
     log.seqs.iter().rev().find_map(|&seq| ids.get(seq as usize)?.clone())
 }

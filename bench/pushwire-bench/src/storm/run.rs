@@ -31,7 +31,7 @@ const STORM_LIMIT: Duration = Duration::from_secs(60);
 const AFTER: Duration = Duration::from_secs(2);
 const SETTLE: Duration = Duration::from_secs(2);
 /// A publish after the stop that waits longer than this counts as failed.
-const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs every trial of `plan` with pushwire from `binary` (built with `--features
 /// redis` when the plan has the Redis bus).
