@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::webtransport::spawn_webtransport_app;
-use common::{SseReader, TestApp, eventually, spawn_app, within};
+use common::{SseReader, TestApp, eventually, spawn_app, within, within_long};
 use pushwire::Config;
 use reqwest::StatusCode;
 use tokio::io::AsyncReadExt;
@@ -223,4 +223,81 @@ async fn a_client_that_sends_its_headers_too_slowly_is_disconnected() {
     }
     // Others are unaffected.
     app.browser().await.publish("after the slowloris").await;
+}
+
+/// A long-poll for 49 messages of 60 KiB (about 3 MB) on a socket with a 16 KiB
+/// receive buffer: the answer cannot leave the server at once.
+async fn slow_reader_poll(app: &TestApp) -> (tokio::net::TcpStream, usize) {
+    use tokio::io::AsyncWriteExt;
+    let body = "x".repeat(60 * 1024);
+    let first = app.state.bus.publish(body.clone()).await.expect("publish");
+    for _ in 1..50 {
+        app.state.bus.publish(body.clone()).await.expect("publish");
+    }
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.set_recv_buffer_size(16 * 1024).expect("a small receive buffer");
+    let mut tcp = within("a TCP connection", socket.connect(app.addr)).await.expect("connect");
+    let form = format!("_xsrf={}&cursor={}", common::RAW_XSRF, first.id);
+    let request = format!(
+        "POST /a/message/updates HTTP/1.1\r\nHost: {}\r\nCookie: _xsrf={}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        app.addr,
+        common::RAW_XSRF,
+        form.len()
+    );
+    tcp.write_all(request.as_bytes()).await.expect("send the poll");
+    (tcp, 49 * 60 * 1024)
+}
+
+#[tokio::test]
+async fn an_answer_the_client_takes_slowly_arrives_whole_and_the_header_timeout_starts_once_it_is_out() {
+    let header_timeout = Duration::from_millis(300);
+    let app = spawn_app(Config { header_timeout, ..Config::default() }).await;
+    let (mut tcp, bodies) = slow_reader_poll(&app).await;
+    // 16 KiB every 10 ms for a second, more than three header timeouts with the answer
+    // still at the server; then the rest at once.
+    let mut answer = Vec::new();
+    let mut chunk = vec![0; 16 * 1024];
+    let slow = std::time::Instant::now();
+    let whole = within_long("the whole answer", async {
+        loop {
+            let read = tcp.read(&mut chunk).await.expect("read");
+            answer.extend_from_slice(&chunk[..read]);
+            if read == 0 || answer.len() >= bodies && answer.ends_with(b"]}") {
+                return read != 0;
+            }
+            if slow.elapsed() < Duration::from_secs(1) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    })
+    .await;
+    assert!(whole, "the connection was closed after {} of {bodies}+ bytes", answer.len());
+    let json = &answer[answer.windows(4).position(|w| w == b"\r\n\r\n").expect("a head") + 4..];
+    let poll: serde_json::Value = serde_json::from_slice(json).expect("the answer is JSON");
+    assert_eq!(poll["messages"].as_array().map(Vec::len), Some(49));
+    // Once all of it has left the server, the connection waits for the next request as
+    // long as the header timeout, then the server closes it.
+    let out = std::time::Instant::now();
+    assert_eq!(within("the idle connection to close", tcp.read(&mut chunk)).await.unwrap_or(0), 0);
+    assert!(out.elapsed() >= header_timeout / 2, "closed {:?} after the answer", out.elapsed());
+}
+
+#[tokio::test]
+async fn streams_and_held_polls_outlive_the_header_timeout() {
+    let header_timeout = Duration::from_millis(300);
+    let app = spawn_app(Config { header_timeout, ..Config::default() }).await;
+    let mut websocket = app.websocket(None).await;
+    let mut sse = app.sse(None, None).await;
+    let mut poll = app.raw_long_poll().await;
+    app.wait_for_open_subscriptions(3).await;
+    // Each has a request in flight (a WebSocket, an upgraded one) while nothing moves.
+    tokio::time::sleep(header_timeout * 4).await;
+    app.state.bus.publish("still here".to_owned()).await.expect("publish");
+    assert_eq!(websocket.next_message().await["body"], "still here");
+    assert_eq!(sse.next_message().await["body"], "still here");
+    let mut answer = vec![0; 4096];
+    let read = within("the held poll's answer", poll.read(&mut answer)).await.expect("read");
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("still here"), "{answer}");
 }

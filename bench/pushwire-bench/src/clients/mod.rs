@@ -196,6 +196,14 @@ impl Feed {
         }
     }
 
+    /// Long-polls sent again on a new connection (see [`LongPoll::next`]).
+    pub(crate) fn resent(&self) -> u64 {
+        match self {
+            Feed::LongPoll(feed) => feed.resent,
+            Feed::Sse(_) | Feed::WebSocket(_) | Feed::WebTransport(_) => 0,
+        }
+    }
+
     /// Waits for the next delivery and appends what it carried to `items`.
     pub(crate) async fn next(&mut self, items: &mut Vec<Item>) -> Result<(), ClientError> {
         match self {

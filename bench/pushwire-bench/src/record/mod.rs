@@ -264,6 +264,10 @@ pub(crate) struct Outcome {
     pub publish_errors: u64,
     pub connect_errors: u64,
     pub subscriber_errors: u64,
+    /// Long-polls sent again on a new connection because the server had closed the one
+    /// they were sent on (as a browser does).
+    #[serde(default)]
+    pub resent: u64,
     /// From the first publish to the last delivery (or the drain timeout).
     pub duration_s: f64,
     pub delivered_per_s: f64,

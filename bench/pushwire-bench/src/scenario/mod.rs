@@ -226,6 +226,7 @@ pub(crate) async fn deliver(bench: &mut Bench<'_>, load: &Load) -> Outcome {
             outcome.duplicated += tracker.duplicated;
             outcome.out_of_order += tracker.out_of_order;
             outcome.subscriber_errors += u64::from(tracker.failed);
+            outcome.resent += tracker.resent;
             if let Some(done) = tracker.completed_ns {
                 completion.saturating_record((done.saturating_sub(started_ns) / 1000).max(1));
             }
@@ -310,6 +311,7 @@ pub(crate) fn empty_outcome(server: &str, load: &Load) -> Outcome {
         publish_errors: 0,
         connect_errors: 0,
         subscriber_errors: 0,
+        resent: 0,
         duration_s: 0.0,
         delivered_per_s: 0.0,
         server_cpu_ms: None,

@@ -72,6 +72,8 @@ pub(super) struct Tracker {
     pub duplicated: u64,
     pub out_of_order: u64,
     pub failed: bool,
+    /// Polls its long-poll feed sent again on a new connection.
+    pub resent: u64,
     /// When the last of the messages arrived (all of them: `distinct == messages`).
     pub completed_ns: Option<u64>,
     /// Deliveries (responses, chunks, frames) that brought at least one new message.
@@ -90,6 +92,7 @@ impl Tracker {
             seen: vec![0; messages.div_ceil(64) as usize],
             highest: None,
             distinct: 0,
+            resent: 0,
             duplicated: 0,
             out_of_order: 0,
             failed: false,
@@ -236,6 +239,7 @@ pub(super) async fn subscribe(
             }
         }
     }
+    tracker.resent = feed.resent();
     Some(tracker)
 }
 

@@ -19,7 +19,9 @@ pub(super) fn tables(run: &Run) -> String {
         md,
         "## Under loss\n\nPer message, from publish to arrival, and for the unordered WebTransport (each message on a \
          stream of its own) until it could be shown in order. Over 1 s: messages that took longer (arrived / in \
-         order). Lost: messages that never arrived (none may). TCP retransmits: segments the server side's and the \
+         order). Lost: messages that never arrived (none may); polls resent: long-polls sent again on a new connection, as \
+         a browser does, because the server had closed the one they went out on (it let it idle out while the last \
+         answer was still on its way). TCP retransmits: segments the server side's and the \
          client side's kernels sent again during the scenario; for WebTransport, the packets the server's QUIC declared \
          lost (it retransmits inside the endpoint, and a lost packet's frames go out again in a new one). Link: IP packets the link lost server → client / client → server (and \
          dropped at a full queue).{}\n",
@@ -84,7 +86,7 @@ fn table(md: &mut String, run: &Run, marks: Marks, kind: Kind, heading: &str) {
             o.server,
             marks.cell(o, spread(&o.latency_us)),
             in_order.map_or("–".to_owned(), spread),
-            o.lost,
+            if o.resent > 0 { format!("{} ({} polls resent)", o.lost, o.resent) } else { o.lost.to_string() },
         );
     }
     md.push('\n');
