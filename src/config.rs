@@ -137,7 +137,8 @@ pub struct Config {
     pub body_timeout: Duration,
 
     /// Messages per second one connection may publish, sustained (fractions allowed), and
-    /// four times that per client address; `off` for no limit. Beyond it a POST gets 429
+    /// four times that per client address; `off` for no limit. A message counts once per
+    /// KiB of body started (at most `--publish-burst` times). Beyond it a POST gets 429
     /// with `Retry-After`, a WebSocket or WebTransport publish a refusal in-band.
     #[arg(long, env = "PUSHWIRE_PUBLISH_RATE", default_value = "5", value_parser = publish_rate)]
     pub publish_rate: f64,

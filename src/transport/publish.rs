@@ -28,7 +28,7 @@ async fn publish(State(state): State<AppState>, connection: Connection, form: Fo
     let next = field("next")?;
     let next = next.as_deref().filter(|next| !next.is_empty()).map(local_path).transpose()?;
     let text = field("body")?.ok_or(AppError::MissingField("body"))?;
-    state.publish_limit.check(connection.peer()).map_err(AppError::RateLimited)?;
+    state.publish_limit.check(connection.peer(), &text).map_err(AppError::RateLimited)?;
     let message = state.bus.publish(text.into_owned()).await?;
     state.metrics.published();
     Ok(match next {

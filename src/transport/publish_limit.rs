@@ -1,8 +1,12 @@
 //! One client cannot take the room: every publish (a POST, a WebSocket frame, a
-//! WebTransport stream) takes one message from two token buckets, governor's GCRA:
-//! its connection's (`--publish-rate` sustained, `--publish-burst` at once) and its
+//! WebTransport stream) takes from two token buckets, governor's GCRA: its
+//! connection's (`--publish-rate` sustained, `--publish-burst` at once) and its
 //! address's, [`PER_ADDRESS`] times larger. A refused publish is told how long to wait.
 //!
+//! - A message takes one token per [`TOKEN_BYTES`] of its body started (at most the
+//!   whole burst): what a publisher costs every subscriber is bytes, and a limit that
+//!   counted messages let one client fill every stream with 16 KiB messages at the
+//!   full message rate. Chat lines take one token each.
 //! - The connection's bucket is checked first, and a refusal takes nothing from a
 //!   bucket, so a connection that floods is refused by its own bucket without draining
 //!   the one its address shares with others.
@@ -29,6 +33,8 @@ use crate::config::Config;
 /// How many connections' worth one address may publish: a few people behind one NAT,
 /// or one person's tabs, each publishing at the full rate.
 pub const PER_ADDRESS: u32 = 4;
+/// The body bytes one token pays for.
+pub const TOKEN_BYTES: usize = 1024;
 /// How often buckets that are full again are forgotten: at most the publishers of the
 /// last few seconds are remembered.
 const SWEEP: Duration = Duration::from_secs(10);
@@ -40,6 +46,8 @@ pub struct PublishLimit<C: Clock = DefaultClock>(Option<Buckets<C>>);
 
 #[derive(Debug)]
 struct Buckets<C: Clock> {
+    /// What one connection may take at once: the most one message takes.
+    burst: NonZeroU32,
     by_connection: Limiter<SocketAddr, C>,
     by_address: Limiter<IpAddr, C>,
     clock: C,
@@ -98,21 +106,28 @@ impl<C: Clock + Clone> PublishLimit<C> {
             quota.allow_burst(burst.saturating_mul(NonZeroU32::new(share).unwrap_or(NonZeroU32::MIN)))
         };
         PublishLimit(Some(Buckets {
+            burst,
             by_connection: RateLimiter::new(quota(1), DefaultKeyedStateStore::default(), clock.clone()),
             by_address: RateLimiter::new(quota(PER_ADDRESS), DefaultKeyedStateStore::default(), clock.clone()),
             clock,
         }))
     }
 
-    /// Takes one message from the buckets of `peer` (its connection, then its address),
-    /// or says how long it must wait.
-    pub fn check(&self, peer: SocketAddr) -> Result<(), RateLimited> {
+    /// Takes a message of `body` from the buckets of `peer` (its connection, then its
+    /// address), or says how long it must wait.
+    pub fn check(&self, peer: SocketAddr, body: &str) -> Result<(), RateLimited> {
         let Some(buckets) = &self.0 else { return Ok(()) };
+        let tokens = u32::try_from(body.len().div_ceil(TOKEN_BYTES)).unwrap_or(u32::MAX).clamp(1, buckets.burst.get());
+        let tokens = NonZeroU32::new(tokens).unwrap_or(NonZeroU32::MIN);
         let refused = |not_until: governor::NotUntil<C::Instant>| RateLimited {
             wait: not_until.wait_time_from(buckets.clock.now()),
         };
-        buckets.by_connection.check_key(&peer).map_err(refused)?;
-        buckets.by_address.check_key(&address_key(peer.ip())).map_err(refused)
+        // `tokens` is at most the burst, which every bucket holds: never insufficient.
+        let take = |result: Result<Result<(), governor::NotUntil<C::Instant>>, governor::InsufficientCapacity>| {
+            result.unwrap_or(Ok(())).map_err(refused)
+        };
+        take(buckets.by_connection.check_key_n(&peer, tokens))?;
+        take(buckets.by_address.check_key_n(&address_key(peer.ip()), tokens))
     }
 
     /// Forgets the buckets that are full again, and gives back the memory they held.
@@ -181,9 +196,9 @@ mod tests {
         let clock = FakeRelativeClock::default();
         let limit = limit_on(2.0, 3, clock.clone());
         for _ in 0..3 {
-            limit.check(peer("192.0.2.1:1000")).unwrap();
+            limit.check(peer("192.0.2.1:1000"), "hi").unwrap();
         }
-        let refused = limit.check(peer("192.0.2.1:1000")).unwrap_err();
+        let refused = limit.check(peer("192.0.2.1:1000"), "hi").unwrap_err();
         assert_eq!(refused.wait, Duration::from_millis(500));
         assert_eq!(refused.retry_after_secs(), 1);
         let json: serde_json::Value = serde_json::from_str(&refused.json()).unwrap();
@@ -193,11 +208,11 @@ mod tests {
             serde_json::json!({ "error": { "reason": "rate_limited", "message": message, "retry_after": 1 } })
         );
         // Another connection from the same address has a bucket of its own.
-        limit.check(peer("192.0.2.1:1001")).unwrap();
+        limit.check(peer("192.0.2.1:1001"), "hi").unwrap();
         clock.advance(Duration::from_millis(499));
-        assert_eq!(limit.check(peer("192.0.2.1:1000")).unwrap_err().wait, Duration::from_millis(1));
+        assert_eq!(limit.check(peer("192.0.2.1:1000"), "hi").unwrap_err().wait, Duration::from_millis(1));
         clock.advance(Duration::from_millis(1));
-        limit.check(peer("192.0.2.1:1000")).expect("one message more every half second");
+        limit.check(peer("192.0.2.1:1000"), "hi").expect("one message more every half second");
     }
 
     #[test]
@@ -211,24 +226,40 @@ mod tests {
         let limit = limit(1.0, 2);
         for port in 0..PER_ADDRESS as u16 {
             for _ in 0..2 {
-                limit.check(SocketAddr::new([198, 51, 100, 7].into(), port)).unwrap();
+                limit.check(SocketAddr::new([198, 51, 100, 7].into(), port), "hi").unwrap();
             }
         }
-        assert!(limit.check(peer("198.51.100.7:9999")).is_err(), "the address's bucket is empty");
-        limit.check(peer("198.51.100.8:9999")).expect("another address is not held back");
+        assert!(limit.check(peer("198.51.100.7:9999"), "hi").is_err(), "the address's bucket is empty");
+        limit.check(peer("198.51.100.8:9999"), "hi").expect("another address is not held back");
         assert_eq!(limit.remembered(), (PER_ADDRESS as usize + 2, 2));
+    }
+
+    #[test]
+    fn a_message_takes_a_token_per_kib_started_at_most_the_burst() {
+        let clock = FakeRelativeClock::default();
+        let limit = limit_on(10.0, 20, clock.clone());
+        let (kib, just_over, huge) = ("x".repeat(TOKEN_BYTES), "x".repeat(TOKEN_BYTES + 1), "x".repeat(64 * 1024));
+        // 1 + 2 tokens taken, 18 more asked: one over the burst of 20, a tenth of a second.
+        limit.check(peer("192.0.2.1:1"), &kib).unwrap();
+        limit.check(peer("192.0.2.1:1"), &just_over).unwrap();
+        let refused = limit.check(peer("192.0.2.1:1"), &"x".repeat(18 * TOKEN_BYTES)).unwrap_err();
+        assert_eq!(refused.wait, Duration::from_millis(100));
+        // The largest body takes the whole burst, once it is full again.
+        clock.advance(Duration::from_secs(2));
+        limit.check(peer("192.0.2.1:1"), &huge).unwrap();
+        assert!(limit.check(peer("192.0.2.1:1"), "hi").is_err());
     }
 
     #[test]
     fn a_refused_publish_takes_nothing() {
         let limit = limit(1.0, 1);
-        limit.check(peer("192.0.2.1:1")).unwrap();
+        limit.check(peer("192.0.2.1:1"), "hi").unwrap();
         for _ in 0..10 {
-            assert!(limit.check(peer("192.0.2.1:1")).is_err());
+            assert!(limit.check(peer("192.0.2.1:1"), "hi").is_err());
         }
         // The address's bucket (4 deep) still has room for other connections.
         for port in 2..5 {
-            limit.check(SocketAddr::new([192, 0, 2, 1].into(), port)).unwrap();
+            limit.check(SocketAddr::new([192, 0, 2, 1].into(), port), "hi").unwrap();
         }
     }
 
@@ -242,7 +273,7 @@ mod tests {
     fn off_limits_nothing() {
         let limit = limit(f64::INFINITY, 1);
         for _ in 0..1000 {
-            limit.check(peer("192.0.2.1:1")).unwrap();
+            limit.check(peer("192.0.2.1:1"), "hi").unwrap();
         }
         assert_eq!(limit.remembered(), (0, 0));
     }
@@ -251,8 +282,8 @@ mod tests {
     fn buckets_full_again_are_forgotten() {
         let clock = FakeRelativeClock::default();
         let limit = limit_on(1.0, 2, clock.clone());
-        limit.check(peer("192.0.2.1:1")).unwrap();
-        limit.check(peer("192.0.2.2:1")).unwrap();
+        limit.check(peer("192.0.2.1:1"), "hi").unwrap();
+        limit.check(peer("192.0.2.2:1"), "hi").unwrap();
         assert_eq!(limit.remembered(), (2, 2));
         // The addresses' buckets (four times the rate) are full again; the connections'
         // are still filling.

@@ -369,7 +369,7 @@ async fn publish(state: &AppState, peer: SocketAddr, text: &str) -> Result<Optio
     let post: Post = serde_json::from_str(text)
         .map_err(|_| Ending::refusal(CloseCode::Invalid, "frame is not a JSON object", "ws_not_json"))?;
     let body = post.body.ok_or(Ending::refusal(CloseCode::Policy, "frame has no \"body\"", "ws_no_body"))?;
-    if let Err(limited) = state.publish_limit.check(peer) {
+    if let Err(limited) = state.publish_limit.check(peer, &body) {
         state.metrics.rejected("rate_limited");
         return Ok(Some(text_frame(limited.json().as_bytes())));
     }

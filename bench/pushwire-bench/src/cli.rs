@@ -85,6 +85,26 @@ pub(crate) struct Args {
     /// publish limit and without; writes flood.json and flood.md.
     #[arg(long, requires = "pushwire_bin")]
     pub(crate) flood: Option<usize>,
+    /// Run the fleet instead: this many subscribers of one transport (--transports;
+    /// WebSocket by default) over the most of --fleet-instances pushwire instances
+    /// sharing one conversation through a redis-server of the run's own, the clients in
+    /// worker processes of this tool; a step per number of instances, the last one
+    /// restarted instance by instance. Needs --pushwire-bin built with `--features
+    /// redis`; writes fleet.json and fleet.md.
+    #[arg(long, requires = "pushwire_bin")]
+    pub(crate) fleet: Option<usize>,
+    /// The fleet's steps: numbers of instances, each holding the same share.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,6")]
+    pub(crate) fleet_instances: Vec<usize>,
+    /// The fleet's steady fan-out per step, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) fleet_steady: u64,
+    /// The most subscribers one fleet worker process holds (under its open-file limit).
+    #[arg(long, default_value_t = crate::fleet::PER_WORKER)]
+    pub(crate) fleet_per_worker: usize,
+    /// Be one of a fleet run's worker processes (its parent starts them).
+    #[arg(long, hide = true)]
+    pub(crate) fleet_worker: bool,
     /// The storm's buses: memory, redis.
     #[arg(long, value_delimiter = ',', default_value = "memory,redis", value_parser = Bus::parse)]
     pub(crate) storm_buses: Vec<Bus>,

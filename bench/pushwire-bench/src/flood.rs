@@ -213,7 +213,7 @@ fn row(o: &FloodOutcome) -> String {
     let per_s = |n: u64| n as f64 / o.flood_s.max(0.001);
     format!(
         "| {} | {} | {} | {} | {} | ×{:.1} | {:.0} / {:.0} / {:.0} | {} |",
-        if o.limited { "on (5/s, burst 20)" } else { "off" },
+        if o.limited { "on (5/s, burst 20, a token per KiB)" } else { "off" },
         o.quiet.transport.name(),
         o.quiet.subscribers,
         p50_p99(&o.quiet.latency_us),

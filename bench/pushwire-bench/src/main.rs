@@ -59,6 +59,7 @@ mod churn;
 mod cli;
 mod clients;
 mod date;
+mod fleet;
 mod flood;
 mod format;
 mod http;
@@ -87,6 +88,7 @@ use clap::Parser;
 use packet_link::PacketLink;
 
 use cli::Args;
+use fleet::FleetPlan;
 use matrix::{Matrix, MatrixName};
 use network::{LinkKind, NetworkMatrix, NetworkRun};
 use record::{Http, Protocol, Transport};
@@ -120,6 +122,15 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("build the tokio runtime");
+    if args.fleet_worker {
+        return match runtime.block_on(fleet::worker::work()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("pushwire-bench --fleet-worker: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match runtime.block_on(measure(args, threads, nofile, packet_link)) {
         Ok(path) => {
             println!("results: {}", path.display());
@@ -218,6 +229,17 @@ async fn measure(
         };
         return session.storm(binary, &plan).await;
     }
+    if let (Some(subscribers), Some(binary)) = (args.fleet, &args.pushwire_bin) {
+        let transport = match args.transports[..] {
+            [] => Transport::WebSocket,
+            [transport] => transport,
+            _ => return Err("--fleet measures one transport".to_owned()),
+        };
+        let steady = std::time::Duration::from_secs(args.fleet_steady);
+        let per_worker = args.fleet_per_worker;
+        let plan = FleetPlan { subscribers, instances: args.fleet_instances.clone(), transport, steady, per_worker };
+        return session.fleet(binary, &plan).await;
+    }
     if let (Some(subscribers), Some(binary)) = (args.flood, &args.pushwire_bin) {
         let transports = if args.transports.is_empty() { Transport::ALL.to_vec() } else { args.transports.clone() };
         return session.flood(binary, &transports, subscribers).await;
@@ -300,6 +322,8 @@ fn default_out(args: &Args, date: &str) -> String {
         format!("storm-{day}")
     } else if args.flood.is_some() {
         format!("flood-{day}")
+    } else if args.fleet.is_some() {
+        format!("fleet-{day}")
     } else if matches!(args.matrix, MatrixName::Scale) {
         format!("scale-{day}")
     } else {

@@ -3,12 +3,11 @@
 //! Each payload starts `pwb:<tag>:<seq>:<sent_ns>:` and is padded with `x` to the
 //! size under test. The tag tells this scenario's messages from earlier scenarios'
 //! (replayed from history) and from anyone else's; `seq` lets every subscriber check
-//! loss, duplication and order; `sent_ns` is read from the same monotonic clock the
-//! subscribers read on arrival, since publisher and subscribers share this process.
+//! loss, duplication and order; `sent_ns` is read from the machine's monotonic clock,
+//! which the subscribers read on arrival (in this process or in a fleet worker's).
 //! The alphabet (`[0-9a-z:]`) passes through form encoding, JSON and SSE unchanged.
 
-use std::sync::OnceLock;
-use std::time::Instant;
+use nix::time::{ClockId, clock_gettime};
 
 /// The decoded header of a benchmark payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,10 +38,11 @@ impl Stamp {
     }
 }
 
-/// Nanoseconds on the process-wide monotonic clock that stamps and arrivals share.
+/// Nanoseconds on the machine's monotonic clock, which stamps and arrivals share, in
+/// this process and in the fleet's worker processes alike.
 pub(crate) fn now_ns() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+    let now = clock_gettime(ClockId::CLOCK_MONOTONIC).expect("Linux has a monotonic clock");
+    now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64
 }
 
 #[cfg(test)]

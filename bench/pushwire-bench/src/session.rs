@@ -5,13 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::fleet::FleetPlan;
 use crate::matrix::run::Step;
 use crate::network::NetworkRun;
 use crate::record::{Http, Machine, Outcome, Run, Transport};
 use crate::scenario::Load;
 use crate::servers::{self, Server};
 use crate::storm::StormPlan;
-use crate::{churn, flood, matrix, network, progress, report, scale_out, storm};
+use crate::{churn, fleet, flood, matrix, network, progress, report, scale_out, storm};
 
 /// When and where an invocation measures.
 pub(crate) struct Session {
@@ -98,6 +99,27 @@ impl Session {
         std::fs::write(&json, serde_json::to_string_pretty(&record).expect("serializes"))
             .map_err(|e| format!("{}: {e}", json.display()))?;
         let md = storm::report::write(&outcomes, &self.out, &json.display().to_string(), &command())?;
+        println!("{md}");
+        Ok(json)
+    }
+
+    /// The fleet of `plan` with pushwire from `binary`.
+    pub(crate) async fn fleet(self, binary: &Path, plan: &FleetPlan) -> Result<PathBuf, String> {
+        let progress = progress::bar(plan.instances.len() as u64);
+        let outcomes = fleet::run::run(binary, plan, &progress, self.deadline).await?;
+        progress.finish_and_clear();
+        let json = self.out.join("fleet.json");
+        let record = serde_json::json!({
+            "date": self.date,
+            "machine": self.machine,
+            "command": command(),
+            "pushwire": servers::version_of(&servers::Launch::Pushwire { binary: binary.to_owned(), bus: None, tls: false }),
+            "wall_time_s": self.begun.elapsed().as_secs_f64(),
+            "outcomes": outcomes,
+        });
+        std::fs::write(&json, serde_json::to_string_pretty(&record).expect("serializes"))
+            .map_err(|e| format!("{}: {e}", json.display()))?;
+        let md = fleet::report::write(&outcomes, &self.out, &json.display().to_string(), &command())?;
         println!("{md}");
         Ok(json)
     }

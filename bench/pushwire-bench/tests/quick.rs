@@ -185,6 +185,47 @@ fn the_quick_scale_out_scenario_delivers_every_message_once_and_in_order_across_
 
 #[cfg(feature = "redis")]
 #[test]
+fn a_small_fleet_delivers_every_message_once_in_order_across_instances_and_a_rolling_restart() {
+    let out = std::env::temp_dir().join(format!("pushwire-bench-fleet-{}", std::process::id()));
+    let status = Command::new(env!("CARGO_BIN_EXE_pushwire-bench"))
+        .args(["--fleet", "400", "--fleet-instances", "1,2", "--fleet-steady", "5", "--fleet-per-worker", "150"])
+        .args(["--transports", "websocket", "--max-minutes", "10", "--pushwire-bin"])
+        .arg(pushwire_bin())
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .expect("run pushwire-bench");
+    assert!(status.success(), "pushwire-bench failed: {status}");
+    let json = std::fs::read_to_string(out.join("fleet.json")).expect("fleet.json is written");
+    let run: Value = serde_json::from_str(&json).expect("fleet.json is JSON");
+    let outcomes = run["outcomes"].as_array().expect("outcomes");
+    assert_eq!(outcomes.len(), 2, "a step per number of instances");
+    for (outcome, (instances, subscribers)) in outcomes.iter().zip([(1, 200), (2, 400)]) {
+        assert!(outcome["note"].is_null(), "{outcome:#}");
+        assert_eq!(
+            (outcome["instances"].as_u64(), outcome["connected"].as_u64()),
+            (Some(instances), Some(subscribers))
+        );
+        for field in ["lost", "duplicated", "out_of_order", "gap_clients"] {
+            assert_eq!(outcome[field], 0, "{field} in {outcome:#}");
+        }
+        // Every subscriber got each of the steady messages (about five).
+        assert!(outcome["latency_us"]["samples"].as_u64().unwrap() >= 4 * subscribers, "{outcome:#}");
+        assert_eq!(outcome["instance_cores"].as_array().map(Vec::len), Some(instances as usize));
+    }
+    let restarts = outcomes[1]["rolling"].as_array().expect("the last step restarts its instances");
+    assert_eq!(restarts.len(), 2);
+    for restart in restarts {
+        assert!(restart["back_all_ms"].as_f64().is_some(), "every client back after {restart}");
+    }
+    assert!(outcomes[0]["rolling"].is_null(), "only the last step restarts");
+    let md = std::fs::read_to_string(out.join("fleet.md")).expect("fleet.md is written");
+    assert!(md.contains("## Rolling restart of 2 instances"), "{md}");
+    std::fs::remove_dir_all(&out).expect("remove the output directory");
+}
+
+#[cfg(feature = "redis")]
+#[test]
 fn a_small_restart_storm_on_the_redis_bus_loses_nothing_and_ends_on_every_transport() {
     let out = std::env::temp_dir().join(format!("pushwire-bench-storm-{}", std::process::id()));
     let status = Command::new(env!("CARGO_BIN_EXE_pushwire-bench"))

@@ -23,7 +23,7 @@ struct Post {
 /// Reads one publish stream to its end, publishes, and answers on it.
 pub(super) async fn publish(mut send: SendStream, recv: RecvStream, state: AppState, peer: SocketAddr) {
     let answer = match read_post(recv, &state).await {
-        Ok(body) => match state.publish_limit.check(peer) {
+        Ok(body) => match state.publish_limit.check(peer, &body) {
             Err(limited) => {
                 state.metrics.rejected("rate_limited");
                 Bytes::from(limited.json() + "\n")

@@ -384,6 +384,59 @@ pub(crate) struct ChurnOutcome {
     pub rss_settled_kib: u64,
 }
 
+/// One step of the fleet: `subscribers` clients of one transport over `instances`
+/// pushwire instances sharing one conversation through Redis.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct FleetOutcome {
+    pub instances: usize,
+    pub subscribers: usize,
+    pub transport: Transport,
+    /// Clients that received, and how long until they all had (or the limit).
+    pub connected: u64,
+    pub connect_s: f64,
+    /// Steady fan-out, publish to arrival at every client.
+    pub latency_us: Latency,
+    /// Each instance's CPU (cores) over the steady window, redis-server's, and the
+    /// load's (the workers').
+    pub instance_cores: Vec<f64>,
+    pub redis_cores: f64,
+    pub load_cores: f64,
+    /// The instances' CPU time per delivery, µs.
+    pub cpu_us_per_delivery: Option<f64>,
+    /// The instances' resident memory grown since they started, per client.
+    pub rss_per_connection_bytes: Option<f64>,
+    /// The rolling restart (the last step): one restart per instance, and latency
+    /// meanwhile.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rolling: Vec<Restart>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolling_latency_us: Option<Latency>,
+    /// Messages published (attempts, each with a seq) and, over every client, accepted
+    /// ones never received, received twice, received after a later one.
+    pub published: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub out_of_order: u64,
+    pub gap_clients: u64,
+    /// Connection attempts during the rolling restart, and those that failed.
+    pub attempts: u64,
+    pub failed_attempts: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One instance of the fleet restarted (`SIGTERM`, then started on the same port).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Restart {
+    pub instance: usize,
+    /// From the signal until the new process listened.
+    pub up_ms: f64,
+    /// From the signal until every client was receiving again.
+    pub back_all_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
 /// One restart storm: a server under `subscribers` clients of one transport stopped
 /// and started again, the clients coming back on one schedule. Times in ms from the
 /// stop signal.

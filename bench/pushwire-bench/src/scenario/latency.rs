@@ -13,6 +13,11 @@ pub(super) const MAX_LATENCY_US: u64 = 120_000_000;
 /// rarely meet on one lock.
 pub(super) const SHARDS: usize = 32;
 
+/// An empty histogram of microseconds, up to [`MAX_LATENCY_US`].
+pub(crate) fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds")
+}
+
 /// The percentiles of a histogram of microseconds.
 pub(crate) fn latency(histogram: &Histogram<u64>) -> Latency {
     Latency {
@@ -46,19 +51,17 @@ pub(crate) fn distribution(histogram: &Histogram<u64>) -> Latency {
 
 /// A histogram per shard, so subscribers on different threads seldom share a lock.
 pub(super) fn shards() -> Vec<Mutex<Histogram<u64>>> {
-    (0..SHARDS)
-        .map(|_| Mutex::new(Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds")))
-        .collect()
+    (0..SHARDS).map(|_| Mutex::new(histogram())).collect()
 }
 
 /// The shards' histograms as one.
 pub(super) fn merged(shards: &[Mutex<Histogram<u64>>]) -> Histogram<u64> {
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds");
+    let mut merged = histogram();
     for shard in shards {
         let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
-        histogram.add(&*shard).expect("shards share the histogram bounds");
+        merged.add(&*shard).expect("shards share the histogram bounds");
     }
-    histogram
+    merged
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@
 
 mod bench;
 mod idle;
-mod latency;
+pub(crate) mod latency;
 mod subscriber;
 
 use std::sync::Arc;

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
 use tokio_util::sync::CancellationToken;
 
 use super::Schedule;
@@ -16,15 +17,18 @@ use crate::record::Transport;
 use crate::wire::Traffic;
 
 /// Connection attempts are counted per this slice of time from the stop.
-pub(super) const SLICE: Duration = Duration::from_millis(100);
+pub(crate) const SLICE: Duration = Duration::from_millis(100);
 /// The slices counted: the storm's time limit and some.
-pub(super) const SLICES: usize = 1200;
+pub(crate) const SLICES: usize = 1200;
 /// A connection attempt slower than this failed.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the clients of one trial share.
-pub(super) struct Trial {
-    pub endpoint: Endpoint,
+pub(crate) struct Trial {
+    /// The instances a client may connect to: its first attempt goes to the one its
+    /// index picks, and each attempt after a break to one at random, as a load
+    /// balancer spreads them (the storm has one).
+    pub endpoints: Vec<Endpoint>,
     pub transport: Transport,
     pub schedule: Schedule,
     /// This trial's messages carry it.
@@ -42,7 +46,11 @@ pub(super) struct Trial {
     pub started: AtomicUsize,
     /// Clients receiving again after the stop broke their connection.
     pub back: AtomicUsize,
+    /// Clients receiving now: a connection open that has brought data.
+    pub receiving: AtomicUsize,
     pub traffic: Arc<Traffic>,
+    /// From publish to arrival, µs, of every message of this trial a client received.
+    pub latency: Mutex<Histogram<u64>>,
     pub done: CancellationToken,
 }
 
@@ -56,7 +64,7 @@ impl Trial {
 
 /// What one client saw.
 #[derive(Default)]
-pub(super) struct ClientLog {
+pub(crate) struct ClientLog {
     /// When its first connection after the stop broke, and when it next received.
     pub broke_at_ns: Option<u64>,
     pub back_at_ns: Option<u64>,
@@ -67,10 +75,11 @@ pub(super) struct ClientLog {
     pub gap: bool,
 }
 
-/// Runs one client until the trial is done.
-pub(super) async fn client(trial: Arc<Trial>) -> ClientLog {
+/// Runs client `index` until the trial is done.
+pub(crate) async fn client(trial: Arc<Trial>, index: usize) -> ClientLog {
     let mut log = ClientLog::default();
     let mut cursor = trial.primer.clone();
+    let mut endpoint = &trial.endpoints[index % trial.endpoints.len()];
     // Attempts that failed since the last data: the backoff's exponent.
     let (mut failures, mut told, mut retry) = (0u32, None, Duration::ZERO);
     let mut first_data = true;
@@ -85,7 +94,7 @@ pub(super) async fn client(trial: Arc<Trial>) -> ClientLog {
             () = trial.done.cancelled() => return log,
             connected = tokio::time::timeout(
                 ATTEMPT_TIMEOUT,
-                Feed::connect(&trial.endpoint, trial.transport, &cursor, &trial.traffic, None),
+                Feed::connect(endpoint, trial.transport, &cursor, &trial.traffic, None),
             ) => connected,
         };
         let mut received = false;
@@ -103,6 +112,12 @@ pub(super) async fn client(trial: Arc<Trial>) -> ClientLog {
                     let data = match item {
                         Item::Message(stamp) if stamp.tag == trial.tag => {
                             log.seqs.push(stamp.seq);
+                            let latency_us = now_ns().saturating_sub(stamp.sent_ns) / 1000;
+                            trial
+                                .latency
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .saturating_record(latency_us.max(1));
                             true
                         }
                         Item::Gap => {
@@ -118,9 +133,13 @@ pub(super) async fn client(trial: Arc<Trial>) -> ClientLog {
                     if data && !received {
                         received = true;
                         failures = 0;
+                        trial.receiving.fetch_add(1, Ordering::Relaxed);
                         arrived(&trial, &mut log, began, &mut first_data);
                     }
                 }
+            }
+            if received {
+                trial.receiving.fetch_sub(1, Ordering::Relaxed);
             }
             retry = feed.reconnect_delay();
         }
@@ -133,6 +152,7 @@ pub(super) async fn client(trial: Arc<Trial>) -> ClientLog {
         if log.broke_at_ns.is_none() && trial.slice(now_ns()).is_some() && log.back_at_ns.is_none() {
             log.broke_at_ns = Some(now_ns());
         }
+        endpoint = &trial.endpoints[fastrand::usize(..trial.endpoints.len())];
         let wait = trial.schedule.wait(failures, told.take(), retry);
         tokio::select! {
             () = trial.done.cancelled() => return log,
@@ -177,4 +197,31 @@ async fn resume_cursor(trial: &Trial, log: &ClientLog) -> Option<String> {
     }
     let ids = trial.ids.lock().unwrap_or_else(|p| p.into_inner());
     log.seqs.iter().rev().find_map(|&seq| ids.get(seq as usize)?.clone())
+}
+
+/// One client's messages checked against the publisher's ids.
+pub(crate) struct Checked {
+    /// How many times the client got each seq.
+    pub seen: Vec<u8>,
+    /// Messages the publisher got accepted that came twice, and those that came after a
+    /// later one.
+    pub duplicated: u64,
+    pub out_of_order: u64,
+}
+
+/// Checks `log` against `ids` (by seq; `None` where the publish answer was cut off).
+pub(crate) fn check(log: &ClientLog, ids: &[Option<String>]) -> Checked {
+    let mut checked = Checked { seen: vec![0; ids.len()], duplicated: 0, out_of_order: 0 };
+    let mut highest = None;
+    for &seq in &log.seqs {
+        let Some(count) = checked.seen.get_mut(seq as usize) else { continue };
+        *count = count.saturating_add(1);
+        if *count > 1 {
+            checked.duplicated += u64::from(ids[seq as usize].is_some());
+            continue;
+        }
+        checked.out_of_order += u64::from(highest.is_some_and(|h| seq < h));
+        highest = highest.max(Some(seq));
+    }
+    checked
 }

@@ -23,7 +23,7 @@
 //! none out of order. [`run`] runs the trials; [`report`] writes `storm.md` and one plot
 //! of clients receiving against time per bus, stop and transport.
 
-mod client;
+pub(crate) mod client;
 pub(crate) mod report;
 pub(crate) mod run;
 

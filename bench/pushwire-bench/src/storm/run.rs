@@ -10,13 +10,14 @@ use indicatif::ProgressBar;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{ClientLog, SLICE, SLICES, Trial, client};
+use super::client::{Checked, ClientLog, SLICE, SLICES, Trial, check, client};
 use super::{Bus, PUBLISH_EVERY, Schedule, Stop, StormPlan};
 use crate::clients::{Endpoint, Publisher};
 use crate::payload::{Stamp, now_ns};
 use crate::progress;
 use crate::record::{Http, Protocol, StormOutcome, Transport};
 use crate::scale_out::redis::Redis;
+use crate::scenario::latency;
 use crate::servers::{Restartable, process_sample};
 use crate::wire::{Dialer, Traffic};
 
@@ -162,7 +163,7 @@ async fn trial(binary: &Path, args: Vec<String>, setup: Setup) -> StormOutcome {
         }
     };
     let trial = Arc::new(Trial {
-        endpoint,
+        endpoints: vec![endpoint],
         transport: setup.transport,
         schedule: setup.schedule,
         tag,
@@ -173,12 +174,14 @@ async fn trial(binary: &Path, args: Vec<String>, setup: Setup) -> StormOutcome {
         failed_attempts: AtomicU64::new(0),
         started: AtomicUsize::new(0),
         back: AtomicUsize::new(0),
+        receiving: AtomicUsize::new(0),
         traffic,
+        latency: Mutex::new(latency::histogram()),
         done: CancellationToken::new(),
     });
     let mut clients = JoinSet::new();
-    for _ in 0..setup.subscribers {
-        clients.spawn(client(trial.clone()));
+    for index in 0..setup.subscribers {
+        clients.spawn(client(trial.clone(), index));
     }
     let publishing = CancellationToken::new();
     let restarted_seq = Arc::new(AtomicU64::new(u64::MAX));
@@ -332,21 +335,9 @@ fn tally(outcome: &mut StormOutcome, trial: &Trial, logs: &[ClientLog], restarte
     outcome.uncertain = ids.iter().filter(|id| id.is_none()).count() as u64;
     for log in logs {
         outcome.gap_clients += u64::from(log.gap);
-        let mut seen = vec![0u8; ids.len()];
-        let mut highest = None;
-        for &seq in &log.seqs {
-            let Some(count) = seen.get_mut(seq as usize) else { continue };
-            *count = count.saturating_add(1);
-            let certain = ids[seq as usize].is_some();
-            if *count > 1 {
-                outcome.duplicated += u64::from(certain);
-                continue;
-            }
-            if highest.is_some_and(|h| seq < h) {
-                outcome.out_of_order += 1;
-            }
-            highest = highest.max(Some(seq));
-        }
+        let Checked { seen, duplicated, out_of_order } = check(log, &ids);
+        outcome.duplicated += duplicated;
+        outcome.out_of_order += out_of_order;
         // A client never back is not expected to hold what came after its break.
         let expected_until =
             if log.back_at_ns.is_some() { ids.len() } else { restarted_seq.min(ids.len() as u64) as usize };

@@ -1,0 +1,140 @@
+//! `fleet.md`: a row per step (number of instances), then the rolling restart's.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::format::ms_coarse as ms;
+use crate::record::{FleetOutcome, Latency, Transport};
+
+/// Writes `fleet.md` into `dir`; returns it. `command` is the run's.
+pub(crate) fn write(outcomes: &[FleetOutcome], dir: &Path, source: &str, command: &str) -> Result<String, String> {
+    let md = tables(outcomes, source, command);
+    std::fs::write(dir.join("fleet.md"), &md).map_err(|e| e.to_string())?;
+    Ok(md)
+}
+
+fn tables(outcomes: &[FleetOutcome], source: &str, command: &str) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# The fleet\n\nGenerated from `{source}` by `{command}`.\n\nEach row: pushwire instances sharing one \
+         conversation through one redis-server, the subscribers spread evenly over them (clients in worker \
+         processes of the load generator, each instance and worker under the open-file limit of 20,000), one \
+         message of 64 B a second published on one instance and delivered to every subscriber. Latency: publish \
+         to arrival, ms, over the steady minute. CPU: cores busy over that minute, each instance (summed, and the \
+         busiest), redis-server, and the load generator's workers; per delivery: the instances' CPU time over the \
+         deliveries. Memory: the instances' resident memory grown since they started, per subscriber. Lost / dup \
+         / ooo: over every subscriber, accepted messages never received, received twice, received after a later \
+         one (none may be).\n"
+    );
+    let _ = writeln!(
+        md,
+        "| instances | transport | subscribers (received) | p50 / p99 / max | instances' cores (busiest) | redis-server \
+         cores | load cores | CPU µs per delivery | memory per subscriber | lost / dup / ooo |"
+    );
+    let _ = writeln!(md, "|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|");
+    for o in outcomes {
+        let busiest = o.instance_cores.iter().copied().fold(0.0, f64::max);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} ({}) | {} | {:.2} ({busiest:.2}) | {:.2} | {:.2} | {} | {} | {} / {} / {}{} |",
+            o.instances,
+            o.transport.name(),
+            o.subscribers,
+            o.connected,
+            spread(&o.latency_us),
+            o.instance_cores.iter().sum::<f64>(),
+            o.redis_cores,
+            o.load_cores,
+            o.cpu_us_per_delivery.map_or("–".to_owned(), |us| format!("{us:.1}")),
+            o.rss_per_connection_bytes.map_or("–".to_owned(), |b| format!("{:.1} KiB", b / 1024.0)),
+            o.lost,
+            o.duplicated,
+            o.out_of_order,
+            o.note.as_deref().map_or(String::new(), |note| format!(" ⚠ {note}")),
+        );
+    }
+    for o in outcomes.iter().filter(|o| !o.rolling.is_empty()) {
+        let _ = writeln!(
+            md,
+            "\n## Rolling restart of {} instances under {} {} subscribers\n\nEach instance in turn stopped \
+             gracefully (`SIGTERM`: its clients told when to come back, over the server's `--restart-spread`) and \
+             started again on the same port while the others served and the publisher went on; the next once \
+             every subscriber was receiving again. A client whose connection ended came back on the page's \
+             schedule to an instance picked at random. Up: from the signal until the new process listened. Back: \
+             until every subscriber was receiving again. Latency meanwhile: {} ms (p50 / p99 / max). Connection \
+             attempts: {} ({} failed). Lost / dup / ooo over the whole step: {} / {} / {}.\n",
+            o.instances,
+            o.subscribers,
+            o.transport.name(),
+            o.rolling_latency_us.as_ref().map_or("–".to_owned(), spread),
+            o.attempts,
+            o.failed_attempts,
+            o.lost,
+            o.duplicated,
+            o.out_of_order,
+        );
+        let _ = writeln!(md, "| instance | up | back |\n|--:|--:|--:|");
+        for restart in &o.rolling {
+            let back = restart.back_all_ms.map_or("not within the limit".to_owned(), |at| format!("{:.1} s", at / 1e3));
+            let note = restart.note.as_deref().map_or(String::new(), |note| format!(" ⚠ {note}"));
+            let _ = writeln!(md, "| {} | {:.1} s | {back}{note} |", restart.instance, restart.up_ms / 1e3);
+        }
+    }
+    md
+}
+
+/// `p50 / p99 / max` in ms.
+fn spread(l: &Latency) -> String {
+    format!("{} / {} / {}", ms(l.p50), ms(l.p99), ms(l.max))
+}
+
+impl FleetOutcome {
+    /// A step that could not run, and why.
+    pub(crate) fn failed(instances: usize, subscribers: usize, transport: Transport, note: String) -> FleetOutcome {
+        FleetOutcome {
+            instances,
+            subscribers,
+            transport,
+            connected: 0,
+            connect_s: 0.0,
+            latency_us: Latency::default(),
+            instance_cores: Vec::new(),
+            redis_cores: 0.0,
+            load_cores: 0.0,
+            cpu_us_per_delivery: None,
+            rss_per_connection_bytes: None,
+            rolling: Vec::new(),
+            rolling_latency_us: None,
+            published: 0,
+            lost: 0,
+            duplicated: 0,
+            out_of_order: 0,
+            gap_clients: 0,
+            attempts: 0,
+            failed_attempts: 0,
+            note: Some(note),
+        }
+    }
+
+    /// The line a step prints.
+    pub(crate) fn summary(&self) -> String {
+        format!(
+            "fleet {} instances, {} {} (received {} in {:.0} s): p50/p99 {}/{} ms, {:.2} cores, redis {:.2}, \
+             lost/dup/ooo {}/{}/{}{}",
+            self.instances,
+            self.subscribers,
+            self.transport.name(),
+            self.connected,
+            self.connect_s,
+            ms(self.latency_us.p50),
+            ms(self.latency_us.p99),
+            self.instance_cores.iter().sum::<f64>(),
+            self.redis_cores,
+            self.lost,
+            self.duplicated,
+            self.out_of_order,
+            self.note.as_deref().map_or(String::new(), |n| format!(" ({n})")),
+        )
+    }
+}

@@ -1,0 +1,128 @@
+//! A fleet worker (`pushwire-bench --fleet-worker`): a share of the subscribers, in a
+//! process of its own, run as the restart storm's clients, under the parent's orders
+//! on stdin; it says how many are receiving, and at the end what they got, on stdout.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::{Order, Said, WorkerReport};
+use crate::clients::Endpoint;
+use crate::record::{Http, Protocol};
+use crate::scenario::latency;
+use crate::storm::Schedule;
+use crate::storm::client::{ClientLog, SLICES, Trial, check, client};
+use crate::wire::{Dialer, Traffic};
+
+/// How often the worker says how many clients are receiving.
+const TELL_EVERY: Duration = Duration::from_millis(500);
+
+/// Runs the worker until the parent says stop (or goes away).
+pub(crate) async fn work() -> Result<(), String> {
+    let mut orders = BufReader::new(tokio::io::stdin()).lines();
+    let first = orders.next_line().await.map_err(|e| e.to_string())?.ok_or("no orders")?;
+    let Order::Start { addrs, transport, first, subscribers, primer, tag } =
+        serde_json::from_str(&first).map_err(|e| format!("{first}: {e}"))?
+    else {
+        return Err(format!("the first order must be start: {first}"));
+    };
+    let endpoints = addrs.iter().map(|&addr| Endpoint::new(Protocol::Pushwire, Dialer::new(addr), Http::H1)).collect();
+    let trial = Arc::new(Trial {
+        endpoints,
+        transport,
+        schedule: Schedule::Page,
+        tag,
+        ids: Mutex::new(Vec::new()),
+        primer,
+        stopped_at_ns: AtomicU64::new(0),
+        attempts: (0..SLICES).map(|_| AtomicU64::new(0)).collect(),
+        failed_attempts: AtomicU64::new(0),
+        started: AtomicUsize::new(0),
+        back: AtomicUsize::new(0),
+        receiving: AtomicUsize::new(0),
+        traffic: Arc::new(Traffic::default()),
+        latency: Mutex::new(latency::histogram()),
+        done: CancellationToken::new(),
+    });
+    let mut clients = JoinSet::new();
+    for index in first..first + subscribers {
+        clients.spawn(client(trial.clone(), index));
+    }
+    let teller = tokio::spawn(tell(trial.clone()));
+    let mut steady = None;
+    while let Some(line) = orders.next_line().await.map_err(|e| e.to_string())? {
+        match serde_json::from_str(&line).map_err(|e| format!("{line}: {e}"))? {
+            Order::Published { seq, id } => {
+                let mut ids = trial.ids.lock().unwrap_or_else(|p| p.into_inner());
+                if ids.len() as u64 == seq {
+                    ids.push(id);
+                }
+            }
+            Order::Steady => {
+                *trial.latency.lock().unwrap_or_else(|p| p.into_inner()) = latency::histogram();
+            }
+            Order::Rolling => {
+                trial.stopped_at_ns.store(crate::payload::now_ns(), Ordering::Relaxed);
+                let mut latency = trial.latency.lock().unwrap_or_else(|p| p.into_inner());
+                steady = Some(std::mem::replace(&mut *latency, latency::histogram()));
+            }
+            Order::Stop => break,
+            Order::Start { .. } => return Err("started twice".into()),
+        }
+    }
+    trial.done.cancel();
+    teller.abort();
+    let logs = clients.join_all().await;
+    let latest = std::mem::replace(&mut *trial.latency.lock().unwrap_or_else(|p| p.into_inner()), latency::histogram());
+    let (steady, rolling) = match steady {
+        Some(steady) => (steady, latest),
+        None => (latest, latency::histogram()),
+    };
+    let mut report = tally(&trial, &logs);
+    (report.steady, report.rolling) = (pairs(&steady), pairs(&rolling));
+    say(&Said::Report(report));
+    Ok(())
+}
+
+/// Says every [`TELL_EVERY`] how many clients have started and are receiving.
+async fn tell(trial: Arc<Trial>) {
+    let mut tick = tokio::time::interval(TELL_EVERY);
+    loop {
+        tick.tick().await;
+        let started = trial.started.load(Ordering::Relaxed);
+        let receiving = trial.receiving.load(Ordering::Relaxed);
+        say(&Said::Clients { started, receiving });
+    }
+}
+
+fn say(said: &Said) {
+    println!("{}", serde_json::to_string(said).expect("serializes"));
+}
+
+/// A histogram as the `(value, count)` pairs it recorded.
+fn pairs(histogram: &Histogram<u64>) -> Vec<(u64, u64)> {
+    histogram.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect()
+}
+
+/// Every accepted message checked at every client.
+fn tally(trial: &Trial, logs: &[ClientLog]) -> WorkerReport {
+    let ids = trial.ids.lock().unwrap_or_else(|p| p.into_inner());
+    let mut report = WorkerReport {
+        attempts: trial.attempts.iter().map(|a| a.load(Ordering::Relaxed)).sum(),
+        failed_attempts: trial.failed_attempts.load(Ordering::Relaxed),
+        ..WorkerReport::default()
+    };
+    for log in logs {
+        report.gap_clients += u64::from(log.gap);
+        let checked = check(log, &ids);
+        report.duplicated += checked.duplicated;
+        report.out_of_order += checked.out_of_order;
+        report.lost += ids.iter().zip(&checked.seen).filter(|(id, seen)| id.is_some() && **seen == 0).count() as u64;
+    }
+    report
+}
