@@ -87,28 +87,16 @@ impl Session {
         let progress = progress::bar(storm::run::trials(plan) as u64);
         let outcomes = storm::run::run(binary, plan, &progress, self.deadline).await?;
         progress.finish_and_clear();
-        let json = self.out.join("storm.json");
-        let record = serde_json::json!({
-            "date": self.date,
-            "machine": self.machine,
-            "command": command(),
-            "pushwire": servers::version_of(&servers::Launch::Pushwire { binary: binary.to_owned(), bus: None, tls: false }),
-            "wall_time_s": self.begun.elapsed().as_secs_f64(),
-            "outcomes": outcomes,
-        });
-        std::fs::write(&json, serde_json::to_string_pretty(&record).expect("serializes"))
-            .map_err(|e| format!("{}: {e}", json.display()))?;
+        let json = self.record("storm.json", binary, &outcomes)?;
         let md = storm::report::write(&outcomes, &self.out, &json.display().to_string(), &command())?;
         println!("{md}");
         Ok(json)
     }
 
-    /// The fleet of `plan` with pushwire from `binary`.
-    pub(crate) async fn fleet(self, binary: &Path, plan: &FleetPlan) -> Result<PathBuf, String> {
-        let progress = progress::bar(plan.instances.len() as u64);
-        let outcomes = fleet::run::run(binary, plan, &progress, self.deadline).await?;
-        progress.finish_and_clear();
-        let json = self.out.join("fleet.json");
+    /// Writes `name` into the output folder: the run's facts (pushwire from `binary`)
+    /// and `outcomes`; returns its path.
+    fn record(&self, name: &str, binary: &Path, outcomes: &impl serde::Serialize) -> Result<PathBuf, String> {
+        let json = self.out.join(name);
         let record = serde_json::json!({
             "date": self.date,
             "machine": self.machine,
@@ -119,6 +107,16 @@ impl Session {
         });
         std::fs::write(&json, serde_json::to_string_pretty(&record).expect("serializes"))
             .map_err(|e| format!("{}: {e}", json.display()))?;
+        Ok(json)
+    }
+
+    /// The fleet of `plan` with pushwire from `binary`: writes `fleet.json` and
+    /// `fleet.md`, prints the tables, and returns the JSON's path.
+    pub(crate) async fn fleet(self, binary: &Path, plan: &FleetPlan) -> Result<PathBuf, String> {
+        let progress = progress::bar(plan.instances.len() as u64);
+        let outcomes = fleet::run::run(binary, plan, &progress, self.deadline).await?;
+        progress.finish_and_clear();
+        let json = self.record("fleet.json", binary, &outcomes)?;
         let md = fleet::report::write(&outcomes, &self.out, &json.display().to_string(), &command())?;
         println!("{md}");
         Ok(json)

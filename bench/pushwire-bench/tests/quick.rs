@@ -45,6 +45,24 @@ fn quick_run(name: &str, args: &[&str]) -> (PathBuf, Value) {
     quick_run_with(name, args, &[])
 }
 
+/// Runs pushwire-bench with `args` (and the pushwire under test) into a temporary
+/// folder named after `name`; the folder and the JSON file `json` it wrote there.
+#[cfg(feature = "redis")]
+fn experiment(name: &str, args: &[&str], json: &str) -> (PathBuf, Value) {
+    let out = std::env::temp_dir().join(format!("pushwire-bench-{name}-{}", std::process::id()));
+    let status = Command::new(env!("CARGO_BIN_EXE_pushwire-bench"))
+        .args(args)
+        .arg("--pushwire-bin")
+        .arg(pushwire_bin())
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .expect("run pushwire-bench");
+    assert!(status.success(), "pushwire-bench failed: {status}");
+    let text = std::fs::read_to_string(out.join(json)).unwrap_or_else(|e| panic!("{json} is written: {e}"));
+    (out, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{json} is JSON: {e}")))
+}
+
 /// [`quick_run`] with these environment variables, which its children inherit.
 fn quick_run_with(name: &str, args: &[&str], env: &[(&str, &str)]) -> (PathBuf, Value) {
     let out = std::env::temp_dir().join(format!("pushwire-bench-{name}-{}", std::process::id()));
@@ -186,18 +204,9 @@ fn the_quick_scale_out_scenario_delivers_every_message_once_and_in_order_across_
 #[cfg(feature = "redis")]
 #[test]
 fn a_small_fleet_delivers_every_message_once_in_order_across_instances_and_a_rolling_restart() {
-    let out = std::env::temp_dir().join(format!("pushwire-bench-fleet-{}", std::process::id()));
-    let status = Command::new(env!("CARGO_BIN_EXE_pushwire-bench"))
-        .args(["--fleet", "400", "--fleet-instances", "1,2", "--fleet-steady", "5", "--fleet-per-worker", "150"])
-        .args(["--transports", "websocket", "--max-minutes", "10", "--pushwire-bin"])
-        .arg(pushwire_bin())
-        .arg("--out")
-        .arg(&out)
-        .status()
-        .expect("run pushwire-bench");
-    assert!(status.success(), "pushwire-bench failed: {status}");
-    let json = std::fs::read_to_string(out.join("fleet.json")).expect("fleet.json is written");
-    let run: Value = serde_json::from_str(&json).expect("fleet.json is JSON");
+    let args = ["--fleet", "400", "--fleet-instances", "1,2", "--fleet-steady", "5", "--fleet-per-worker", "150"];
+    let (out, run) =
+        experiment("fleet", &[&args[..], &["--transports", "websocket", "--max-minutes", "10"]].concat(), "fleet.json");
     let outcomes = run["outcomes"].as_array().expect("outcomes");
     assert_eq!(outcomes.len(), 2, "a step per number of instances");
     for (outcome, (instances, subscribers)) in outcomes.iter().zip([(1, 200), (2, 400)]) {
@@ -206,7 +215,7 @@ fn a_small_fleet_delivers_every_message_once_in_order_across_instances_and_a_rol
             (outcome["instances"].as_u64(), outcome["connected"].as_u64()),
             (Some(instances), Some(subscribers))
         );
-        for field in ["lost", "duplicated", "out_of_order", "gap_clients"] {
+        for field in ["lost", "duplicated", "out_of_order", "gap_clients", "away"] {
             assert_eq!(outcome[field], 0, "{field} in {outcome:#}");
         }
         // Every subscriber got each of the steady messages (about five).
@@ -227,18 +236,8 @@ fn a_small_fleet_delivers_every_message_once_in_order_across_instances_and_a_rol
 #[cfg(feature = "redis")]
 #[test]
 fn a_small_restart_storm_on_the_redis_bus_loses_nothing_and_ends_on_every_transport() {
-    let out = std::env::temp_dir().join(format!("pushwire-bench-storm-{}", std::process::id()));
-    let status = Command::new(env!("CARGO_BIN_EXE_pushwire-bench"))
-        .args(["--storm", "200", "--storm-buses", "redis", "--storm-schedules", "page", "--max-minutes", "10"])
-        .arg("--pushwire-bin")
-        .arg(pushwire_bin())
-        .arg("--out")
-        .arg(&out)
-        .status()
-        .expect("run pushwire-bench");
-    assert!(status.success(), "pushwire-bench failed: {status}");
-    let json = std::fs::read_to_string(out.join("storm.json")).expect("storm.json is written");
-    let run: Value = serde_json::from_str(&json).expect("storm.json is JSON");
+    let args = ["--storm", "200", "--storm-buses", "redis", "--storm-schedules", "page", "--max-minutes", "10"];
+    let (out, run) = experiment("storm", &args, "storm.json");
     let mut measured = BTreeSet::new();
     for outcome in run["outcomes"].as_array().expect("outcomes") {
         let what = format!("{} {} {}", outcome["stop"], outcome["transport"], outcome["schedule"]);

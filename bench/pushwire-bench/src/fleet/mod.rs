@@ -16,7 +16,9 @@
 //!   graceful stop that tells each client when to come back, and a start on the same
 //!   port), each once every client is receiving again. A client whose connection ends
 //!   comes back on pushwire's page schedule to an instance picked at random, as a
-//!   load balancer would send it, from the last message it holds;
+//!   load balancer would send it, from the last message it holds. The others take a
+//!   restarted instance's share meanwhile: with `n` instances each must have room for
+//!   `n / (n - 1)` of its own (under 20,000 connections), or the restart overflows them;
 //! - at the end every accepted message is checked at every client: none lost, none
 //!   twice, none out of order.
 //!
@@ -109,6 +111,8 @@ struct WorkerReport {
     duplicated: u64,
     out_of_order: u64,
     gap_clients: u64,
+    /// Clients not receiving when the run ended (reconnecting).
+    away: u64,
     attempts: u64,
     failed_attempts: u64,
 }

@@ -25,7 +25,8 @@ fn tables(outcomes: &[FleetOutcome], source: &str, command: &str) -> String {
          busiest), redis-server, and the load generator's workers; per delivery: the instances' CPU time over the \
          deliveries. Memory: the instances' resident memory grown since they started, per subscriber. Lost / dup \
          / ooo: over every subscriber, accepted messages never received, received twice, received after a later \
-         one (none may be).\n"
+         one (none may be; a subscriber still reconnecting at the end is held only to what came before its last message, \
+         which it would fetch on its return).\n"
     );
     let _ = writeln!(
         md,
@@ -63,13 +64,15 @@ fn tables(outcomes: &[FleetOutcome], source: &str, command: &str) -> String {
              every subscriber was receiving again. A client whose connection ended came back on the page's \
              schedule to an instance picked at random. Up: from the signal until the new process listened. Back: \
              until every subscriber was receiving again. Latency meanwhile: {} ms (p50 / p99 / max). Connection \
-             attempts: {} ({} failed). Lost / dup / ooo over the whole step: {} / {} / {}.\n",
+             attempts: {} ({} failed). Still reconnecting at the end: {} subscribers. Lost / dup / ooo over the whole \
+             step: {} / {} / {}.\n",
             o.instances,
             o.subscribers,
             o.transport.name(),
             o.rolling_latency_us.as_ref().map_or("–".to_owned(), spread),
             o.attempts,
             o.failed_attempts,
+            o.away,
             o.lost,
             o.duplicated,
             o.out_of_order,
@@ -111,6 +114,7 @@ impl FleetOutcome {
             duplicated: 0,
             out_of_order: 0,
             gap_clients: 0,
+            away: 0,
             attempts: 0,
             failed_attempts: 0,
             note: Some(note),

@@ -278,6 +278,7 @@ impl Step {
             outcome.duplicated += report.duplicated;
             outcome.out_of_order += report.out_of_order;
             outcome.gap_clients += report.gap_clients;
+            outcome.away += report.away;
             outcome.attempts += report.attempts;
             outcome.failed_attempts += report.failed_attempts;
         }

@@ -2,21 +2,20 @@
 //! process of its own, run as the restart storm's clients, under the parent's orders
 //! on stdin; it says how many are receiving, and at the end what they got, on stdout.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
 use super::{Order, Said, WorkerReport};
 use crate::clients::Endpoint;
 use crate::record::{Http, Protocol};
 use crate::scenario::latency;
 use crate::storm::Schedule;
-use crate::storm::client::{ClientLog, SLICES, Trial, check, client};
+use crate::storm::client::{ClientLog, Trial, check, client};
 use crate::wire::{Dialer, Traffic};
 
 /// How often the worker says how many clients are receiving.
@@ -32,23 +31,7 @@ pub(crate) async fn work() -> Result<(), String> {
         return Err(format!("the first order must be start: {first}"));
     };
     let endpoints = addrs.iter().map(|&addr| Endpoint::new(Protocol::Pushwire, Dialer::new(addr), Http::H1)).collect();
-    let trial = Arc::new(Trial {
-        endpoints,
-        transport,
-        schedule: Schedule::Page,
-        tag,
-        ids: Mutex::new(Vec::new()),
-        primer,
-        stopped_at_ns: AtomicU64::new(0),
-        attempts: (0..SLICES).map(|_| AtomicU64::new(0)).collect(),
-        failed_attempts: AtomicU64::new(0),
-        started: AtomicUsize::new(0),
-        back: AtomicUsize::new(0),
-        receiving: AtomicUsize::new(0),
-        traffic: Arc::new(Traffic::default()),
-        latency: Mutex::new(latency::histogram()),
-        done: CancellationToken::new(),
-    });
+    let trial = Arc::new(Trial::new(endpoints, transport, Schedule::Page, tag, primer, Arc::new(Traffic::default())));
     let mut clients = JoinSet::new();
     for index in first..first + subscribers {
         clients.spawn(client(trial.clone(), index));
@@ -122,7 +105,15 @@ fn tally(trial: &Trial, logs: &[ClientLog]) -> WorkerReport {
         let checked = check(log, &ids);
         report.duplicated += checked.duplicated;
         report.out_of_order += checked.out_of_order;
-        report.lost += ids.iter().zip(&checked.seen).filter(|(id, seen)| id.is_some() && **seen == 0).count() as u64;
+        // A client still away at the end would get the rest on its return: only what it
+        // skipped before its last message is lost. A client receiving should hold all.
+        let until = match (log.receiving_at_end, log.seqs.iter().max()) {
+            (true, _) => ids.len(),
+            (false, highest) => highest.map_or(0, |&seq| seq as usize + 1).min(ids.len()),
+        };
+        report.away += u64::from(!log.receiving_at_end);
+        report.lost +=
+            ids[..until].iter().zip(&checked.seen).filter(|(id, seen)| id.is_some() && **seen == 0).count() as u64;
     }
     report
 }

@@ -418,6 +418,10 @@ pub(crate) struct FleetOutcome {
     pub duplicated: u64,
     pub out_of_order: u64,
     pub gap_clients: u64,
+    /// Clients not receiving when the step ended (still reconnecting): only what they
+    /// skipped before their last message counts as lost.
+    #[serde(default)]
+    pub away: u64,
     /// Connection attempts during the rolling restart, and those that failed.
     pub attempts: u64,
     pub failed_attempts: u64,

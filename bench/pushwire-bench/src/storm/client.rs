@@ -14,6 +14,7 @@ use super::run::PUBLISH_TIMEOUT;
 use crate::clients::{Endpoint, Feed, Item};
 use crate::payload::now_ns;
 use crate::record::Transport;
+use crate::scenario::latency;
 use crate::wire::Traffic;
 
 /// Connection attempts are counted per this slice of time from the stop.
@@ -55,6 +56,35 @@ pub(crate) struct Trial {
 }
 
 impl Trial {
+    /// A trial of `transport` clients on `schedule`, resuming from `primer`, on
+    /// `endpoints`; nothing measured yet.
+    pub(crate) fn new(
+        endpoints: Vec<Endpoint>,
+        transport: Transport,
+        schedule: Schedule,
+        tag: u32,
+        primer: String,
+        traffic: Arc<Traffic>,
+    ) -> Trial {
+        Trial {
+            endpoints,
+            transport,
+            schedule,
+            tag,
+            ids: Mutex::new(Vec::new()),
+            primer,
+            stopped_at_ns: AtomicU64::new(0),
+            attempts: (0..SLICES).map(|_| AtomicU64::new(0)).collect(),
+            failed_attempts: AtomicU64::new(0),
+            started: AtomicUsize::new(0),
+            back: AtomicUsize::new(0),
+            receiving: AtomicUsize::new(0),
+            traffic,
+            latency: Mutex::new(latency::histogram()),
+            done: CancellationToken::new(),
+        }
+    }
+
     /// The slice of the storm `at_ns` falls in, if the stop has come.
     fn slice(&self, at_ns: u64) -> Option<usize> {
         let stopped = self.stopped_at_ns.load(Ordering::Relaxed);
@@ -73,6 +103,9 @@ pub(crate) struct ClientLog {
     /// The seqs of this trial's messages, in the order they came.
     pub seqs: Vec<u64>,
     pub gap: bool,
+    /// Whether its connection was open with data on it when the trial ended (not away,
+    /// reconnecting).
+    pub receiving_at_end: bool,
 }
 
 /// Runs client `index` until the trial is done.
@@ -84,12 +117,8 @@ pub(crate) async fn client(trial: Arc<Trial>, index: usize) -> ClientLog {
     let (mut failures, mut told, mut retry) = (0u32, None, Duration::ZERO);
     let mut first_data = true;
     loop {
-        let began = now_ns();
-        if let Some(slice) = trial.slice(began)
-            && let Some(count) = trial.attempts.get(slice)
-        {
-            count.fetch_add(1, Ordering::Relaxed);
-        }
+        let mut began = now_ns();
+        attempt(&trial, began);
         let connected = tokio::select! {
             () = trial.done.cancelled() => return log,
             connected = tokio::time::timeout(
@@ -99,14 +128,28 @@ pub(crate) async fn client(trial: Arc<Trial>, index: usize) -> ClientLog {
         };
         let mut received = false;
         if let Ok(Ok(mut feed)) = connected {
-            let mut items = Vec::new();
+            let (mut items, mut resent) = (Vec::new(), 0);
             loop {
                 let next = tokio::select! {
-                    () = trial.done.cancelled() => return log,
+                    () = trial.done.cancelled() => {
+                        log.receiving_at_end = received;
+                        return log;
+                    }
                     next = feed.next(&mut items) => next,
                 };
                 if next.is_err() {
                     break;
+                }
+                if feed.resent() > resent {
+                    // The long-poll went again on a new connection, the old one closed
+                    // before answering (as a browser resends): a break and an attempt.
+                    resent = feed.resent();
+                    broke(&trial, &mut log);
+                    began = now_ns();
+                    attempt(&trial, began);
+                    if std::mem::take(&mut received) {
+                        trial.receiving.fetch_sub(1, Ordering::Relaxed);
+                    }
                 }
                 for item in items.drain(..) {
                     let data = match item {
@@ -149,9 +192,7 @@ pub(crate) async fn client(trial: Arc<Trial>, index: usize) -> ClientLog {
             }
             failures += 1;
         }
-        if log.broke_at_ns.is_none() && trial.slice(now_ns()).is_some() && log.back_at_ns.is_none() {
-            log.broke_at_ns = Some(now_ns());
-        }
+        broke(&trial, &mut log);
         endpoint = &trial.endpoints[fastrand::usize(..trial.endpoints.len())];
         let wait = trial.schedule.wait(failures, told.take(), retry);
         tokio::select! {
@@ -162,6 +203,22 @@ pub(crate) async fn client(trial: Arc<Trial>, index: usize) -> ClientLog {
             () = trial.done.cancelled() => return log,
             resumed = resume_cursor(&trial, &log) => cursor = resumed.unwrap_or(cursor),
         }
+    }
+}
+
+/// Counts a connection attempt begun at `at_ns` in its slice of the storm.
+fn attempt(trial: &Trial, at_ns: u64) {
+    if let Some(slice) = trial.slice(at_ns)
+        && let Some(count) = trial.attempts.get(slice)
+    {
+        count.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Notes that the client's connection broke, if it is the first break since the stop.
+fn broke(trial: &Trial, log: &mut ClientLog) {
+    if log.broke_at_ns.is_none() && trial.slice(now_ns()).is_some() && log.back_at_ns.is_none() {
+        log.broke_at_ns = Some(now_ns());
     }
 }
 

@@ -2,22 +2,21 @@
 //! into a [`StormOutcome`].
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{Checked, ClientLog, SLICE, SLICES, Trial, check, client};
+use super::client::{Checked, ClientLog, SLICE, Trial, check, client};
 use super::{Bus, PUBLISH_EVERY, Schedule, Stop, StormPlan};
 use crate::clients::{Endpoint, Publisher};
 use crate::payload::{Stamp, now_ns};
 use crate::progress;
 use crate::record::{Http, Protocol, StormOutcome, Transport};
 use crate::scale_out::redis::Redis;
-use crate::scenario::latency;
 use crate::servers::{Restartable, process_sample};
 use crate::wire::{Dialer, Traffic};
 
@@ -162,23 +161,7 @@ async fn trial(binary: &Path, args: Vec<String>, setup: Setup) -> StormOutcome {
             return outcome;
         }
     };
-    let trial = Arc::new(Trial {
-        endpoints: vec![endpoint],
-        transport: setup.transport,
-        schedule: setup.schedule,
-        tag,
-        ids: Mutex::new(Vec::new()),
-        primer,
-        stopped_at_ns: AtomicU64::new(0),
-        attempts: (0..SLICES).map(|_| AtomicU64::new(0)).collect(),
-        failed_attempts: AtomicU64::new(0),
-        started: AtomicUsize::new(0),
-        back: AtomicUsize::new(0),
-        receiving: AtomicUsize::new(0),
-        traffic,
-        latency: Mutex::new(latency::histogram()),
-        done: CancellationToken::new(),
-    });
+    let trial = Arc::new(Trial::new(vec![endpoint], setup.transport, setup.schedule, tag, primer, traffic));
     let mut clients = JoinSet::new();
     for index in 0..setup.subscribers {
         clients.spawn(client(trial.clone(), index));
