@@ -80,15 +80,28 @@ fn quick_run_with(name: &str, args: &[&str], env: &[(&str, &str)]) -> (PathBuf, 
     (out, serde_json::from_str(&json).expect("results.json is JSON"))
 }
 
+/// Whether the outcome's connect errors are all pushwire's WebTransport endpoint
+/// refusing a session with HTTP/3's H3_FRAME_UNEXPECTED (0x105 = 261): a known fault of
+/// the server side (wtransport 0.7's HTTP/3 layer after a lost handshake packet; see
+/// docs/performance.md), which the run reports as a connect error. Any other connect
+/// error fails a test.
+fn known_webtransport_refusal(outcome: &Value) -> bool {
+    outcome["transport"].as_str().is_some_and(|t| t.starts_with("webtransport"))
+        && outcome["note"].as_str().is_some_and(|note| note.contains("closed by peer: 261"))
+}
+
 /// Asserts that a delivery outcome is complete and clean: every subscriber connected
-/// and got every message once, in order, with no gap or error.
+/// (but for [`known_webtransport_refusal`]s) and got every message once, in order, with
+/// no gap or error.
 fn assert_delivered_exactly_once_in_order(outcome: &Value) {
     let what = format!("{} {} {} {}", outcome["server"], outcome["kind"], outcome["transport"], outcome["subscribers"]);
-    for field in ["lost", "duplicated", "out_of_order", "gaps", "publish_errors", "connect_errors", "subscriber_errors"]
-    {
+    for field in ["lost", "duplicated", "out_of_order", "gaps", "publish_errors", "subscriber_errors"] {
         assert_eq!(outcome[field], 0, "{what}: {field} in {outcome:#}");
     }
-    assert_eq!(outcome["connected"], outcome["subscribers"], "{what}");
+    if !known_webtransport_refusal(outcome) {
+        assert_eq!(outcome["connect_errors"], 0, "{what}: connect_errors in {outcome:#}");
+        assert_eq!(outcome["connected"], outcome["subscribers"], "{what}");
+    }
     assert!(outcome["published"].as_u64().unwrap() > 0, "{what}: nothing published");
     assert_eq!(outcome["delivered"], outcome["expected"], "{what}");
     assert!(outcome["latency_us"]["samples"].as_u64().unwrap() > 0, "{what}: no latency samples");
@@ -380,11 +393,7 @@ fn the_quick_network_matrix_over_the_packet_link_delivers_every_message_once_and
         if transport != "webtransport-unordered" {
             fields.push("out_of_order");
         }
-        // Under loss, pushwire's WebTransport endpoint now and then refuses a session
-        // with HTTP/3's H3_FRAME_UNEXPECTED (0x105 = 261): a known fault of the server
-        // side, which the run reports as a connect error. Any other connect error fails.
-        let refused = outcome["note"].as_str().is_some_and(|note| note.contains("closed by peer: 261"));
-        if !(transport.starts_with("webtransport") && refused) {
+        if !known_webtransport_refusal(outcome) {
             fields.push("connect_errors");
         }
         for field in fields {
