@@ -5,10 +5,11 @@
 //! until then the request is held open. Each answer carries everything that is ready
 //! at that moment, so a burst costs one response, not one per message.
 //!
-//! An idle poll is answered with `{"messages": []}` after the hold time (default 25 s),
-//! below the 30–60 s idle timeouts of proxies, which would otherwise cut it. The client
-//! polls again with the same cursor and loses nothing. (Tornado's own `chat.js` treats
-//! an empty list as an error and retries after its 1 s back-off: harmless, just slower.)
+//! An idle poll is answered with `{}` after the hold time (default 25 s), below the
+//! 30–60 s idle timeouts of proxies, which would otherwise cut it: nothing new; the
+//! client polls again with the same cursor and loses nothing. Not `{"messages": []}`:
+//! Tornado's own `chat.js` takes an empty list for an error and doubles its wait each
+//! time, so after twenty idle minutes a message would show minutes late.
 //!
 //! When the cursor is unknown here (evicted, from an earlier run, malformed) the answer
 //! also has `"gap": {"reason": …, "missed": N|null, "cursor": …}` and replays all that
@@ -82,6 +83,9 @@ async fn poll(
 static ALONE: WireForm =
     WireForm::new(|message| Bytes::from([&br#"{"messages":["#[..], &message.json, b"]}"].concat()));
 
+/// The answer to a poll held its whole hold time: nothing new (see the module docs).
+const IDLE: &[u8] = b"{}";
+
 /// One long-poll answer, `{"messages":[…]}` (plus `"gap"`, `"reconnect"`): the
 /// messages ready when the poll is answered, oldest first.
 struct Answer<'a> {
@@ -115,8 +119,10 @@ impl<'a> Answer<'a> {
     /// for every poll waiting at that cursor); otherwise written from the message
     /// objects into one buffer.
     fn into_body(self) -> Bytes {
-        if let ([message], None, None) = (&self.messages[..], &self.gap, &self.reconnect) {
-            return message.wire(&ALONE).clone();
+        match (&self.messages[..], &self.gap, &self.reconnect) {
+            ([message], None, None) => return message.wire(&ALONE).clone(),
+            ([], None, None) => return Bytes::from_static(IDLE),
+            _ => {}
         }
         let notices = self.gap.as_ref().map_or(0, String::len) + self.reconnect.as_ref().map_or(0, String::len);
         // 48: the brackets and the field names.

@@ -2,7 +2,7 @@
 // `_xsrf` and `cursor`. The server holds the request until something follows the cursor
 // and answers `{"messages": [...]}` with everything ready (plus `"gap"` when it could
 // not place the cursor); the client then asks again at once. An idle poll is answered
-// `{"messages": []}` after the server's hold time. Resuming is the same request as
+// `{}` after the server's hold time. Resuming is the same request as
 // polling: the cursor travels in every one. A server that is stopping answers with
 // `"reconnect": {"reason", "delay_ms"}`, and one with no room 503 with `Retry-After`:
 // the next poll waits that long.

@@ -105,7 +105,8 @@ impl LongPoll {
                 }
                 #[derive(Deserialize)]
                 struct Answer<'a> {
-                    #[serde(borrow)]
+                    // An idle poll is answered `{}`.
+                    #[serde(borrow, default)]
                     messages: Vec<JsonMessage<'a>>,
                     gap: Option<serde::de::IgnoredAny>,
                     reconnect: Option<Told>,
