@@ -108,10 +108,16 @@ pub(crate) async fn run(
     let json = out.join("flood.json");
     std::fs::write(&json, serde_json::to_string_pretty(&outcomes).expect("serializes"))
         .map_err(|e| format!("{}: {e}", json.display()))?;
-    let md = report(&outcomes, &json.display().to_string());
-    std::fs::write(out.join("flood.md"), &md).map_err(|e| e.to_string())?;
+    let md = write(&outcomes, out, &json.display().to_string())?;
     println!("{md}");
     Ok(json)
+}
+
+/// Writes `flood.md` into `dir` from `outcomes` (read from `source`); returns it.
+pub(crate) fn write(outcomes: &[FloodOutcome], dir: &Path, source: &str) -> Result<String, String> {
+    let md = report(outcomes, source);
+    std::fs::write(dir.join("flood.md"), &md).map_err(|e| e.to_string())?;
+    Ok(md)
 }
 
 /// The flooder's tasks and tallies.
@@ -230,7 +236,7 @@ fn report(outcomes: &[FloodOutcome], source: &str) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "# Publish flood\n\nGenerated from `{source}`.\n\nA witness publishes {WITNESS_RATE} messages of 64 B a second \
+        "Generated from `{source}`.\n\nA witness publishes {WITNESS_RATE} messages of 64 B a second \
          to the subscribers; then the same while a flooder posts {} KiB messages back to back over {FLOOD_CONNECTIONS} \
          connections from {FLOOD_FROM}, ignoring `Retry-After`. The witness's delivery latency (ms, publish to \
          arrival), quiet and flooded, and the flooded p99 over the quiet one; the flood's posts per second (sent / \

@@ -172,12 +172,23 @@ fn regenerate(json: &Path, before: Option<&Path>, out: Option<&Path>) -> Result<
         }
         None => json.parent().unwrap_or(Path::new(".")),
     };
-    if json.file_name().is_some_and(|name| name == "storm.json") {
-        let record = std::fs::read_to_string(json).map_err(|e| format!("{}: {e}", json.display()))?;
-        let record: storm::report::Record =
-            serde_json::from_str(&record).map_err(|e| format!("{}: {e}", json.display()))?;
-        storm::report::write(&record.outcomes, dir, &json.display().to_string(), &record.command)?;
-        return Ok(());
+    // The experiments with a JSON of their own; the rest are runs of `report`.
+    let source = json.display().to_string();
+    let read = || std::fs::read_to_string(json).map_err(|e| format!("{source}: {e}"));
+    match json.file_name().and_then(|name| name.to_str()) {
+        Some("storm.json") => {
+            let record: Recorded<record::StormOutcome> = parse(&read()?, &source)?;
+            return storm::report::write(&record.outcomes, dir, &source, &record.command).map(drop);
+        }
+        Some("fleet.json") => {
+            let record: Recorded<record::FleetOutcome> = parse(&read()?, &source)?;
+            return fleet::report::write(&record.outcomes, dir, &source, &record.command).map(drop);
+        }
+        Some("flood.json") => {
+            let outcomes: Vec<flood::FloodOutcome> = parse(&read()?, &source)?;
+            return flood::write(&outcomes, dir, &source).map(drop);
+        }
+        _ => {}
     }
     let run = report::read(json)?;
     report::write(&run, dir, &json.display().to_string()).map_err(|e| e.to_string())?;
@@ -191,6 +202,18 @@ fn regenerate(json: &Path, before: Option<&Path>, out: Option<&Path>) -> Result<
         std::fs::write(dir.join("before-after.md"), md).map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// What `--report-from` reads of an experiment's JSON: the command that ran it and its
+/// outcomes.
+#[derive(serde::Deserialize)]
+struct Recorded<T> {
+    command: String,
+    outcomes: Vec<T>,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(text: &str, source: &str) -> Result<T, String> {
+    serde_json::from_str(text).map_err(|e| format!("{source}: {e}"))
 }
 
 /// Only loopback targets: this tool floods what it points at.

@@ -13,10 +13,10 @@
 //! (crate `packet-link`), where a back end's publisher sits beside the server.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -127,6 +127,11 @@ pub(crate) struct Dialer {
     /// Make the sockets on this packet link's server side, not in the calling thread's
     /// network namespace.
     server_side: Option<Arc<PacketLink>>,
+    /// Connect from this many loopback addresses in turn (127.0.0.1, .2, …), and the
+    /// turn: with tens of thousands of connections to one port from one address, the
+    /// kernel's search for a free source port became the load generator's largest cost.
+    sources: u8,
+    next_source: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Dialer {
@@ -143,7 +148,14 @@ impl Dialer {
             link: Link::default(),
             tls: None,
             server_side: None,
+            sources: 1,
+            next_source: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// The same dialer, connecting from `sources` loopback addresses in turn.
+    pub(crate) fn from_sources(self, sources: u8) -> Self {
+        Dialer { sources: sources.max(1), ..self }
     }
 
     /// The same dialer, its connections behind `link`.
@@ -176,6 +188,12 @@ impl Dialer {
 
     async fn handshakes(&self, traffic: &Arc<Traffic>) -> io::Result<Connection> {
         let stream = match &self.server_side {
+            None if self.sources > 1 => {
+                let turn = self.next_source.fetch_add(1, Ordering::Relaxed) % usize::from(self.sources);
+                let socket = TcpSocket::new_v4()?;
+                socket.bind(SocketAddr::from((Ipv4Addr::new(127, 0, 0, 1 + turn as u8), 0)))?;
+                socket.connect(self.addr).await?
+            }
             None => TcpStream::connect(self.addr).await?,
             // A socket belongs to the namespace it was made in, whichever thread uses it.
             Some(link) => link.server().run(TcpSocket::new_v4)?.connect(self.addr).await?,

@@ -111,6 +111,9 @@ struct WorkerReport {
     duplicated: u64,
     out_of_order: u64,
     gap_clients: u64,
+    /// Messages a client missed where a gap notice told it so (the history no longer
+    /// held them): not lost silently.
+    covered_by_gap: u64,
     /// Clients not receiving when the run ended (reconnecting).
     away: u64,
     attempts: u64,

@@ -1,15 +1,25 @@
-//! `fleet.md`: a row per step (number of instances), then the rolling restart's.
+//! `fleet.md`: a row per step (number of instances), then the rolling restart's;
+//! `fleet-summary.md`: the rows alone.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::format::ms_coarse as ms;
+use crate::format::{generated, ms_coarse as ms};
 use crate::record::{FleetOutcome, Latency, Transport};
 
-/// Writes `fleet.md` into `dir`; returns it. `command` is the run's.
+/// Writes `fleet.md` (every step, and the rolling restart) and `fleet-summary.md` (the
+/// steps alone, for COMPARISON.md) into `dir`; returns the first. `command` is the run's.
 pub(crate) fn write(outcomes: &[FleetOutcome], dir: &Path, source: &str, command: &str) -> Result<String, String> {
     let md = tables(outcomes, source, command);
     std::fs::write(dir.join("fleet.md"), &md).map_err(|e| e.to_string())?;
+    let summary = format!(
+        "{}_pushwire instances on one redis-server, the subscribers spread evenly over them, one message of 64 B a \
+         second (`{source}`; the whole run, with its rolling restart, in docs/results.md). Latency: publish to \
+         arrival, ms._\n\n{}",
+        generated(source),
+        steps(outcomes)
+    );
+    std::fs::write(dir.join("fleet-summary.md"), summary).map_err(|e| e.to_string())?;
     Ok(md)
 }
 
@@ -17,7 +27,7 @@ fn tables(outcomes: &[FleetOutcome], source: &str, command: &str) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "# The fleet\n\nGenerated from `{source}` by `{command}`.\n\nEach row: pushwire instances sharing one \
+        "Generated from `{source}` by `{command}`.\n\nEach row: pushwire instances sharing one \
          conversation through one redis-server, the subscribers spread evenly over them (clients in worker \
          processes of the load generator, each instance and worker under the open-file limit of 20,000), one \
          message of 64 B a second published on one instance and delivered to every subscriber. Latency: publish \
@@ -26,39 +36,15 @@ fn tables(outcomes: &[FleetOutcome], source: &str, command: &str) -> String {
          deliveries. Memory: the instances' resident memory grown since they started, per subscriber. Lost / dup \
          / ooo: over every subscriber, accepted messages never received, received twice, received after a later \
          one (none may be; a subscriber still reconnecting at the end is held only to what came before its last message, \
-         which it would fetch on its return).\n"
+         which it would fetch on its return; a message a gap notice covered, one the history no longer held when its \
+         subscriber came back, is counted apart, as told; so is a publish left unanswered for 2 s, which may have got \
+         in after the next one). At the end the clients get up to a minute to receive what is on its way.\n"
     );
-    let _ = writeln!(
-        md,
-        "| instances | transport | subscribers (received) | p50 / p99 / max | instances' cores (busiest) | redis-server \
-         cores | load cores | CPU µs per delivery | memory per subscriber | lost / dup / ooo |"
-    );
-    let _ = writeln!(md, "|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|");
-    for o in outcomes {
-        let busiest = o.instance_cores.iter().copied().fold(0.0, f64::max);
-        let _ = writeln!(
-            md,
-            "| {} | {} | {} ({}) | {} | {:.2} ({busiest:.2}) | {:.2} | {:.2} | {} | {} | {} / {} / {}{} |",
-            o.instances,
-            o.transport.name(),
-            o.subscribers,
-            o.connected,
-            spread(&o.latency_us),
-            o.instance_cores.iter().sum::<f64>(),
-            o.redis_cores,
-            o.load_cores,
-            o.cpu_us_per_delivery.map_or("–".to_owned(), |us| format!("{us:.1}")),
-            o.rss_per_connection_bytes.map_or("–".to_owned(), |b| format!("{:.1} KiB", b / 1024.0)),
-            o.lost,
-            o.duplicated,
-            o.out_of_order,
-            o.note.as_deref().map_or(String::new(), |note| format!(" ⚠ {note}")),
-        );
-    }
+    md += &steps(outcomes);
     for o in outcomes.iter().filter(|o| !o.rolling.is_empty()) {
         let _ = writeln!(
             md,
-            "\n## Rolling restart of {} instances under {} {} subscribers\n\nEach instance in turn stopped \
+            "\n### Rolling restart of {} instances under {} {} subscribers\n\nEach instance in turn stopped \
              gracefully (`SIGTERM`: its clients told when to come back, over the server's `--restart-spread`) and \
              started again on the same port while the others served and the publisher went on; the next once \
              every subscriber was receiving again. A client whose connection ended came back on the page's \
@@ -87,6 +73,53 @@ fn tables(outcomes: &[FleetOutcome], source: &str, command: &str) -> String {
     md
 }
 
+/// A row per step.
+fn steps(outcomes: &[FleetOutcome]) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "| instances | transport | subscribers (received) | p50 / p99 / max | instances' cores (busiest) | redis-server \
+         cores | load cores | CPU µs per delivery | memory per subscriber | lost / dup / ooo |"
+    );
+    let _ = writeln!(md, "|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|");
+    for o in outcomes {
+        let busiest = o.instance_cores.iter().copied().fold(0.0, f64::max);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} ({}) | {} | {:.2} ({busiest:.2}) | {:.2} | {:.2} | {} | {} | {} / {} / {}{}{} |",
+            o.instances,
+            o.transport.name(),
+            o.subscribers,
+            o.connected,
+            spread(&o.latency_us),
+            o.instance_cores.iter().sum::<f64>(),
+            o.redis_cores,
+            o.load_cores,
+            o.cpu_us_per_delivery.map_or("–".to_owned(), |us| format!("{us:.1}")),
+            o.rss_per_connection_bytes.map_or("–".to_owned(), |b| format!("{:.1} KiB", b / 1024.0)),
+            o.lost,
+            o.duplicated,
+            o.out_of_order,
+            left_out(o),
+            o.note.as_deref().map_or(String::new(), |note| format!(" ⚠ {note}")),
+        );
+    }
+    md
+}
+
+/// What the lost / dup / ooo counts leave out, if anything: subscribers told of a gap
+/// (and the messages it covered), publishes left unanswered.
+fn left_out(o: &FleetOutcome) -> String {
+    let mut said = Vec::new();
+    if o.gap_clients > 0 {
+        said.push(format!("gap told to {} subscribers, covering {} messages", o.gap_clients, o.covered_by_gap));
+    }
+    if o.uncertain > 0 {
+        said.push(format!("{} publishes unanswered", o.uncertain));
+    }
+    if said.is_empty() { String::new() } else { format!(" ({})", said.join("; ")) }
+}
+
 /// `p50 / p99 / max` in ms.
 fn spread(l: &Latency) -> String {
     format!("{} / {} / {}", ms(l.p50), ms(l.p99), ms(l.max))
@@ -110,10 +143,12 @@ impl FleetOutcome {
             rolling: Vec::new(),
             rolling_latency_us: None,
             published: 0,
+            uncertain: 0,
             lost: 0,
             duplicated: 0,
             out_of_order: 0,
             gap_clients: 0,
+            covered_by_gap: 0,
             away: 0,
             attempts: 0,
             failed_attempts: 0,

@@ -190,8 +190,12 @@ impl Step {
     /// while the publisher goes on.
     async fn roll(&mut self) {
         self.tell_all(&Order::Rolling).await;
-        let mut publisher =
-            PublishLoop { publishers: std::mem::take(&mut self.publishers), seq: self.seq, tag: self.tag };
+        let mut publisher = PublishLoop {
+            publishers: std::mem::take(&mut self.publishers),
+            seq: self.seq,
+            tag: self.tag,
+            uncertain: 0,
+        };
         let publishing = CancellationToken::new();
         let (ids, mut heard) = mpsc::unbounded_channel();
         let said: Vec<_> = self.workers.iter().map(|w| w.said.clone()).collect();
@@ -217,14 +221,19 @@ impl Step {
         };
         tokio::join!(forward, restarting, publish);
         self.seq = publisher.seq;
+        self.outcome.uncertain += publisher.uncertain;
         self.publishers = publisher.publishers;
     }
 
     /// Publishes `count` messages on the step's [`PUBLISH_EVERY`] ticks, telling the
     /// workers each id.
     async fn publish(&mut self, count: u64) {
-        let mut publisher =
-            PublishLoop { publishers: std::mem::take(&mut self.publishers), seq: self.seq, tag: self.tag };
+        let mut publisher = PublishLoop {
+            publishers: std::mem::take(&mut self.publishers),
+            seq: self.seq,
+            tag: self.tag,
+            uncertain: 0,
+        };
         for _ in 0..count {
             self.tick.tick().await;
             for order in publisher.publish().await {
@@ -232,6 +241,7 @@ impl Step {
             }
         }
         self.seq = publisher.seq;
+        self.outcome.uncertain += publisher.uncertain;
         self.publishers = publisher.publishers;
     }
 
@@ -267,7 +277,8 @@ impl Step {
         for worker in self.workers {
             let Worker { mut child, said, subscribers, orders } = worker;
             drop(orders);
-            let _ = tokio::time::timeout(Duration::from_secs(60), child.wait()).await;
+            // A worker first lets what is on its way arrive (up to a minute).
+            let _ = tokio::time::timeout(Duration::from_secs(150), child.wait()).await;
             let Some(report) = said.lock().await.report.take() else {
                 outcome.note = Some(format!("a worker of {subscribers} clients did not report"));
                 continue;
@@ -278,6 +289,7 @@ impl Step {
             outcome.duplicated += report.duplicated;
             outcome.out_of_order += report.out_of_order;
             outcome.gap_clients += report.gap_clients;
+            outcome.covered_by_gap += report.covered_by_gap;
             outcome.away += report.away;
             outcome.attempts += report.attempts;
             outcome.failed_attempts += report.failed_attempts;
@@ -330,6 +342,8 @@ struct PublishLoop {
     publishers: Vec<Publisher>,
     seq: u64,
     tag: u32,
+    /// Publishes whose answer did not come within [`PUBLISH_TIMEOUT`].
+    uncertain: u64,
 }
 
 impl PublishLoop {
@@ -346,6 +360,7 @@ impl PublishLoop {
             let published = tokio::time::timeout(PUBLISH_TIMEOUT, self.publishers[index].publish(&payload)).await;
             let id = published.ok().and_then(Result::ok);
             let accepted = id.is_some();
+            self.uncertain += u64::from(!accepted);
             orders.push(Order::Published { seq, id });
             if accepted {
                 break;

@@ -20,6 +20,13 @@ use crate::wire::{Dialer, Traffic};
 
 /// How often the worker says how many clients are receiving.
 const TELL_EVERY: Duration = Duration::from_millis(500);
+/// At the end, the clients get this long at most to receive what is on its way to
+/// them: a message still in flight is late, not lost.
+const DRAIN: Duration = Duration::from_secs(60);
+/// Arrivals have stopped once none came for this long.
+const QUIET: Duration = Duration::from_secs(2);
+/// Loopback addresses the clients connect from (127.0.0.1 to 127.0.0.16), as the churn's.
+const SOURCES: u8 = 16;
 
 /// Runs the worker until the parent says stop (or goes away).
 pub(crate) async fn work() -> Result<(), String> {
@@ -30,7 +37,10 @@ pub(crate) async fn work() -> Result<(), String> {
     else {
         return Err(format!("the first order must be start: {first}"));
     };
-    let endpoints = addrs.iter().map(|&addr| Endpoint::new(Protocol::Pushwire, Dialer::new(addr), Http::H1)).collect();
+    let endpoints = addrs
+        .iter()
+        .map(|&addr| Endpoint::new(Protocol::Pushwire, Dialer::new(addr).from_sources(SOURCES), Http::H1))
+        .collect();
     let trial = Arc::new(Trial::new(endpoints, transport, Schedule::Page, tag, primer, Arc::new(Traffic::default())));
     let mut clients = JoinSet::new();
     for index in first..first + subscribers {
@@ -54,7 +64,10 @@ pub(crate) async fn work() -> Result<(), String> {
                 let mut latency = trial.latency.lock().unwrap_or_else(|p| p.into_inner());
                 steady = Some(std::mem::replace(&mut *latency, latency::histogram()));
             }
-            Order::Stop => break,
+            Order::Stop => {
+                drain(&trial).await;
+                break;
+            }
             Order::Start { .. } => return Err("started twice".into()),
         }
     }
@@ -70,6 +83,21 @@ pub(crate) async fn work() -> Result<(), String> {
     (report.steady, report.rolling) = (pairs(&steady), pairs(&rolling));
     say(&Said::Report(report));
     Ok(())
+}
+
+/// Waits until no message has arrived for [`QUIET`], at most [`DRAIN`] (the publisher
+/// has stopped).
+async fn drain(trial: &Trial) {
+    let began = tokio::time::Instant::now();
+    let mut seen = trial.arrivals.load(Ordering::Relaxed);
+    while began.elapsed() < DRAIN {
+        tokio::time::sleep(QUIET).await;
+        let now = trial.arrivals.load(Ordering::Relaxed);
+        if now == seen {
+            return;
+        }
+        seen = now;
+    }
 }
 
 /// Says every [`TELL_EVERY`] how many clients have started and are receiving.
@@ -96,12 +124,12 @@ fn pairs(histogram: &Histogram<u64>) -> Vec<(u64, u64)> {
 fn tally(trial: &Trial, logs: &[ClientLog]) -> WorkerReport {
     let ids = trial.ids.lock().unwrap_or_else(|p| p.into_inner());
     let mut report = WorkerReport {
-        attempts: trial.attempts.iter().map(|a| a.load(Ordering::Relaxed)).sum(),
+        attempts: trial.all_attempts.load(Ordering::Relaxed),
         failed_attempts: trial.failed_attempts.load(Ordering::Relaxed),
         ..WorkerReport::default()
     };
     for log in logs {
-        report.gap_clients += u64::from(log.gap);
+        report.gap_clients += u64::from(!log.gaps.is_empty());
         let checked = check(log, &ids);
         report.duplicated += checked.duplicated;
         report.out_of_order += checked.out_of_order;
@@ -112,8 +140,11 @@ fn tally(trial: &Trial, logs: &[ClientLog]) -> WorkerReport {
             (false, highest) => highest.map_or(0, |&seq| seq as usize + 1).min(ids.len()),
         };
         report.away += u64::from(!log.receiving_at_end);
-        report.lost +=
-            ids[..until].iter().zip(&checked.seen).filter(|(id, seen)| id.is_some() && **seen == 0).count() as u64;
+        for ((id, seen), covered) in ids[..until].iter().zip(&checked.seen).zip(&checked.covered) {
+            if id.is_some() && *seen == 0 {
+                *if *covered { &mut report.covered_by_gap } else { &mut report.lost } += 1;
+            }
+        }
     }
     report
 }

@@ -414,10 +414,18 @@ pub(crate) struct FleetOutcome {
     /// Messages published (attempts, each with a seq) and, over every client, accepted
     /// ones never received, received twice, received after a later one.
     pub published: u64,
+    /// Publishes whose answer did not come in time: they may have got in, later than
+    /// the next one, so they are held to neither order nor delivery.
+    #[serde(default)]
+    pub uncertain: u64,
     pub lost: u64,
     pub duplicated: u64,
     pub out_of_order: u64,
     pub gap_clients: u64,
+    /// Messages not received that a gap notice covered (the history no longer held
+    /// them when the client came back): told, not lost silently.
+    #[serde(default)]
+    pub covered_by_gap: u64,
     /// Clients not receiving when the step ended (still reconnecting): only what they
     /// skipped before their last message counts as lost.
     #[serde(default)]

@@ -6,19 +6,11 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use plotters::prelude::*;
-use serde::Deserialize;
 
 use super::client::SLICE;
 use super::{Bus, Schedule, Stop};
 use crate::plot::{chart, legend};
 use crate::record::{StormOutcome, Transport};
-
-/// What `--report-from` reads of a `storm.json`.
-#[derive(Deserialize)]
-pub(crate) struct Record {
-    pub command: String,
-    pub outcomes: Vec<StormOutcome>,
-}
 
 /// Writes `storm.md` and the plots into `dir`; returns the markdown. `command` is the
 /// run's, so regenerating from the JSON writes the same file.
@@ -46,7 +38,7 @@ fn tables(outcomes: &[StormOutcome], source: &str, command: &str) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "# Restart storms\n\nGenerated from `{source}` by `{command}`.\n\nEach row: one pushwire under `n` \
+        "Generated from `{source}` by `{command}`.\n\nEach row: one pushwire under `n` \
          subscribers of one transport, stopped and started again on the same port while a publisher posts four \
          messages a second; its clients come back on one schedule: `fixed` (3 s every time, deaf to the server: \
          `EventSource` without `retry:`, Phoenix), `full-jitter` (a random wait under a ceiling that doubles per \
@@ -71,7 +63,7 @@ fn tables(outcomes: &[StormOutcome], source: &str, command: &str) -> String {
                 Stop::Kill => "killed (SIGKILL: no one told)",
                 Stop::Term => "stopped gracefully (SIGTERM: every client told when to come back)",
             };
-            let _ = writeln!(md, "\n## {} bus, server {how}\n", bus.name());
+            let _ = writeln!(md, "\n### {} bus, server {how}\n", bus.name());
             let _ = writeln!(
                 md,
                 "| transport | schedule | n | up | noticed | back 50 / 99 / 100 % | never back | attempts (failed; \

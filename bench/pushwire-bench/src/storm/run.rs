@@ -317,8 +317,8 @@ fn tally(outcome: &mut StormOutcome, trial: &Trial, logs: &[ClientLog], restarte
     outcome.published = ids.iter().filter(|id| id.is_some()).count() as u64;
     outcome.uncertain = ids.iter().filter(|id| id.is_none()).count() as u64;
     for log in logs {
-        outcome.gap_clients += u64::from(log.gap);
-        let Checked { seen, duplicated, out_of_order } = check(log, &ids);
+        outcome.gap_clients += u64::from(!log.gaps.is_empty());
+        let Checked { seen, covered, duplicated, out_of_order } = check(log, &ids);
         outcome.duplicated += duplicated;
         outcome.out_of_order += out_of_order;
         // A client never back is not expected to hold what came after its break.
@@ -330,7 +330,7 @@ fn tally(outcome: &mut StormOutcome, trial: &Trial, logs: &[ClientLog], restarte
             }
             // The in-memory bus lost its history with the process: what came before the
             // restart may be missing, where a gap notice said so.
-            if bus == Bus::Memory && log.gap && (seq as u64) < restarted_seq {
+            if bus == Bus::Memory && covered[seq] && (seq as u64) < restarted_seq {
                 outcome.covered_by_gap += 1;
             } else {
                 outcome.lost += 1;

@@ -119,9 +119,10 @@ pub(super) fn summary(run: &Run, json: &str) -> String {
     let _ = writeln!(
         md,
         "_Steady fan-out over the packet link: p99 from publish to delivery, ms (unordered WebTransport: until it \
-         could be shown in order), and messages over 1 s where any were (`{json}`; all its tables are in the \
-         appendix). ⚠ marks losses or errors.{}_\n",
-        marks.busy_note()
+         could be shown in order), and messages over 1 s where any were (`{json}`; all its tables are in \
+         docs/results.md). ⚠ marks losses or errors.{} {}_\n",
+        marks.busy_note(),
+        super::scenarios(run),
     );
     let names: Vec<String> =
         columns.iter().map(|(server, transport)| format!("{server} {}", transport.name())).collect();

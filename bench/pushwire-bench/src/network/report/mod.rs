@@ -43,6 +43,23 @@ pub(crate) fn write(run: &Run, dir: &Path, json: &str) -> std::io::Result<()> {
 /// server's or the load generator's wake-ups by more than the differences measured.
 pub(super) const BUSY_OTHER_LOAD: f64 = 0.10;
 
+/// The sizes of the scenarios the summaries show, as the run recorded them, so a p99
+/// can be read: how many subscribers, how fast, how many messages.
+fn scenarios(run: &Run) -> String {
+    let first = |kind: Kind| run.outcomes.iter().find(|o| o.kind == kind);
+    let mut said = Vec::new();
+    if let Some(o) = first(Kind::FanOut) {
+        said.push(format!(
+            "steady fan-out: {} messages of {} B, {} a second, to {} subscribers",
+            o.published, o.payload_bytes, o.target_rate, o.subscribers
+        ));
+    }
+    if let Some(o) = first(Kind::Burst) {
+        said.push(format!("burst: {} messages published back to back to {} subscribers", o.published, o.subscribers));
+    }
+    format!("Scenarios: {}.", said.join("; "))
+}
+
 /// Whether any outcome of `run` was behind a packet profile.
 fn packet_run(run: &Run) -> bool {
     run.outcomes.iter().filter_map(|o| o.link.as_deref().and_then(profile)).any(|p| p.is_packet())

@@ -169,9 +169,10 @@ pub(crate) fn summary(run: &Run, json: &str) -> String {
     let mut md = generated(json);
     let _ = writeln!(
         md,
-        "_Each cell: {} (`{json}`; all its tables are in the appendix). ms; ⚠ marks losses or errors.{}_\n",
+        "_Each cell: {} (`{json}`; all its tables are in docs/results.md). ms; ⚠ marks losses or errors.{} {}_\n",
         servers.iter().map(|s| format!("**{s}**")).collect::<Vec<_>>().join(" · "),
-        marks.busy_note()
+        marks.busy_note(),
+        super::scenarios(run),
     );
     let _ = writeln!(
         md,
