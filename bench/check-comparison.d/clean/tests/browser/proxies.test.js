@@ -1,0 +1,1 @@
+test('behind a proxy that also buffers responses, SSE never delivers', async () => {});
