@@ -121,17 +121,32 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub(crate) struct Dialer {
     addr: SocketAddr,
-    permits: Arc<Semaphore>,
+    /// What every clone of this dialer shares (one `Arc`, so a dialer stays small).
+    shared: Arc<Shared>,
     link: Link,
     tls: Option<TlsConnector>,
     /// Make the sockets on this packet link's server side, not in the calling thread's
     /// network namespace.
     server_side: Option<Arc<PacketLink>>,
+}
+
+struct Shared {
+    permits: Semaphore,
     /// Connect from this many loopback addresses in turn (127.0.0.1, .2, …), and the
     /// turn: with tens of thousands of connections to one port from one address, the
     /// kernel's search for a free source port became the load generator's largest cost.
     sources: u8,
-    next_source: Arc<AtomicUsize>,
+    next_source: AtomicUsize,
+}
+
+impl Shared {
+    fn new(sources: u8) -> Arc<Shared> {
+        Arc::new(Shared {
+            permits: Semaphore::new(CONCURRENT_CONNECTS),
+            sources: sources.max(1),
+            next_source: AtomicUsize::new(0),
+        })
+    }
 }
 
 impl std::fmt::Debug for Dialer {
@@ -142,20 +157,13 @@ impl std::fmt::Debug for Dialer {
 
 impl Dialer {
     pub(crate) fn new(addr: SocketAddr) -> Self {
-        Dialer {
-            addr,
-            permits: Arc::new(Semaphore::new(CONCURRENT_CONNECTS)),
-            link: Link::default(),
-            tls: None,
-            server_side: None,
-            sources: 1,
-            next_source: Arc::new(AtomicUsize::new(0)),
-        }
+        Dialer { addr, shared: Shared::new(1), link: Link::default(), tls: None, server_side: None }
     }
 
-    /// The same dialer, connecting from `sources` loopback addresses in turn.
-    pub(crate) fn from_sources(self, sources: u8) -> Self {
-        Dialer { sources: sources.max(1), ..self }
+    /// The same dialer, connecting from `sources` loopback addresses in turn (with a
+    /// handshake limit of its own).
+    pub(crate) fn connecting_from(self, sources: u8) -> Self {
+        Dialer { shared: Shared::new(sources), ..self }
     }
 
     /// The same dialer, its connections behind `link`.
@@ -180,7 +188,7 @@ impl Dialer {
     /// A new connection whose bytes count into `traffic`, its TLS handshake done.
     pub(crate) async fn connect(&self, traffic: &Arc<Traffic>) -> io::Result<Connection> {
         // The semaphore is never closed, so acquiring only waits.
-        let _permit = self.permits.acquire().await.expect("the dial semaphore is never closed");
+        let _permit = self.shared.permits.acquire().await.expect("the dial semaphore is never closed");
         tokio::time::timeout(CONNECT_TIMEOUT, self.handshakes(traffic))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))?
@@ -188,8 +196,8 @@ impl Dialer {
 
     async fn handshakes(&self, traffic: &Arc<Traffic>) -> io::Result<Connection> {
         let stream = match &self.server_side {
-            None if self.sources > 1 => {
-                let turn = self.next_source.fetch_add(1, Ordering::Relaxed) % usize::from(self.sources);
+            None if self.shared.sources > 1 => {
+                let turn = self.shared.next_source.fetch_add(1, Ordering::Relaxed) % usize::from(self.shared.sources);
                 let socket = TcpSocket::new_v4()?;
                 socket.bind(SocketAddr::from((Ipv4Addr::new(127, 0, 0, 1 + turn as u8), 0)))?;
                 socket.connect(self.addr).await?

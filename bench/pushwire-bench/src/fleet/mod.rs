@@ -93,7 +93,7 @@ enum Order {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Said {
-    /// Every half second: clients that have received at all, and those receiving now
+    /// Every 200 ms: clients that have received at all, and those receiving now
     /// (a connection open with data on it).
     Clients { started: usize, receiving: usize },
     /// At the end.

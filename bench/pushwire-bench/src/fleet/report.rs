@@ -4,7 +4,10 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use plotters::prelude::*;
+
 use crate::format::{generated, ms_coarse as ms};
+use crate::plot::{Series, chart, legend, line_plot};
 use crate::record::{FleetOutcome, Latency, Transport};
 
 /// Writes `fleet.md` (every step, and the rolling restart) and `fleet-summary.md` (the
@@ -20,7 +23,50 @@ pub(crate) fn write(outcomes: &[FleetOutcome], dir: &Path, source: &str, command
         steps(outcomes)
     );
     std::fs::write(dir.join("fleet-summary.md"), summary).map_err(|e| e.to_string())?;
+    steps_plot(&dir.join("fleet-steps.svg"), outcomes)?;
+    if let Some(rolled) = outcomes.iter().find(|o| o.rolling.iter().any(|r| !r.receiving.is_empty())) {
+        rolling_plot(&dir.join("fleet-rolling.svg"), rolled)?;
+    }
     Ok(md)
+}
+
+/// p99 against the subscribers, a point per step.
+fn steps_plot(path: &Path, outcomes: &[FleetOutcome]) -> Result<(), String> {
+    let mut series = Series::new();
+    for o in outcomes.iter().filter(|o| o.latency_us.samples > 0) {
+        let line = series.entry(("pushwire".to_owned(), o.transport)).or_default();
+        line.push((o.subscribers as f64, o.latency_us.p99 as f64 / 1000.0));
+    }
+    let per_instance = outcomes.first().map_or(0, |o| o.subscribers / o.instances.max(1));
+    let title = format!("The fleet: p99 against subscribers ({per_instance} per instance)");
+    line_plot(path, &title, "subscribers (log scale)", &series)
+}
+
+/// The share of subscribers receiving against the seconds since each restart's signal,
+/// a line per instance.
+fn rolling_plot(path: &Path, o: &FleetOutcome) -> Result<(), String> {
+    let end = o.rolling.iter().flat_map(|r| r.receiving.last()).map(|&(ms, _)| ms as f64 / 1e3).fold(1.0, f64::max);
+    let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
+    let title = format!("Rolling restart: {} of {} subscribers receiving", o.transport.name(), o.subscribers);
+    let mut chart = chart(&root, &title, 45, 0f64..end, 0f64..1.05f64)?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds since the instance was signalled (SIGTERM)")
+        .y_desc("share of subscribers receiving")
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let n = o.subscribers.max(1) as f64;
+    for (i, restart) in o.rolling.iter().enumerate() {
+        let colour = Palette99::pick(i).to_rgba();
+        let points = restart.receiving.iter().map(|&(ms, receiving)| (ms as f64 / 1e3, f64::from(receiving) / n));
+        chart
+            .draw_series(LineSeries::new(points, colour.stroke_width(2)))
+            .map_err(|e| e.to_string())?
+            .label(format!("instance {}", restart.instance))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+    }
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
+    root.present().map_err(|e| e.to_string())
 }
 
 fn tables(outcomes: &[FleetOutcome], source: &str, command: &str) -> String {
@@ -49,7 +95,8 @@ fn tables(outcomes: &[FleetOutcome], source: &str, command: &str) -> String {
              started again on the same port while the others served and the publisher went on; the next once \
              every subscriber was receiving again. A client whose connection ended came back on the page's \
              schedule to an instance picked at random. Up: from the signal until the new process listened. Back: \
-             until every subscriber was receiving again. Latency meanwhile: {} ms (p50 / p99 / max). Connection \
+             from the signal until 99 % and all of the subscribers were receiving again (`fleet-rolling.svg`: the \
+             share receiving against time). Latency meanwhile: {} ms (p50 / p99 / max). Connection \
              attempts: {} ({} failed). Still reconnecting at the end: {} subscribers. Lost / dup / ooo over the whole \
              step: {} / {} / {}.\n",
             o.instances,
@@ -63,11 +110,19 @@ fn tables(outcomes: &[FleetOutcome], source: &str, command: &str) -> String {
             o.duplicated,
             o.out_of_order,
         );
-        let _ = writeln!(md, "| instance | up | back |\n|--:|--:|--:|");
+        let _ = writeln!(md, "| instance | up | back: 99 % | back: all |\n|--:|--:|--:|--:|");
+        let seconds = |ms: Option<f64>| ms.map_or("not within the limit".to_owned(), |at| format!("{:.1} s", at / 1e3));
         for restart in &o.rolling {
-            let back = restart.back_all_ms.map_or("not within the limit".to_owned(), |at| format!("{:.1} s", at / 1e3));
+            // Runs before the 99 % figure was kept show none.
+            let back_99 = if restart.receiving.is_empty() { "–".to_owned() } else { seconds(restart.back_99_ms) };
             let note = restart.note.as_deref().map_or(String::new(), |note| format!(" ⚠ {note}"));
-            let _ = writeln!(md, "| {} | {:.1} s | {back}{note} |", restart.instance, restart.up_ms / 1e3);
+            let _ = writeln!(
+                md,
+                "| {} | {:.1} s | {back_99} | {}{note} |",
+                restart.instance,
+                restart.up_ms / 1e3,
+                seconds(restart.back_all_ms)
+            );
         }
     }
     md

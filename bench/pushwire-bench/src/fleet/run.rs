@@ -391,8 +391,14 @@ async fn restart(index: usize, server: &mut Restartable, said: &[Arc<Mutex<Heard
     // Blocking (it waits for the old process to drain and the new one to listen), but
     // the other tasks go on on the runtime's other threads.
     let restarted = tokio::task::block_in_place(|| server.stop(Signal::SIGTERM).and_then(|()| server.start_again()));
-    let mut restart =
-        Restart { instance: index, up_ms: stopped.elapsed().as_secs_f64() * 1000.0, back_all_ms: None, note: None };
+    let mut restart = Restart {
+        instance: index,
+        up_ms: stopped.elapsed().as_secs_f64() * 1000.0,
+        back_all_ms: None,
+        back_99_ms: None,
+        receiving: Vec::new(),
+        note: None,
+    };
     if let Err(e) = restarted {
         restart.note = Some(format!("did not start again: {e}"));
         return restart;
@@ -400,14 +406,20 @@ async fn restart(index: usize, server: &mut Restartable, said: &[Arc<Mutex<Heard
     let mut dipped = false;
     while stopped.elapsed() < BACK_LIMIT {
         tokio::time::sleep(Duration::from_millis(100)).await;
+        let at_ms = stopped.elapsed().as_millis() as u64;
         let mut receiving = 0;
         for heard in said {
             receiving += heard.lock().await.receiving;
         }
+        restart.receiving.push((at_ms, receiving as u32));
+        let at_ms = at_ms as f64;
         dipped |= receiving < total;
-        // Once the instance's clients have left and every client is receiving again.
+        // Once the instance's clients have left and they are receiving again.
+        if dipped && restart.back_99_ms.is_none() && receiving * 100 >= total * 99 {
+            restart.back_99_ms = Some(at_ms);
+        }
         if dipped && receiving >= total {
-            restart.back_all_ms = Some(stopped.elapsed().as_secs_f64() * 1000.0);
+            restart.back_all_ms = Some(at_ms);
             break;
         }
     }

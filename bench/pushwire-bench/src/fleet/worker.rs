@@ -19,7 +19,7 @@ use crate::storm::client::{ClientLog, Trial, check, client};
 use crate::wire::{Dialer, Traffic};
 
 /// How often the worker says how many clients are receiving.
-const TELL_EVERY: Duration = Duration::from_millis(500);
+const TELL_EVERY: Duration = Duration::from_millis(200);
 /// At the end, the clients get this long at most to receive what is on its way to
 /// them: a message still in flight is late, not lost.
 const DRAIN: Duration = Duration::from_secs(60);
@@ -39,7 +39,7 @@ pub(crate) async fn work() -> Result<(), String> {
     };
     let endpoints = addrs
         .iter()
-        .map(|&addr| Endpoint::new(Protocol::Pushwire, Dialer::new(addr).from_sources(SOURCES), Http::H1))
+        .map(|&addr| Endpoint::new(Protocol::Pushwire, Dialer::new(addr).connecting_from(SOURCES), Http::H1))
         .collect();
     let trial = Arc::new(Trial::new(endpoints, transport, Schedule::Page, tag, primer, Arc::new(Traffic::default())));
     let mut clients = JoinSet::new();

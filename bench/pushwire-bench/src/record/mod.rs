@@ -445,6 +445,13 @@ pub(crate) struct Restart {
     pub up_ms: f64,
     /// From the signal until every client was receiving again.
     pub back_all_ms: Option<f64>,
+    /// From the signal until 99 % of the clients were receiving again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub back_99_ms: Option<f64>,
+    /// `(ms since the signal, clients receiving)` from when the new process listened,
+    /// every 100 ms (the plot's line).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub receiving: Vec<(u64, u32)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }

@@ -272,14 +272,18 @@ async fn sample(pid: Option<u32>, done: CancellationToken) -> (f64, f64, u64) {
     let Some(pid) = pid else { return (0.0, 0.0, 0) };
     let Some(first) = process_sample(pid) else { return (0.0, 0.0, 0) };
     let (mut last, mut peak, mut rss) = (first.cpu_ns, 0.0f64, first.rss_kib);
+    let mut last_at = std::time::Instant::now();
     let mut tick = tokio::time::interval(SLICE);
+    // A tick late on a busy machine covers more than a slice: CPU over the time it took.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = done.cancelled() => return (peak, (last - first.cpu_ns) as f64 / 1e9, rss),
             _ = tick.tick() => {}
         }
         let Some(now) = process_sample(pid) else { continue };
-        peak = peak.max((now.cpu_ns - last) as f64 / SLICE.as_nanos() as f64);
+        let elapsed = std::mem::replace(&mut last_at, std::time::Instant::now()).elapsed();
+        peak = peak.max((now.cpu_ns - last) as f64 / elapsed.as_nanos().max(1) as f64);
         rss = rss.max(now.rss_kib);
         last = now.cpu_ns;
     }
