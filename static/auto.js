@@ -35,11 +35,14 @@ const SILENT_SUSPECT = { webtransport: 'UDP blocked?' };
 export class Auto {
   /**
    * `carry(name)` makes transport `name` the one carrying the chat (from the inbox's
-   * newest message); `report(state, text)` shows what Auto is doing.
+   * newest message); `report(state, text)` shows what Auto is doing; `abandoned(name)`
+   * says that the trial of `name` ended without data (what it cost is the trial's,
+   * not the transport's).
    */
-  constructor(carry, report) {
+  constructor(carry, report, abandoned) {
     this.carry = carry;
     this.report = report;
+    this.abandoned = abandoned;
     this.trial = null;
     this.choosing = false;
   }
@@ -61,6 +64,8 @@ export class Auto {
         const why = remembered?.transport === name ? `remembered: ${remembered.why}` : because(refused, name);
         return this.settle(name, why);
       }
+      if (!this.choosing) return;
+      this.abandoned(name);
       refused.push(`${LABEL[name]} ${outcome}`);
     }
     if (!this.choosing) return;

@@ -4,6 +4,7 @@
 // messages stay, greyed out, above a notice, and the new run's history follows, instead
 // of two histories silently mixed.
 import { el, renderBody } from './dom.js';
+import { formatMs } from './format.js';
 
 /** Messages kept on the page; older ones are dropped from the top. */
 const MAX_MESSAGES = 500;
@@ -24,11 +25,29 @@ export class Inbox {
     /** The id of the newest message shown: where a transport that starts now resumes. */
     this.lastId = null;
     this.lastSeq = 0;
+    this.followNewMessages();
   }
 
-  /** Shows `message`; returns 'new', 'duplicate' or 'stale' (from a server run this
-   *  page has moved past). */
-  add(message) {
+  /** Keeps the newest message in view while the reader is at the bottom. Whether they
+   *  are is learnt from their scrolling, not measured when a message comes: a message
+   *  grows after it is shown (its round trips fill in, over several lines on a phone),
+   *  and a burst of them would leave the bottom out of reach of any threshold. */
+  followNewMessages() {
+    this.following = true;
+    this.list.addEventListener('scroll', () => {
+      this.following = this.atBottom();
+    });
+    const follow = () => {
+      if (this.following) this.list.scrollTop = this.list.scrollHeight;
+    };
+    new MutationObserver(follow).observe(this.list, { childList: true, subtree: true, characterData: true });
+    new ResizeObserver(follow).observe(this.list);
+  }
+
+  /** Shows `message`, delivered first by the transport labelled `via.label` at
+   *  `via.at` (performance.now()); returns 'new', 'duplicate' or 'stale' (from a server
+   *  run this page has moved past). */
+  add(message, via = null) {
     if (this.items.has(message.id)) return 'duplicate';
     const { epoch, seq } = parseId(message.id);
     if (this.deadEpochs.has(epoch)) return 'stale';
@@ -36,7 +55,6 @@ export class Inbox {
       this.reset(this.epoch, 'History reset — the server started a new history; earlier messages are greyed out.');
     }
     this.epoch = epoch;
-    const stick = this.atBottom();
     const time = new Date(Number.isFinite(message.time) ? message.time : Date.now());
     const item = el(
       'li',
@@ -48,6 +66,7 @@ export class Inbox {
         el('time', { dateTime: time.toISOString() }, time.toLocaleTimeString()),
         el('span', { className: 'seq' }, ` · #${seq}`),
         el('span', { className: 'rtt' }),
+        via ? el('span', { className: 'via' }, deliveryLabel(message, via)) : null,
       ),
     );
     this.insertInOrder(item, seq);
@@ -57,7 +76,6 @@ export class Inbox {
       this.lastId = message.id;
     }
     this.trim();
-    if (stick) this.list.scrollTop = this.list.scrollHeight;
     return 'new';
   }
 
@@ -86,9 +104,7 @@ export class Inbox {
 
   /** A line of its own between messages (a gap, a reset). */
   notice(kind, text) {
-    const stick = this.atBottom();
     this.list.append(el('li', { className: `notice ${kind}`, role: 'note' }, text));
-    if (stick) this.list.scrollTop = this.list.scrollHeight;
   }
 
   item(id) {
@@ -107,4 +123,15 @@ export class Inbox {
   atBottom() {
     return this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight < 48;
   }
+}
+
+/** How a message came here: through which transport, and how long after the server
+ *  stamped it (its `time`), which holds only as far as the server's clock and this
+ *  device's agree. */
+function deliveryLabel(message, { label, at }) {
+  if (!Number.isFinite(message.time)) return ` · via ${label}`;
+  if (message.time < performance.timeOrigin) return ` · via ${label}, from the history`;
+  const oneWay = performance.timeOrigin + at - message.time;
+  if (oneWay < 0) return ` · via ${label} (this device’s clock is behind the server’s)`;
+  return ` · via ${label}, one way ${formatMs(oneWay)}`;
 }

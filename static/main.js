@@ -7,8 +7,11 @@
 //   inbox.js      the conversation: dedup by id, order by seq, server runs (epochs)
 //   roundtrip.js  how long this page's own messages take to come back
 //   race.js       race mode: every transport at once, who delivered first
+//   compare.js    what the arrivals allow the page to say (noise, two levels)
+//   guide.js      the guided first minute: a narrated race, step by step
 //   publish.js    POST /a/message/new, in-band frames, bursts
 //   render.js     the status line, "Under the hood" and the charts
+//   timeline.js   the wire timeline: each transport's requests and frames as they happen
 //
 // Switching transports stops the old client and starts the new one from the inbox's
 // newest id, so nothing is lost and nothing is shown twice. Race mode runs them all.
@@ -17,12 +20,14 @@
 // names the transport carrying the chat, `dataset.choice` what the reader chose.
 // `?order=none` makes WebTransport sessions unordered (a stream per message).
 import { Auto } from './auto.js';
+import { Guide } from './guide.js';
 import { Inbox, parseId } from './inbox.js';
-import { xsrfToken } from './net.js';
+import { measureRoundTrip, xsrfToken } from './net.js';
 import { BURST_MAX, Publisher } from './publish.js';
 import { Race } from './race.js';
 import { renderCharts, renderHood, renderStatus } from './render.js';
 import { RoundTrips } from './roundtrip.js';
+import { Timeline } from './timeline.js';
 import { LABEL, NAMES, TRANSPORTS } from './transports/index.js';
 
 /** Where the reader's last choice of transport is kept. */
@@ -36,12 +41,18 @@ const roundTrips = new RoundTrips(inbox, () => {
   chartsDirty = true;
   scheduleRender();
 });
-const race = new Race($('#race-table tbody'), $('#race-summary tbody'));
+const race = new Race($('#race-table tbody'), $('#race-summary tbody'), $('#race-verdicts'));
 const raceHint = $('#race-hint');
 const RACE_HINT_OFF = raceHint.textContent;
 const RACE_HINT_ON =
-  'Subscribed over every transport. Each row is one message: “first” won, ' +
-  'the others show how far behind they arrived.';
+  'Subscribed over every transport. Each row is one message: “first” arrived first, ' +
+  'the others show how far behind it they arrived.';
+/** The round trip to the server (ms, or null), measured once: what "a round trip late" means. */
+const roundTrip = measureRoundTrip();
+roundTrip.then((ms) => {
+  race.roundTrip = ms;
+  scheduleRender();
+});
 
 /** 'auto' or a transport's id: what the reader chose. */
 let choice = chosenTransport();
@@ -61,11 +72,26 @@ const sink = {
 };
 const transports = Object.fromEntries(TRANSPORTS.map((Client) => [Client.id, new Client(sink)]));
 const publisher = new Publisher(roundTrips, transports.websocket);
-const auto = new Auto(carry, (state, text) => {
-  autoState = { state, text };
-  document.body.dataset.auto = state;
-  render();
-});
+new Timeline($('#timeline'), transports);
+/** Requests each transport had made when Auto began a trial of it: a trial that Auto
+ *  gives up on is not the transport's own use, and is not counted as such (the status
+ *  line says what the trial met). */
+const requestsBeforeTrial = {};
+const auto = new Auto(
+  (name) => {
+    requestsBeforeTrial[name] = transports[name].stats.requests;
+    carry(name);
+  },
+  (state, text) => {
+    autoState = { state, text };
+    document.body.dataset.auto = state;
+    render();
+  },
+  (name) => {
+    transports[name].stats.requests = requestsBeforeTrial[name];
+    scheduleRender();
+  },
+);
 
 function onLive(transport) {
   auto.live(transport);
@@ -82,7 +108,7 @@ function onFailed(transport) {
 function onMessage(transport, message) {
   const at = performance.now();
   const first = roundTrips.arrived(message, transport.name, at);
-  if (inbox.add(message) === 'stale') return;
+  if (inbox.add(message, { label: LABEL[transport.name], at }) === 'stale') return;
   if (first) {
     roundTrips.measureArrival(message, transport.name);
     if (raceMode) race.arrival(message, transport.name, at);
@@ -190,6 +216,12 @@ function setRace(on) {
     else transports[name].stop();
   }
   raceHint.textContent = on ? RACE_HINT_ON : RACE_HINT_OFF;
+  // Every transport runs in race mode: there is nothing for the toggle to pick.
+  const toggle = $('#transport-toggle');
+  toggle.disabled = on;
+  if (on) toggle.setAttribute('aria-describedby', 'toggle-note');
+  else toggle.removeAttribute('aria-describedby');
+  $('#toggle-note').hidden = !on;
   chartsDirty = true;
   render();
 }
@@ -242,7 +274,7 @@ $('#burst').addEventListener('click', async () => {
   const progress = $('#burst-progress');
   const count = Math.min(BURST_MAX, Math.max(1, Math.floor(Number($('#burst-count').value) || 1)));
   button.disabled = true;
-  const failures = await publisher.burst(count, (done) => {
+  const { failures } = await publisher.burst(count, (done) => {
     // While the server's wait lasts (one was refused for its pace), say so.
     const wait = Math.ceil(publisher.pausedFor() / 1000);
     const pace = wait ? ` · publishing too fast: waiting ${wait} s, as the server asked` : '';
@@ -290,6 +322,26 @@ for (const radio of document.querySelectorAll('input[name="transport"]')) {
   });
 }
 $('#race').addEventListener('change', (event) => setRace(event.target.checked));
+new Guide(
+  { button: $('#guide-start'), state: $('#guide-state'), steps: $('#guide-steps'), nearby: $('#guide-nearby') },
+  {
+    race,
+    publisher,
+    roundTrip,
+    startRace() {
+      if (raceMode) return;
+      $('#race').checked = true;
+      setRace(true);
+    },
+    racing() {
+      const names = running();
+      return {
+        settled: names.every((name) => ['live', 'unavailable'].includes(transports[name].state)),
+        live: names.filter((name) => transports[name].state === 'live'),
+      };
+    },
+  },
+);
 composeForm.elements._xsrf.value = xsrfToken();
 
 document.body.dataset.transport = active;

@@ -30,3 +30,23 @@ const encoder = new TextEncoder();
 export function utf8Length(text) {
   return encoder.encode(text).length;
 }
+
+/** Small requests the round trip is the quickest of: the first may open a connection. */
+const ROUND_TRIP_PROBES = 3;
+
+/** This page's round trip to its server in ms: the quickest of a few small requests, so
+ *  that opening a connection is not counted; null when the server does not answer. */
+export async function measureRoundTrip() {
+  let quickest = null;
+  for (let i = 0; i < ROUND_TRIP_PROBES; i += 1) {
+    const sent = performance.now();
+    try {
+      await fetch(httpUrl('/static/style.css'), { method: 'HEAD', cache: 'no-store' });
+    } catch {
+      return quickest;
+    }
+    const took = performance.now() - sent;
+    quickest = quickest === null ? took : Math.min(quickest, took);
+  }
+  return quickest;
+}

@@ -5,6 +5,13 @@
 // `Retry-After` (whole seconds), an in-band frame an `{"error": {"reason":
 // "rate_limited", "retry_after": N, …}}` frame. Either way every send this page makes
 // waits that long first; a POST refused so is sent again after the wait.
+//
+// A POST that had to open a new connection first (Resource Timing says so: its
+// connection took time to set up) takes a round trip more, which is the send's cost,
+// not the transport's: its message says so, and the round-trip charts leave it out.
+// (Counting from the request's own start would not do: an emulated link charges the
+// connection's setup to its first request.)
+import { pushBounded } from './format.js';
 import { httpUrl, xsrfToken } from './net.js';
 
 /** Parallel POSTs of a burst: the browser allows six connections per host, and the
@@ -13,6 +20,12 @@ import { httpUrl, xsrfToken } from './net.js';
 const BURST_PARALLEL = 3;
 /** The largest burst the page sends. */
 export const BURST_MAX = 200;
+/** How long a POST's Resource Timing entry is waited for once its answer is in (it is
+ *  queued for the page a moment after the answer ends); without it, the POST counts as
+ *  one on a connection already open. */
+const TIMING_WAIT_MS = 1000;
+/** Finished POSTs' timing entries kept for matching with their sends. */
+const TIMINGS_KEPT = 50;
 
 /** A POST the server refused with `status` for now: it said when to try again. */
 class Refused extends Error {
@@ -29,6 +42,19 @@ export class Publisher {
     this.websocket = websocket;
     /** performance.now() before which nothing is sent: the server's last Retry-After. */
     this.pausedUntil = 0;
+    this.url = httpUrl('/a/message/new');
+    /** Resource Timing entries of finished POSTs, and sends waiting for theirs. An
+     *  observer sees every one, even once the page's timing buffer (250 entries) is
+     *  full of polls. */
+    this.timings = [];
+    this.matched = new WeakSet();
+    this.timingWaiters = new Set();
+    if (PerformanceObserver.supportedEntryTypes?.includes('resource')) {
+      new PerformanceObserver((list) => {
+        for (const entry of list.getEntriesByName(this.url)) pushBounded(this.timings, entry, TIMINGS_KEPT);
+        for (const waiter of this.timingWaiters) waiter();
+      }).observe({ type: 'resource' });
+    }
   }
 
   /** Milliseconds left before the next send may go (0: now). */
@@ -69,7 +95,7 @@ export class Publisher {
     const form = new URLSearchParams({ body, _xsrf: xsrfToken() });
     let response;
     try {
-      response = await fetch(httpUrl('/a/message/new'), { method: 'POST', body: form, cache: 'no-store' });
+      response = await fetch(this.url, { method: 'POST', body: form, cache: 'no-store' });
     } catch {
       throw new Error('server unreachable');
     }
@@ -84,8 +110,35 @@ export class Publisher {
       throw new Error(why);
     }
     const message = JSON.parse(text);
-    this.roundTrips.claim(message.id, sent);
+    const timing = await this.timingOf(sent);
+    const newConnection = Boolean(timing && timing.connectEnd > timing.connectStart);
+    this.roundTrips.claim(message.id, sent, { newConnection });
     return message;
+  }
+
+  /** The timing entry of the POST whose fetch was called just after `sent`, or null if
+   *  none comes in time. Parallel POSTs each take the earliest unmatched one. */
+  timingOf(sent) {
+    const find = () => {
+      const entry = this.timings.find((e) => e.startTime >= sent && !this.matched.has(e));
+      if (entry) this.matched.add(entry);
+      return entry ?? null;
+    };
+    const found = find();
+    if (found || !PerformanceObserver.supportedEntryTypes?.includes('resource')) return Promise.resolve(found);
+    return new Promise((resolve) => {
+      const done = (entry) => {
+        clearTimeout(timer);
+        this.timingWaiters.delete(waiter);
+        resolve(entry);
+      };
+      const waiter = () => {
+        const entry = find();
+        if (entry) done(entry);
+      };
+      const timer = setTimeout(() => done(null), TIMING_WAIT_MS);
+      this.timingWaiters.add(waiter);
+    });
   }
 
   /** Sends `body` as a frame on the open WebSocket once any wait is over; false when
@@ -98,11 +151,13 @@ export class Publisher {
     return true;
   }
 
-  /** POSTs `count` tagged messages, a few at a time; `progress(done, failures)` after
-   *  each, and when the server says the page publishes too fast: that message is sent
-   *  again once the wait is over. */
-  async burst(count, progress) {
+  /** POSTs `count` messages (`<label> <tag> <i>/<count>`), a few at a time;
+   *  `progress(done, failures)` after each, and when the server says the page publishes
+   *  too fast: that message is sent again once the wait is over. Resolves to the
+   *  messages published (in the order the server answered) and how many failed. */
+  async burst(count, progress, label = 'burst') {
     const tag = Math.random().toString(36).slice(2, 6);
+    const sent = [];
     let next = 1;
     let done = 0;
     let failures = 0;
@@ -111,7 +166,7 @@ export class Publisher {
         const index = next;
         next += 1;
         try {
-          await this.publish(`burst ${tag} ${index}/${count}`, () => progress(done, failures));
+          sent.push(await this.publish(`${label} ${tag} ${index}/${count}`, () => progress(done, failures)));
         } catch {
           failures += 1;
         }
@@ -120,6 +175,6 @@ export class Publisher {
       }
     };
     await Promise.all(Array.from({ length: Math.min(BURST_PARALLEL, count) }, worker));
-    return failures;
+    return { sent, failures };
   }
 }

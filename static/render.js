@@ -3,6 +3,7 @@
 // round-trip chart per transport. They are redrawn from the transports' state, a moment
 // after it changes.
 import { el, svg } from './dom.js';
+import { MIN_FOR_MEDIAN, MIN_FOR_P99 } from './compare.js';
 import { formatBytes, formatMs, percentile } from './format.js';
 import { parseId } from './inbox.js';
 import { LABEL, NAMES } from './transports/index.js';
@@ -46,10 +47,10 @@ export function renderStatus(status, text, { active, raceMode, transports, auto 
   text.textContent = line;
 }
 
+/** Where the transport resumes from: after which message (the id's sequence number). */
 function cursorLabel(cursor) {
   if (!cursor) return el('span', { className: 'muted' }, 'none');
-  const { epoch, seq } = parseId(cursor);
-  return el('code', { title: cursor }, `…${epoch.slice(-4)}-${seq}`);
+  return `after #${parseId(cursor).seq}`;
 }
 
 function gapLabel(gap) {
@@ -67,12 +68,36 @@ function httpLabel(transport) {
   return el('span', { title: `from ${transport.httpFrom}` }, `HTTP/${transport.http}`);
 }
 
+/** Bytes on the wire apart from the history download, headers and framing included;
+ *  ≈ when a handshake in it is estimated. */
+function wireLabel({ wire }) {
+  const bytes = wire.bytes.all - wire.bytes.history;
+  if (!wire.estimated) return formatBytes(bytes);
+  return el('span', { title: 'includes an estimated handshake, which the page cannot see' }, `≈ ${formatBytes(bytes)}`);
+}
+
+/** How much of the bytes on the wire is not the messages themselves. */
+function overheadLabel({ wire }) {
+  const live = wire.bytes.all - wire.bytes.history;
+  const overhead = Math.max(0, wire.bytes.all - wire.bytes.messages);
+  if (live === 0) return el('span', { className: 'muted' }, '–');
+  return `${formatBytes(overhead)} (${Math.round((overhead / live) * 100)} %)`;
+}
+
+function historyLabel({ wire }) {
+  if (wire.historyMessages === 0) return el('span', { className: 'muted' }, 'none');
+  const plural = wire.historyMessages === 1 ? 'message' : 'messages';
+  return `${wire.historyMessages} ${plural} · ${formatBytes(wire.bytes.history)}`;
+}
+
 /** Rows of `#hood`: a label, a cell's content, and optionally its `data-` attributes. */
 const HOOD_ROWS = [
   ['State', (t) => el('span', { className: `state state-${t.state}` }, describeState(t))],
   ['HTTP', httpLabel, (t) => ({ http: t.http ?? '' })],
   ['Requests made', (t) => String(t.stats.requests)],
-  ['Bytes received', (t) => formatBytes(t.stats.bytes)],
+  ['Bytes on the wire', wireLabel, (t) => ({ bytes: String(t.wire.bytes.all - t.wire.bytes.history) })],
+  ['of it headers and framing', overheadLabel],
+  ['History download', historyLabel, (t) => ({ bytes: String(t.wire.bytes.history) })],
   ['Messages', (t) => String(t.stats.messages)],
   ['Reconnects', (t) => String(t.stats.reconnects)],
   ['Last cut', (t) => t.stats.lastCut ?? el('span', { className: 'muted' }, 'none')],
@@ -80,13 +105,16 @@ const HOOD_ROWS = [
   ['Last gap', (t) => gapLabel(t.stats.lastGap)],
 ];
 
+/** Rows whose label links to its entry in the glossary (`#glossary`). */
+const GLOSSARY = { 'Last cut': 'g-cut', Cursor: 'g-cursor', 'Last gap': 'g-gap' };
+
 /** `#hood`: one column per transport, the running ones marked. */
 export function renderHood(table, { active, running, transports }) {
   const rows = HOOD_ROWS.map(([label, cell, data = () => ({})]) =>
     el(
       'tr',
       {},
-      el('th', { scope: 'row' }, label),
+      el('th', { scope: 'row' }, GLOSSARY[label] ? el('a', { href: `#${GLOSSARY[label]}` }, label) : label),
       ...NAMES.map((t) =>
         el(
           'td',
@@ -105,9 +133,10 @@ export function renderHood(table, { active, running, transports }) {
   }
 }
 
-/** One bar chart per transport: the last CHART_POINTS round trips, with the p50 as a
- *  dashed line; the caption gives p50/p99 over every sample so far. They share one
- *  scale, so bar heights compare across transports. */
+/** One bar chart per transport: the last CHART_POINTS round trips, with the median as
+ *  a dashed line; the caption gives the median and the slowest 1 in 100 over every
+ *  sample so far, each once there are enough samples for it (else the values). They
+ *  share one scale, labelled, so bar heights compare across transports. */
 export function renderCharts(container, samples, running) {
   const width = 240;
   const height = 64;
@@ -115,15 +144,14 @@ export function renderCharts(container, samples, running) {
   const charts = NAMES.map((t) => {
     const all = samples[t];
     const recent = all.slice(-CHART_POINTS);
-    const p50 = percentile(all, 50);
-    const p99 = percentile(all, 99);
+    const p50 = all.length >= MIN_FOR_MEDIAN ? percentile(all, 50) : null;
     // Stretched to the box's width; text lives outside the SVG so it is not stretched too.
     const chart = svg('svg', {
       viewBox: `0 0 ${width} ${height}`,
       preserveAspectRatio: 'none',
       class: 'chart',
       role: 'img',
-      'aria-label': `${LABEL[t]}: last ${recent.length} round trips`,
+      'aria-label': `${LABEL[t]}: last ${recent.length} round trips, on a scale of 0 to ${formatMs(top)}`,
     });
     chart.append(svg('line', { x1: 0, y1: height - 0.5, x2: width, y2: height - 0.5, class: 'axis' }));
     const slot = width / CHART_POINTS;
@@ -149,7 +177,7 @@ export function renderCharts(container, samples, running) {
       { className: 'plot' },
       chart,
       recent.length > 0
-        ? el('span', { className: 'scale' }, formatMs(top))
+        ? el('span', { className: 'scale' }, `scale 0–${formatMs(top)}`)
         : el('span', { className: 'empty' }, 'no round trips yet'),
     );
     return el(
@@ -162,10 +190,20 @@ export function renderCharts(container, samples, running) {
         'figcaption',
         {},
         el('span', { className: 'name' }, el('span', { className: 'swatch' }), LABEL[t]),
-        el('span', { className: 'numbers' }, `p50 ${formatMs(p50)} · p99 ${formatMs(p99)} · n=${all.length}`),
+        el('span', { className: 'numbers' }, roundTripNumbers(all)),
       ),
       plot,
     );
   });
   container.replaceChildren(...charts);
+}
+
+/** A chart's caption: the values themselves while there are few, then the median, and
+ *  the slowest 1 in 100 once there are enough round trips for it to mean that. */
+function roundTripNumbers(all) {
+  const n = all.length;
+  if (n === 0) return 'n = 0';
+  if (n < MIN_FOR_MEDIAN) return `n = ${n}: ${all.map(formatMs).join(', ')}`;
+  const slowest = n >= MIN_FOR_P99 ? ` · slowest 1 in 100: ${formatMs(percentile(all, 99))}` : '';
+  return `median ${formatMs(percentile(all, 50))}${slowest} · n = ${n}`;
 }

@@ -1,6 +1,8 @@
 // Round trips of this page's own messages: from "send" to the message's first arrival
 // through each running transport. A POST's answer names the message id; an in-band
 // WebSocket frame has no answer, so its message is matched by body when it comes back.
+// A POST that opened a new connection first is shown, marked, but left out of the
+// charts: the connection's setup is the send's cost, not the transport's.
 import { formatMs, pushBounded } from './format.js';
 import { LABEL, NAMES } from './transports/index.js';
 
@@ -21,7 +23,7 @@ export class RoundTrips {
     this.samples = Object.fromEntries(NAMES.map((name) => [name, []]));
     /** id → {transport → arrival time}. */
     this.arrivals = new Map();
-    /** id → {sent, measured: {transport → ms}}, for own messages. */
+    /** id → {sent, newConnection, measured: {transport → ms}}, for own messages. */
     this.own = new Map();
     /** In-band sends not yet seen coming back, oldest first. */
     this.pendingFrames = [];
@@ -59,9 +61,10 @@ export class RoundTrips {
     if (this.pendingFrames.length > MAX_PENDING_FRAMES) this.pendingFrames.shift();
   }
 
-  /** Message `id` is ours, sent at `sent`: measures every arrival seen so far. */
-  claim(id, sent) {
-    this.own.set(id, { sent, measured: {} });
+  /** Message `id` is ours, sent at `sent` (`newConnection`: its POST opened a
+   *  connection first): measures every arrival seen so far. */
+  claim(id, sent, { newConnection = false } = {}) {
+    this.own.set(id, { sent, newConnection, measured: {} });
     if (this.own.size > MAX_ARRIVALS) this.own.delete(this.own.keys().next().value);
     this.inbox.item(id)?.classList.add('own');
     for (const [name, at] of Object.entries(this.arrivals.get(id) || {})) this.measure(id, name, at);
@@ -73,7 +76,7 @@ export class RoundTrips {
     if (!entry || entry.measured[name] !== undefined) return;
     const rtt = Math.max(0, at - entry.sent);
     entry.measured[name] = rtt;
-    pushBounded(this.samples[name], rtt, MAX_SAMPLES);
+    if (!entry.newConnection) pushBounded(this.samples[name], rtt, MAX_SAMPLES);
     const item = this.inbox.item(id);
     if (item) {
       item.classList.add('own');
@@ -82,9 +85,8 @@ export class RoundTrips {
         parts.length === 1
           ? `${formatMs(entry.measured[parts[0]])} via ${LABEL[parts[0]]}`
           : parts.map((t) => `${SHORT[t]} ${formatMs(entry.measured[t])}`).join(' · ');
-      const label = item.querySelector('.rtt');
-      label.textContent = ` · ↩ ${text}`;
-      label.title = 'round trip: send → arrival through the transport';
+      const marked = entry.newConnection ? ' (the send opened a new connection first: not in the charts)' : '';
+      item.querySelector('.rtt').textContent = ` · ↩ round trip ${text}${marked}`;
     }
     this.changed();
   }

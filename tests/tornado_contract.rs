@@ -12,6 +12,7 @@ use axum::http::{Request, StatusCode};
 use common::router::{Answer, RouterApp, encode};
 use common::{content_type, ids, xsrf_from_set_cookie};
 use pushwire::Config;
+use pushwire::transport::webtransport::Availability;
 use serde_json::Value;
 
 const NEW: &str = "/a/message/new";
@@ -82,6 +83,46 @@ async fn the_page_loads_its_script_as_modules_served_as_javascript() {
     }
     let missing = app.send(get("/static/transports/carrier-pigeon.js", None)).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_page_and_its_files_allow_only_their_own_scripts_styles_and_connections() {
+    let app = app().await;
+    let webtransport = Availability::Serving { port: 4433, sha256: None };
+    app.state.webtransport.set(webtransport).expect("not set before");
+    for path in ["/", "/static/main.js", "/static/style.css"] {
+        let request = Request::get(path).header("host", "chat.example:8080").body(Body::empty()).unwrap();
+        let answer = app.send(request).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}");
+        let header = |name: &str| answer.headers.get(name).map(|v| v.to_str().unwrap().to_owned());
+        let policy = header("content-security-policy").unwrap_or_else(|| panic!("{path} has no CSP"));
+        let directives: Vec<&str> = policy.split(';').map(str::trim).collect();
+        for expected in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            // The WebTransport session: on a UDP port of the host the page was asked for.
+            "connect-src 'self' https://chat.example:*",
+            "frame-ancestors 'self'",
+            "form-action 'self'",
+            "base-uri 'none'",
+        ] {
+            assert!(directives.contains(&expected), "{path}: {expected:?} not in {policy}");
+        }
+        assert!(!policy.contains("unsafe"), "{path}: {policy}");
+        assert_eq!(header("x-content-type-options").as_deref(), Some("nosniff"), "{path}");
+        assert_eq!(header("referrer-policy").as_deref(), Some("no-referrer"), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_host_header_that_is_not_a_plain_host_name_adds_nothing_to_the_policy() {
+    let app = app().await;
+    app.state.webtransport.set(Availability::Serving { port: 4433, sha256: None }).expect("not set before");
+    let request = Request::get("/").header("host", "evil.example;script-src *").body(Body::empty()).unwrap();
+    let policy = app.send(request).await.headers["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(policy.contains("connect-src 'self';"), "{policy}");
+    assert!(!policy.contains("evil"), "{policy}");
 }
 
 #[tokio::test]

@@ -42,6 +42,7 @@ pub mod reconnect;
 pub mod sse;
 pub mod websocket;
 pub mod webtransport;
+mod wire_size;
 
 use axum::Router;
 use axum::body::Body;
@@ -73,6 +74,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .merge(websocket::routes())
         .merge(sse::routes())
         .merge(webtransport::routes())
+        .merge(wire_size::routes())
         .route("/metrics", get(crate::metrics::serve))
         // A plain function of the response: no boxed future per request, unlike
         // `middleware::from_fn`, and this runs on every request.

@@ -1,14 +1,14 @@
 // What the transport clients share: the cursor (the id of the last message
 // delivered), the counters, the state shown on the page, and the reconnect loop with
 // capped exponential backoff and full jitter. A transport file only says how it
-// connects, reads and disconnects; it calls the hooks below.
+// connects, reads and disconnects; it calls the hooks below, and tells `this.wire`
+// (wire.js) what it puts on the wire: requests, handshakes and frames, with their bytes.
 //
 //   connect()          open a connection from `this.cursor`     (each transport)
 //   disconnect()       close it, silently                       (each transport)
 //   opened()           data came through (the server's first event, not just an open
 //                      connection): reset the backoff, show "live"
 //   carried(http, how) the HTTP version that carries it ('2', '1.1'; null: not known)
-//   received(bytes)    count bytes read
 //   deliver(message)   a message object: advance the cursor, hand it to the page
 //   gap(notice)        the server could not resume from our cursor
 //   told(notice)       the server said when to come back (`{"reason", "delay_ms"}`: it is
@@ -16,6 +16,8 @@
 //   failed(why)        the connection is gone: reconnect after the told delay, or else
 //                      after a backoff delay
 //   unavailable(why)   the server does not offer it here: no retries
+
+import { Wire } from './wire.js';
 
 /** Reconnect delays: full jitter over min(cap, base · 2^attempt). It spreads a crowd of
  *  clients out after a server restart instead of having them return in lockstep. */
@@ -79,7 +81,8 @@ export class Transport {
      *  and where that came from (shown as a tooltip). */
     this.http = null;
     this.httpFrom = '';
-    this.stats = { requests: 0, bytes: 0, messages: 0, reconnects: 0, lastGap: null, lastCut: null };
+    this.stats = { requests: 0, messages: 0, reconnects: 0, lastGap: null, lastCut: null };
+    this.wire = new Wire(() => this.sink.changed());
     /** Failures since the transport was last live: a network that stopped letting it through. */
     this.failuresSinceLive = 0;
     this.backoff = new Backoff();
@@ -99,6 +102,7 @@ export class Transport {
     this.cursor = cursor;
     this.backoff.reset();
     this.generation += 1;
+    this.wire.started();
     this.connect();
   }
 
@@ -111,6 +115,7 @@ export class Transport {
     this.hint = null;
     this.toldWhy = null;
     this.disconnect();
+    this.wire.closed('stopped');
     this.setState('idle', '');
   }
 
@@ -143,15 +148,11 @@ export class Transport {
     this.sink.changed();
   }
 
-  received(bytes) {
-    this.stats.bytes += bytes;
-    this.sink.changed();
-  }
-
   deliver(message) {
     if (!message || typeof message.id !== 'string' || typeof message.body !== 'string') return;
     this.cursor = message.id;
     this.stats.messages += 1;
+    this.wire.delivered(message);
     this.sink.message(this, message);
   }
 
@@ -175,6 +176,7 @@ export class Transport {
     if (!this.running) return;
     this.generation += 1;
     this.disconnect();
+    this.wire.closed(why);
     // Told by the server, the delay is its; a stop it announced is no failure of the
     // transport's (three in a row send Auto back to choosing).
     const hint = this.hint;
@@ -200,6 +202,7 @@ export class Transport {
     if (!this.running) return;
     this.generation += 1;
     this.disconnect();
+    this.wire.closed(why);
     this.setState('unavailable', why);
     this.sink.failed(this, why);
   }

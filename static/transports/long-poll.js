@@ -9,8 +9,14 @@
 //
 // Which HTTP version carries the polls is not in the answer: the browser's Resource
 // Timing says it (`nextHopProtocol` of each finished poll, 'h2' or 'http/1.1').
-import { httpUrl, utf8Length, xsrfToken } from '../net.js';
+//
+// Each poll costs its request head and form, and the answer's head and body, even when
+// the answer is an idle `{}`: that is what the wire timeline shows per request.
+import { httpUrl, xsrfToken } from '../net.js';
 import { httpOfAlpn, Transport } from './base.js';
+import { exchangeBytes } from './wire.js';
+
+const POLLS = '/a/message/updates';
 
 /** A poll that has not failed this soon after being sent has reached a live server
  *  (the answer itself may be held for many seconds). */
@@ -24,7 +30,7 @@ export class LongPoll extends Transport {
     super(sink);
     // An observer rather than `performance.getEntriesByType('resource')`: it sees every
     // poll, even after the page's timing buffer (250 entries by default) is full.
-    const polls = httpUrl('/a/message/updates');
+    const polls = httpUrl(POLLS);
     if (PerformanceObserver.supportedEntryTypes?.includes('resource')) {
       new PerformanceObserver((list) => {
         const last = list
@@ -50,11 +56,12 @@ export class LongPoll extends Transport {
     }
     const form = new URLSearchParams({ _xsrf: xsrfToken() });
     if (this.cursor) form.set('cursor', this.cursor);
-    fetch(httpUrl('/a/message/updates'), { method: 'POST', body: form, signal: abort.signal, cache: 'no-store' })
+    const poll = this.wire.request();
+    fetch(httpUrl(POLLS), { method: 'POST', body: form, signal: abort.signal, cache: 'no-store' })
       .then(async (response) => {
         const text = await response.text();
         if (generation !== this.generation) return;
-        this.received(utf8Length(text));
+        poll.answered(exchangeBytes(POLLS, form.toString(), response, text));
         if (!response.ok) {
           const retryAfter = Number.parseInt(response.headers.get('Retry-After') ?? '', 10);
           if (response.status === 503 && retryAfter >= 0) {

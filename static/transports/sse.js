@@ -16,10 +16,15 @@
 // so that the backoff and the resume point are the same for all transports.
 import { httpUrl, utf8Length, withCursor } from '../net.js';
 import { httpOfReady, Transport } from './base.js';
+import { handshakeBytes } from './wire.js';
 
 /** The `retry: N\n` line before the ready event, which `EventSource` does not expose
  *  (N from 500 to 1500 ms: 11 or 12 bytes, counted as 12). */
 const RETRY_BYTES = 12;
+/** The server's answer head (200, content-type, cache-control, x-accel-buffering,
+ *  transfer-encoding, date), which `EventSource` does not expose. The chunk sizes of
+ *  HTTP/1.1's chunked encoding (about 7 bytes per write) are not counted. */
+const ANSWER_HEAD_BYTES = 165;
 
 export class Sse extends Transport {
   static id = 'sse';
@@ -27,21 +32,23 @@ export class Sse extends Transport {
 
   connect() {
     const generation = this.generation;
-    const source = new EventSource(withCursor(httpUrl('/a/message/events'), this.cursor));
+    const url = withCursor(httpUrl('/a/message/events'), this.cursor);
+    const source = new EventSource(url);
     this.source = source;
     this.stats.requests += 1;
+    const { pathname, search } = new URL(url);
+    this.wire.connecting(handshakeBytes(pathname + search, ANSWER_HEAD_BYTES));
     this.setState('connecting', '');
     const current = () => generation === this.generation;
     /** Counts an event as it came over the wire (the parsed event hides the framing). */
-    const count = (type, event) => {
+    const count = (type, event, extra = 0) => {
       const header = type ? `event: ${type}\n` : '';
       const id = event.lastEventId ? `id: ${event.lastEventId}\n` : '';
-      this.received(utf8Length(`${header}${id}data: ${event.data}\n\n`));
+      this.wire.frame(extra + utf8Length(`${header}${id}data: ${event.data}\n\n`));
     };
     source.addEventListener('ready', (event) => {
       if (!current()) return;
-      this.received(RETRY_BYTES);
-      count('ready', event);
+      count('ready', event, RETRY_BYTES);
       this.carried(httpOfReady(parse(event.data)), 'the server’s ready event');
       this.opened();
     });

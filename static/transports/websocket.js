@@ -13,6 +13,18 @@
 // why (1001 server going away, 1013 also slow consumer or bus unavailable).
 import { utf8Length, withCursor, wsUrl } from '../net.js';
 import { httpOfReady, Transport } from './base.js';
+import { handshakeBytes } from './wire.js';
+
+/** The server's `101 Switching Protocols` head (connection, upgrade,
+ *  sec-websocket-accept, date), which the page cannot see. */
+const ANSWER_HEAD_BYTES = 166;
+
+/** A frame on the wire: 2 header bytes, 2 or 8 more for a long payload, and a 4-byte
+ *  mask on the frames a client sends (RFC 6455 §5.2). */
+function frameBytes(payload, masked) {
+  const length = payload < 126 ? 0 : payload < 65536 ? 2 : 8;
+  return 2 + length + (masked ? 4 : 0) + payload;
+}
 
 export class WebSocketTransport extends Transport {
   static id = 'websocket';
@@ -20,13 +32,16 @@ export class WebSocketTransport extends Transport {
 
   connect() {
     const generation = this.generation;
-    const socket = new WebSocket(withCursor(wsUrl('/a/message/socket'), this.cursor));
+    const url = withCursor(wsUrl('/a/message/socket'), this.cursor);
+    const socket = new WebSocket(url);
     this.socket = socket;
     this.stats.requests += 1;
+    const { pathname, search } = new URL(url);
+    this.wire.connecting(handshakeBytes(pathname + search, ANSWER_HEAD_BYTES));
     this.setState('connecting', '');
     socket.onmessage = (event) => {
       if (generation !== this.generation || typeof event.data !== 'string') return;
-      this.received(utf8Length(event.data));
+      this.wire.frame(frameBytes(utf8Length(event.data), false));
       let frame;
       try {
         frame = JSON.parse(event.data);
@@ -67,7 +82,9 @@ export class WebSocketTransport extends Transport {
   /** Publishes with a `{"body": …}` frame; false when the socket is not open. */
   send(body) {
     if (!this.open) return false;
-    this.socket.send(JSON.stringify({ body }));
+    const frame = JSON.stringify({ body });
+    this.socket.send(frame);
+    this.wire.sent(frameBytes(utf8Length(frame), true));
     return true;
   }
 

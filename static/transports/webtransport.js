@@ -44,6 +44,9 @@ export class WebTransportTransport extends Transport {
     const generation = this.generation;
     const current = () => generation === this.generation;
     this.stats.requests += 1;
+    // Its CONNECT, and QUIC's packets and stream frames, are not visible to the page:
+    // only the lines are counted.
+    this.wire.connecting(null);
     this.setState('connecting', '');
     this.session = null;
     this.unbroken = null;
@@ -112,7 +115,7 @@ export class WebTransportTransport extends Transport {
 
   /** One line from the server. */
   line(text) {
-    this.received(utf8Length(text) + 1);
+    this.wire.frame(utf8Length(text) + 1);
     let object;
     try {
       object = JSON.parse(text);

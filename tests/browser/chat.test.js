@@ -139,8 +139,9 @@ test('the transport toggle and race switch work from the keyboard', { timeout: 6
   assert.equal(await page.evaluate(() => document.activeElement.id), 'race');
   await page.keyboard.press('Space');
   await page.waitForSelector('body[data-race="on"]', { timeout: h.WAIT_MS });
-  // On to the message field (the scrollable inbox is a tab stop of its own on the way).
-  for (let i = 0; i < 3 && (await page.evaluate(() => document.activeElement.id)) !== 'body'; i += 1) {
+  // On to the message field (the guide's button and glossary, and the scrollable inbox,
+  // are tab stops on the way).
+  for (let i = 0; i < 6 && (await page.evaluate(() => document.activeElement.id)) !== 'body'; i += 1) {
     await page.keyboard.press('Tab');
   }
   assert.equal(await page.evaluate(() => document.activeElement.id), 'body');

@@ -311,6 +311,27 @@ function useServerAndBrowser(...serverArgs) {
   return env;
 }
 
+/**
+ * Turns race mode on, waits until `live` transports are live, publishes a burst of
+ * `count` with the page's button, and waits until each of them has delivered all of it.
+ */
+async function raceBurst(page, count, live = 4) {
+  await page.click('label[for="race"]');
+  await page.waitForFunction((n) => document.querySelectorAll('#hood td.running .state-live').length === n, live, {
+    timeout: WAIT_MS,
+  });
+  await page.fill('#burst-count', String(count));
+  await page.click('#burst');
+  await page.waitForFunction(
+    ([rowCount, n]) => {
+      const rows = [...document.querySelectorAll('#race-table tbody tr')];
+      return rows.length === rowCount && rows.every((row) => row.querySelectorAll('td[data-arrived]').length === n);
+    },
+    [count, live],
+    { timeout: WAIT_MS },
+  );
+}
+
 /** One live page per transport: `{ 'long-poll': page, websocket: page, sse: page }`. */
 async function pagePerTransport(env) {
   const pages = {};
@@ -326,6 +347,7 @@ async function pagePerTransport(env) {
 module.exports = {
   WAIT_MS,
   pagePerTransport,
+  raceBurst,
   useServerAndBrowser,
   startServer,
   launchBrowser,

@@ -53,20 +53,26 @@ test('race mode shows an arrival on every transport for every message, a burst i
   const before = (await h.messages(racer)).find((m) => m.body === 'before the race');
   assert.ok(!rows.some((r) => r.id === before.id));
 
-  // Wins add up, and each transport's "behind" percentiles are filled in.
+  // "Came first" adds up, and how far behind each transport was is described: a median
+  // (enough messages for one), or its two levels.
   await racer.waitForFunction(
     (expected) =>
-      [...document.querySelectorAll('#race-summary tbody tr')].reduce(
-        (sum, tr) => sum + Number(tr.cells[1].textContent),
-        0,
-      ) === expected,
+      [...document.querySelectorAll('#race-summary tbody tr')].reduce((sum, tr) => sum + Number(tr.dataset.firsts), 0) ===
+      expected,
     total,
     { timeout: h.WAIT_MS },
   );
   const summary = await racer.$$eval('#race-summary tbody tr', (trs) =>
     trs.map((tr) => [...tr.cells].map((c) => c.textContent)),
   );
-  for (const cells of summary) assert.match(cells[2], /^[\d.]+ (ms|s)$/, `p50 of ${cells[0]}`);
+  for (const cells of summary) {
+    assert.match(cells[1], new RegExp(`^\\d+ of ${total}$`), `came first, for ${cells[0]}`);
+    assert.match(cells[2], /^(median [\d.]+ (ms|s)|\d+ on time, \d+ one round trip late \(~[\d.]+ (ms|s)\))$/, cells[0]);
+  }
+  // Each transport compared with the one first most often, in words.
+  const verdicts = await racer.$$eval('#race-verdicts li', (lis) => lis.map((li) => li.dataset.verdict));
+  assert.equal(verdicts.length, 3);
+  for (const verdict of verdicts) assert.match(verdict, /^(none|ahead|levels)$/);
 
   // Each burst message is the racer's own: a round trip on every transport.
   for (const transport of ['long-poll', 'websocket', 'sse', 'webtransport']) await h.waitSamples(racer, transport, burst);
