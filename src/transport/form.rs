@@ -227,12 +227,19 @@ fn decode(raw: &str) -> Result<Cow<'_, str>, NotText> {
 /// The request's `_xsrf` cookie, if it has one of the form we issue. Scans bytes: the
 /// other cookies need not be text, and checking that they are cost every POST a pass.
 pub(super) fn xsrf_cookie(headers: &HeaderMap) -> Option<&[u8]> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .flat_map(|value| value.as_bytes().split(|&b| b == b';'))
-        .filter_map(|pair| pair.trim_ascii().strip_prefix(b"_xsrf="))
-        .find(|token| is_token(token))
+    for value in headers.get_all(header::COOKIE) {
+        let mut rest = value.as_bytes();
+        loop {
+            let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
+            let token = rest[..end].trim_ascii().strip_prefix(b"_xsrf=");
+            if let Some(token) = token.filter(|token| is_token(token)) {
+                return Some(token);
+            }
+            let Some(next) = rest.get(end + 1..) else { break };
+            rest = next;
+        }
+    }
+    None
 }
 
 /// A fresh token and the `Set-Cookie` value that hands it to the page. The cookie is
