@@ -26,7 +26,6 @@ pub mod transport;
 
 use std::sync::Arc;
 
-use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -59,6 +58,8 @@ pub struct Shared {
     /// What hands every new message to the streaming connections (WebSocket, SSE,
     /// WebTransport); its tasks start with the first connection.
     pub(crate) fanout: transport::Fanout,
+    /// Answers each held long-poll when its hold is over.
+    pub(crate) held_polls: transport::long_poll::HoldSweep,
     /// Whether WebTransport is served, and where: set once its endpoint is bound (or
     /// could not be), read by the page.
     pub webtransport: std::sync::OnceLock<transport::webtransport::Availability>,
@@ -89,6 +90,7 @@ impl AppState {
             subscriber_slots: Arc::new(Semaphore::new(config.max_subscribers)),
             publish_limit: transport::PublishLimit::new(&config),
             fanout: transport::Fanout::default(),
+            held_polls: transport::long_poll::HoldSweep::new(config.long_poll_hold),
             webtransport: std::sync::OnceLock::new(),
             page_ports: std::sync::OnceLock::new(),
             config,
@@ -108,8 +110,8 @@ impl std::ops::Deref for AppState {
 }
 
 /// The whole HTTP application.
-pub fn app(state: AppState) -> Router {
-    transport::routes(state.clone()).with_state(state)
+pub fn app(state: AppState) -> transport::App {
+    transport::App::new(state)
 }
 
 /// Serves `listener` until `state.shutdown` is cancelled, then lets open requests
@@ -186,11 +188,11 @@ pub async fn run_listeners(listeners: Vec<Listener>, state: AppState) -> std::io
     });
     let _ = state.page_ports.set(ports.collect());
     tasks.spawn(transport::publish_limit::sweep(state.clone()));
-    let router = app(state.clone());
+    let app = app(state.clone());
     let servers = listeners.into_iter().map(|listener| -> futures::future::BoxFuture<'_, std::io::Result<()>> {
         match listener {
             Listener::Tcp(tcp, tls) => {
-                Box::pin(server::serve(tcp, router.clone(), limits, tls, shutdown.clone(), refused.clone()))
+                Box::pin(server::serve(tcp, app.clone(), limits, tls, shutdown.clone(), refused.clone()))
             }
             Listener::WebTransport(endpoint) => {
                 let _ = state.webtransport.set(endpoint.availability().clone());

@@ -26,7 +26,7 @@
 //! - With `--emulate-rtt` (and its siblings), every connection crosses an emulated
 //!   network link (crate `emulated-link`), so the demo shows what a real round trip
 //!   does to each transport.
-//! - Every request can reach its [`Connection`] (set around the request's future), so
+//! - Every request can reach its [`Connection`] (handed to it with the request), so
 //!   the fan-out can cut a connection (the slow-consumer rule needs that: a client that
 //!   stops reading cannot be reached with an in-band goodbye), and
 //!   long-lived handlers wait for the end of their connection rather than on the
@@ -38,22 +38,25 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use emulated_link::{Link, Side};
+use futures::FutureExt as _;
+use futures::task::{ArcWake, AtomicWaker};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tokio_util::task::TaskTracker;
-use tower::ServiceExt;
 
 use crate::AppState;
 use crate::tls::Tls;
+use crate::transport::App;
 
 /// How long the accept loop pauses after an accept error, e.g. EMFILE.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
@@ -88,12 +91,17 @@ pub struct Limits {
 ///
 /// It also holds the connection's `--max-connections` permit: an upgraded WebSocket
 /// outlives hyper's connection task, and counts until its handler lets go of this.
+///
+/// Every request is handed its connection, so a clone is one reference count.
 #[derive(Clone, Debug)]
-pub struct Connection {
+pub struct Connection(Arc<Open>);
+
+#[derive(Debug)]
+struct Open {
     token: CancellationToken,
     /// The client's address and port, as the socket has them (no proxy header is read).
     peer: SocketAddr,
-    _permit: Option<Arc<OwnedSemaphorePermit>>,
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
 /// What can close a connection without keeping it counted as open: for a watcher that
@@ -112,43 +120,46 @@ impl Connection {
     /// A connection that is not one of this accept loop's (a WebTransport session over
     /// QUIC, from `peer`): it ends when closed or at `shutdown`, and holds no TCP permit.
     pub fn detached(shutdown: &CancellationToken, peer: SocketAddr) -> Self {
-        Connection { token: shutdown.child_token(), peer, _permit: None }
+        Connection(Arc::new(Open { token: shutdown.child_token(), peer, _permit: None }))
+    }
+
+    /// The connection of a request served without a socket (through `oneshot`, in
+    /// tests): it ends at shutdown, from the unspecified address (all such requests
+    /// share its publish limit).
+    pub fn unknown(state: &AppState) -> Self {
+        Connection::detached(&state.shutdown, SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// One of this accept loop's connections, holding its `permit`.
+    fn accepted(shutdown: &CancellationToken, peer: SocketAddr, permit: OwnedSemaphorePermit) -> Self {
+        Connection(Arc::new(Open { token: shutdown.child_token(), peer, _permit: Some(permit) }))
     }
 
     /// The client's address and port: the key of its publish limit.
     pub fn peer(&self) -> SocketAddr {
-        self.peer
+        self.0.peer
     }
 
     /// A handle that closes this connection but does not hold its `--max-connections`
     /// permit.
     pub fn closer(&self) -> Closer {
-        Closer(self.token.clone())
+        Closer(self.0.token.clone())
     }
 
     /// Resolves when the connection is closed or the server shuts down.
     pub fn ended(&self) -> WaitForCancellationFuture<'_> {
-        self.token.cancelled()
+        self.0.token.cancelled()
     }
 }
 
-tokio::task_local! {
-    /// The connection of the request being handled, set around each request's future
-    /// by the accept loop. Not a request extension: that is one more boxed entry in
-    /// every request's extension map.
-    static CONNECTION: Connection;
-}
-
-/// From the accept loop below; a request served some other way (a router test through
-/// `oneshot`) gets a connection of its own that ends at shutdown, from the unspecified
-/// address (all such requests share its publish limit).
+/// For handlers behind the router, which [`App`] hands the connection as a request
+/// extension.
 impl FromRequestParts<AppState> for Connection {
     type Rejection = Infallible;
 
-    async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
-        Ok(CONNECTION
-            .try_with(Connection::clone)
-            .unwrap_or_else(|_| Connection::detached(&state.shutdown, SocketAddr::from(([0, 0, 0, 0], 0)))))
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
+        // Always there when the request came through `App`.
+        Ok(parts.extensions.get::<Connection>().cloned().unwrap_or_else(|| Connection::unknown(state)))
     }
 }
 
@@ -157,7 +168,7 @@ impl FromRequestParts<AppState> for Connection {
 /// handlers end their own long-lived work when they see `shutdown`).
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: App,
     limits: Limits,
     tls: Option<Tls>,
     shutdown: CancellationToken,
@@ -204,7 +215,7 @@ pub async fn serve(
         };
         // Best effort: a socket that refuses NODELAY still works, just with more delay.
         let _ = stream.set_nodelay(true);
-        let closer = Connection { token: shutdown.child_token(), peer, _permit: Some(Arc::new(permit)) };
+        let closer = Connection::accepted(&shutdown, peer, permit);
         let (served, shutdown, refused) = (served.clone(), shutdown.clone(), refused.clone());
         if limits.link.is_emulated() {
             let stream = limits.link.wrap(stream, Side::Server);
@@ -243,7 +254,7 @@ fn spawn<I>(
 struct Served {
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
-    app: Router,
+    app: App,
     tls: Option<Tls>,
     header_timeout: Duration,
 }
@@ -314,9 +325,9 @@ impl Served {
     }
 }
 
-/// `app`, with the request's [`Connection`] set around each request's future.
+/// `app`, handing each request its [`Connection`].
 fn service(
-    app: Router,
+    app: App,
     closer: Connection,
 ) -> impl hyper::service::Service<
     hyper::Request<Incoming>,
@@ -327,7 +338,7 @@ fn service(
 + Send
 + 'static {
     hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-        CONNECTION.scope(closer.clone(), app.clone().oneshot(request))
+        app.clone().handle(request, closer.clone()).map(Ok)
     })
 }
 
@@ -344,9 +355,10 @@ where
     C: Future<Output = hyper::Result<()>>,
 {
     let mut connection = std::pin::pin!(connection);
+    let ended = std::pin::pin!(closer.ended());
     let result = tokio::select! {
         result = connection.as_mut() => result,
-        () = closer.ended() => {
+        () = WokenOnly::new(ended) => {
             if !shutdown.is_cancelled() {
                 tracing::debug!("connection closed by the server");
                 return Ok(());
@@ -359,6 +371,47 @@ where
         tracing::debug!(%error, "connection ended with an error");
     }
     result
+}
+
+/// A future polled only after it woke its task itself. A connection's task wakes
+/// several times per request, and each poll of a cancellation token takes its lock:
+/// a poll of the connection's end is wasted unless the end woke the task.
+struct WokenOnly<F> {
+    future: F,
+    woken: Arc<Woken>,
+}
+
+struct Woken {
+    flag: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl ArcWake for Woken {
+    fn wake_by_ref(woken: &Arc<Self>) {
+        woken.flag.store(true, Ordering::Release);
+        woken.task.wake();
+    }
+}
+
+impl<F: Future + Unpin> WokenOnly<F> {
+    fn new(future: F) -> Self {
+        // Woken to begin with: the first poll registers the future's waker.
+        WokenOnly { future, woken: Arc::new(Woken { flag: AtomicBool::new(true), task: AtomicWaker::new() }) }
+    }
+}
+
+impl<F: Future + Unpin> Future for WokenOnly<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.woken.task.register(cx.waker());
+        if !self.woken.flag.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        let woken = self.woken.clone();
+        let waker = futures::task::waker_ref(&woken);
+        self.future.poll_unpin(&mut Context::from_waker(&waker))
+    }
 }
 
 /// The reason of a GOAWAY that hyper's HTTP/2 sent to end a connection (a client that

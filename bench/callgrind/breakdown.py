@@ -6,47 +6,45 @@ exchange the difference of the two runs, so start-up does not count.
     python3 bench/callgrind/breakdown.py BASE.out LOADED.out EXCHANGES
 
 Inclusive costs nest: a row's share contains the rows indented under it. The
-publishes of the run (one per 20 exchanges) are in the total and in axum's share.
+publishes of the run (one per 20 exchanges) are in the total and in the handlers'
+share. Names are those of a release build; one renamed by a new version of a
+dependency, or inlined away, is reported and counted as 0.
 """
 import re
 import subprocess
 import sys
 
 # (indent, label, functions whose inclusive costs are added, functions subtracted)
-ONESHOT = "<tower::util::oneshot::Oneshot<S,Req> as core::future::future::Future>::poll"
-POLL = "<F as axum::handler::Handler<(M,T1,T2,T3,T4),S>>::call::{{closure}}"
-PUBLISH = "<F as axum::handler::Handler<(M,T1,T2),S>>::call::{{closure}}"
 CONNECTION = "<tokio_util::task::task_tracker::TrackedFuture<F> as core::future::future::Future>::poll"
 READ_HEAD = "hyper::proto::h1::conn::Conn<I,B,T>::poll_read_head"
 WRITE = ["hyper::proto::h1::conn::Conn<I,B,T>::write_head", "hyper::proto::h1::io::Buffered<T,B>::poll_flush"]
-FORM = [
-    "<http_body_util::combinators::collect::Collect<T> as core::future::future::Future>::poll",
-    "http_body_util::collected::Collected<B>::to_bytes",
-    "core::ptr::drop_in_place<http_body_util::combinators::collect::Collect<http_body_util::limited::Limited<axum_core::body::Body>>>",
-    "pushwire::transport::form::Form::parse",
-    "pushwire::transport::form::Form::check_xsrf",
-]
-HANDLER_PARTS = [
-    "pushwire::bus::Bus::subscribe_locally",
+# The handlers' futures, as `App::handle` maps them (the poll, and the publish).
+HANDLERS = "<futures_util::future::future::map::Map<Fut,F> as core::future::future::Future>::poll'2"
+DISPATCH = ["pushwire::transport::App::handle", "<pushwire::server::WokenOnly<F> as core::future::future::Future>::poll"]
+FORM = ["pushwire::transport::form::Form::read::{{closure}}"]
+CURSOR = ["<pushwire::bus::cursor::Cursor as core::str::traits::FromStr>::from_str"]
+SUBSCRIBE = ["pushwire::bus::Bus::subscribe_from::{{closure}}"]
+PUBLISH = ["pushwire::bus::Bus::append_here"]
+ANSWER = [
     "pushwire::transport::long_poll::Answer::add",
+    "pushwire::transport::long_poll::Answer::into_body",
     "pushwire::transport::json_response",
-    "core::ptr::drop_in_place<http::request::Parts>",
 ]
 ROWS = [
     (0, "the connection's task (hyper's connection future)", [CONNECTION], []),
     (1, "hyper: read and parse the request head", [READ_HEAD], []),
     (1, "hyper: encode and write the response", WRITE, []),
-    (1, "axum: routing and the layers around the handlers", [ONESHOT], [POLL, PUBLISH]),
-    (1, "the publish handler (one publish per 20 exchanges)", [PUBLISH], []),
-    (1, "the long-poll handler, with its extractors", [POLL], []),
-    (2, "the form: read the body, parse it, check the XSRF token", FORM, []),
-    (2, "subscribe to the bus (cursor, history)", HANDLER_PARTS[:1], []),
-    (2, "add the message to the answer (and its latency metric)", HANDLER_PARTS[1:2], []),
-    (2, "the answer as a response", HANDLER_PARTS[2:3], []),
-    (2, "drop the request head (its HeaderMap)", HANDLER_PARTS[3:], []),
-    (2, "the rest: wait (select, timer, connection token), subscriber slot", [POLL], FORM + HANDLER_PARTS),
+    (1, "pushwire: the match in front of the router, the connection's end", DISPATCH, []),
+    (1, "the handlers: 20 polls and a publish", [HANDLERS], []),
+    (2, "the form: read the body, split it, check the XSRF token", FORM, []),
+    (2, "the cursor", CURSOR, []),
+    (2, "subscribe to the bus (history, live feed)", SUBSCRIBE, []),
+    (2, "the publish's append to the bus", PUBLISH, []),
+    (2, "the answer: its messages, latency metric, body and head", ANSWER, []),
+    (2, "the rest: wait (select, hold sweep), subscriber slot, metrics", [HANDLERS],
+     FORM + CURSOR + SUBSCRIBE + PUBLISH + ANSWER),
     (1, "the rest of hyper's dispatch (state machine, body channel, keep-alive read)", [CONNECTION],
-     [READ_HEAD, ONESHOT] + WRITE),
+     [READ_HEAD, HANDLERS] + WRITE + DISPATCH),
     (0, "outside it: tokio's scheduler, I/O readiness, timers, other tasks", ["PROGRAM TOTALS"], [CONNECTION]),
 ]
 

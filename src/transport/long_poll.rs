@@ -5,9 +5,10 @@
 //! until then the request is held open. Each answer carries everything that is ready
 //! at that moment, so a burst costs one response, not one per message.
 //!
-//! An idle poll is answered with `{}` after the hold time (default 25 s), below the
-//! 30–60 s idle timeouts of proxies, which would otherwise cut it: nothing new; the
-//! client polls again with the same cursor and loses nothing. Not `{"messages": []}`:
+//! An idle poll is answered with `{}` after the hold time (default 25 s; one sweep
+//! answers every poll whose hold is over, at most a twenty-fifth of it late: [`hold`]),
+//! below the 30–60 s idle timeouts of proxies, which would otherwise cut it: nothing
+//! new; the client polls again with the same cursor and loses nothing. Not `{"messages": []}`:
 //! Tornado's own `chat.js` takes an empty list for an error and doubles its wait each
 //! time, so after twenty idle minutes a message would show minutes late.
 //!
@@ -22,38 +23,53 @@
 //! of its own (module `reconnect`), so that the clients do not all come back together.
 //! When every subscriber slot is taken, a poll gets 503 with `Retry-After` (3 to 8 s,
 //! drawn per refusal).
+//!
+//! Most requests of a long-poll server are polls, so [`super::App`] hands them to
+//! [`poll`] before the router's generic work; the router has the route too, for the
+//! other methods' 405.
+
+mod hold;
 
 use std::sync::Arc;
 
 use bytes::BytesMut;
+use smallvec::SmallVec;
 
+use axum::BoxError;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::Version;
+use axum::body::HttpBody;
+use axum::extract::{Request, State};
 use axum::response::Response;
 use axum::routing::post;
 
+pub use hold::HoldSweep;
+
+use super::form::Field;
 use super::reconnect::Reconnect;
 use super::{AppError, Form, SubscriberSlot};
 use crate::AppState;
 use crate::bus::{Delivery, Message, ResumeFrom, WireForm};
 use crate::metrics::{Http, Transport, TransportMetrics};
-use crate::server::Connection;
+
+/// Where polls are posted.
+pub const PATH: &str = "/a/message/updates";
 
 /// The long-poll endpoint, for [`super::routes`] to merge.
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/a/message/updates", post(poll))
+    Router::new().route(PATH, post(|State(state): State<AppState>, request: Request| poll(state, request)))
 }
 
-async fn poll(
-    State(state): State<AppState>,
-    _slot: SubscriberSlot,
-    connection: Connection,
-    version: Version,
-    form: Form,
-) -> Result<Response, AppError> {
-    let cursor = form.get("cursor");
+/// One poll, from its request to its answer.
+pub(super) async fn poll<B>(state: AppState, request: Request<B>) -> Result<Response, AppError>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let _slot = SubscriberSlot::take(&state).map_err(AppError::OverCapacity)?;
+    let version = request.version();
+    let form = Form::read(request, &state).await?;
+    let cursor = form.get(Field::Cursor);
     let from = ResumeFrom::parse(cursor.as_ref().map(|cursor| cursor.as_deref()));
     let metrics = state.metrics.transport(Transport::LongPoll);
     let _pending = metrics.subscriber(Http::of(version));
@@ -63,11 +79,11 @@ async fn poll(
 
     let mut answer = Answer::new(metrics);
     tokio::select! {
-        // The delivery first: woken by it, the poll does not look at the timers again.
+        // The delivery first: woken by it, the poll does not look at its hold again.
         biased;
         Some(delivery) = subscription.next() => answer.add(delivery),
-        () = tokio::time::sleep(state.config.long_poll_hold) => {}
-        () = connection.ended() => {}
+        // Also over at once when the server is stopping.
+        () = state.held_polls.over(&state) => {}
     }
     while let Some(delivery) = subscription.try_next() {
         answer.add(delivery);
@@ -90,14 +106,14 @@ const IDLE: &[u8] = b"{}";
 /// messages ready when the poll is answered, oldest first.
 struct Answer<'a> {
     metrics: &'a TransportMetrics,
-    messages: Vec<Arc<Message>>,
+    messages: SmallVec<[Arc<Message>; 1]>,
     gap: Option<String>,
     reconnect: Option<String>,
 }
 
 impl<'a> Answer<'a> {
     fn new(metrics: &'a TransportMetrics) -> Self {
-        Answer { metrics, messages: Vec::new(), gap: None, reconnect: None }
+        Answer { metrics, messages: SmallVec::new(), gap: None, reconnect: None }
     }
 
     fn add(&mut self, delivery: Delivery) {

@@ -44,17 +44,23 @@ pub mod websocket;
 pub mod webtransport;
 mod wire_size;
 
+use axum::BoxError;
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::Response;
+use axum::http::{HeaderValue, Method, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
+use futures::future::Either::{Left, Right};
 use serde::Deserialize;
 use std::convert::Infallible;
+use std::task::{Context, Poll};
 use tokio::sync::OwnedSemaphorePermit;
 use tower::util::MapResponseLayer;
+use tower::{Service, ServiceExt as _};
 
 pub use error::{AppError, Rejected};
 pub(crate) use fanout::Fanout;
@@ -63,10 +69,73 @@ pub use publish_limit::PublishLimit;
 
 use crate::AppState;
 use crate::bus::ResumeFrom;
+use crate::server::Connection;
 use reconnect::Reconnect;
 
+/// The whole HTTP application: axum's router, with the POSTs of every long-poll
+/// exchange (the poll and the publish) matched in front of it. They are most of a
+/// long-poll server's requests, and the router's generic work (its path lookup, the
+/// path parameters' map, a boxed service and future, the content length) was a
+/// seventh of each exchange; hyper sets the content length itself.
+#[derive(Clone, Debug)]
+pub struct App {
+    router: Router,
+    state: AppState,
+}
+
+impl App {
+    /// The application around `state`.
+    pub fn new(state: AppState) -> Self {
+        App { router: routes(state.clone()).with_state(state.clone()), state }
+    }
+
+    /// Answers one request that came on `connection`. Not an `async fn`: its future is
+    /// only as large as the handler's it chose (hyper moves it a few times per request).
+    pub fn handle<B>(self, mut request: Request<B>, connection: Connection) -> impl Future<Output = Response> + Send
+    where
+        B: HttpBody<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let state = self.state.clone();
+        // What the router's layer does for the others.
+        let counted = move |response: Result<Response, AppError>| count_rejection(&state, response.into_response());
+        match (request.method(), request.uri().path()) {
+            (&Method::POST, long_poll::PATH) => Left(Left(long_poll::poll(self.state, request).map(counted))),
+            (&Method::POST, publish::PATH) => {
+                Left(Right(publish::publish(self.state, connection, request).map(counted)))
+            }
+            _ => {
+                request.extensions_mut().insert(connection);
+                // Boxed: the hot paths' futures need not be as large as the router's.
+                let routed = self.router.oneshot(request.map(Body::new));
+                Right(Box::pin(routed.map(|response| response.unwrap_or_else(|never| match never {}))))
+            }
+        }
+    }
+}
+
+/// For tests and benchmarks that send requests without a socket (`oneshot`).
+impl<B> Service<Request<B>> for App
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let (app, connection) = (self.clone(), Connection::unknown(&self.state));
+        Box::pin(async move { Ok(app.handle(request, connection).await) })
+    }
+}
+
 /// All routes, with the layers every request goes through.
-pub fn routes(state: AppState) -> Router<AppState> {
+fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .merge(page::routes())
         .merge(publish::routes())

@@ -6,28 +6,46 @@
 //! publishes faster than `--publish-rate` allows gets 429 with `Retry-After`
 //! ([`super::publish_limit`]).
 
+use axum::BoxError;
 use axum::Router;
-use axum::extract::State;
+use axum::body::{Bytes, HttpBody};
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
-use super::form::NotText;
+use super::form::{Field, NotText};
 use super::{AppError, Form};
 use crate::AppState;
 use crate::server::Connection;
 
-/// The publishing endpoint, for [`super::routes`] to merge.
+/// Where messages are posted.
+pub const PATH: &str = "/a/message/new";
+
+/// The publishing endpoint, for [`super::routes`] to merge (its POSTs are matched in
+/// front of the router, as polls are: [`super::App`]).
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/a/message/new", post(publish))
+    let handler =
+        |State(state): State<AppState>, connection: Connection, request: Request| publish(state, connection, request);
+    Router::new().route(PATH, post(handler))
 }
 
-async fn publish(State(state): State<AppState>, connection: Connection, form: Form) -> Result<Response, AppError> {
+/// One publish, from its request to its answer.
+pub(super) async fn publish<B>(
+    state: AppState,
+    connection: Connection,
+    request: Request<B>,
+) -> Result<Response, AppError>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let form = Form::read(request, &state).await?;
     // Refuse a bad `next` before publishing: a refused request must change nothing.
-    let field = |name| form.get(name).map_err(|NotText| AppError::MalformedForm);
-    let next = field("next")?;
+    let field = |field| form.get(field).map_err(|NotText| AppError::MalformedForm);
+    let next = field(Field::Next)?;
     let next = next.as_deref().filter(|next| !next.is_empty()).map(local_path).transpose()?;
-    let text = field("body")?.ok_or(AppError::MissingField("body"))?;
+    let text = field(Field::Body)?.ok_or(AppError::MissingField("body"))?;
     state.publish_limit.check(connection.peer(), &text).map_err(AppError::RateLimited)?;
     let message = state.bus.publish(text.into_owned()).await?;
     state.metrics.published();
