@@ -84,7 +84,8 @@ pub struct Config {
     #[arg(long, env = "PUSHWIRE_HISTORY", default_value_t = DEFAULT_HISTORY, value_parser = history_size)]
     pub history: usize,
 
-    /// Seconds an idle long-poll is held before it is answered with no messages.
+    /// Seconds an idle long-poll is held before it is answered with no messages (at
+    /// most a twenty-fifth more, up to 1 s: one sweep answers every poll that is due).
     #[arg(long, env = "PUSHWIRE_LONG_POLL_HOLD", default_value = "25", value_parser = seconds)]
     pub long_poll_hold: Duration,
 

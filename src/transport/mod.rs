@@ -8,6 +8,7 @@
 //! | [`sse`]       | `GET /a/message/events`                   | bus → client       |
 //! | [`webtransport`] | `/a/message/webtransport` over HTTP/3 (UDP) | both ways       |
 //! | [`page`]      | `GET /`, `GET /static/…`                  | the browser client |
+//! | `wire_size`   | `POST /a/message/wire-size`               | the page's byte count |
 //! | [`crate::metrics`] | `GET /metrics`                       | Prometheus         |
 //!
 //! Every subscriber holds a [`SubscriberSlot`] (the connection cap) and reads where to
