@@ -240,10 +240,27 @@ async fn publish_with_an_offsite_next_is_a_bad_request_and_publishes_nothing() {
 #[tokio::test]
 async fn get_on_the_post_endpoints_is_method_not_allowed() {
     let app = app().await;
-    for path in [NEW, UPDATES] {
+    for path in [NEW, UPDATES, WIRE_SIZE] {
         let answer = app.send(get(path, Some(&format!("_xsrf={}", app.xsrf)))).await;
         assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
     }
+}
+
+/// The page's byte count asks the server how large a poll's request head is.
+const WIRE_SIZE: &str = "/a/message/wire-size";
+
+#[tokio::test]
+async fn the_wire_size_endpoint_measures_the_request_head_it_received() {
+    let app = app().await;
+    let answer = app.post(WIRE_SIZE, &[("_xsrf", &app.xsrf), ("cursor", "")]).await.json();
+    let head = answer["request_head"].as_u64().expect("request_head");
+    let body_headers = answer["body_headers"].as_u64().expect("body_headers");
+    // The request line, the cookie, the content type, and the blank line at least.
+    let cookie = format!("cookie: _xsrf={}\r\n", app.xsrf).len() as u64;
+    let content_type = "content-type: application/x-www-form-urlencoded\r\n".len() as u64;
+    assert!(head >= "POST /a/message/wire-size HTTP/1.1\r\n\r\n".len() as u64 + cookie + content_type, "{answer}");
+    assert_eq!(body_headers, content_type, "{answer}");
+    assert!(answer["time_ms"].as_u64().is_some_and(|ms| ms > 0), "{answer}");
 }
 
 #[tokio::test]

@@ -7,7 +7,9 @@ const assert = require('node:assert/strict');
 const { test } = require('node:test');
 const h = require('./harness');
 
-const env = h.useServerAndBrowser();
+// A short hold: the poll held when the connection goes down only fails when its
+// answer is due, and the backoff starts counting after that.
+const env = h.useServerAndBrowser('127.0.0.1:0', ['--long-poll-hold', '2']);
 
 /** Waits until the page's transport waits more than `seconds` before its next try,
  *  and returns how long it still waits. */
