@@ -27,7 +27,6 @@ pub mod transport;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -51,8 +50,8 @@ pub struct Shared {
     pub config: Config,
     /// The counters and histograms served at `GET /metrics`.
     pub metrics: Metrics,
-    /// One permit per open subscription, `config.max_subscribers` in all.
-    pub subscriber_slots: Arc<Semaphore>,
+    /// One slot per open subscription, `config.max_subscribers` in all.
+    pub subscriber_slots: Arc<transport::SubscriberSlots>,
     /// How fast each client may publish (`--publish-rate`, `--publish-burst`).
     pub publish_limit: transport::PublishLimit,
     /// What hands every new message to the streaming connections (WebSocket, SSE,
@@ -87,7 +86,7 @@ impl AppState {
     pub fn with_bus(config: Config, bus: Bus) -> Self {
         AppState(Arc::new(Shared {
             bus,
-            subscriber_slots: Arc::new(Semaphore::new(config.max_subscribers)),
+            subscriber_slots: transport::SubscriberSlots::new(config.max_subscribers),
             publish_limit: transport::PublishLimit::new(&config),
             fanout: transport::Fanout::default(),
             held_polls: transport::long_poll::HoldSweep::new(config.long_poll_hold),

@@ -80,18 +80,13 @@ impl FromStr for Cursor {
 /// A number written in `RADIX` (10 or 16) with at least one digit and nothing else:
 /// read here rather than by `u64::from_str_radix`, which also takes a sign and is
 /// slower, on the path of every poll.
-fn digits<const RADIX: u64>(text: &str) -> Result<u64, MalformedCursor> {
+fn digits<const RADIX: u32>(text: &str) -> Result<u64, MalformedCursor> {
     if text.is_empty() {
         return Err(MalformedCursor);
     }
     text.bytes().try_fold(0u64, |number, byte| {
-        let digit = match byte {
-            b'0'..=b'9' => byte - b'0',
-            b'a'..=b'f' if RADIX == 16 => byte - b'a' + 10,
-            b'A'..=b'F' if RADIX == 16 => byte - b'A' + 10,
-            _ => return Err(MalformedCursor),
-        };
-        number.checked_mul(RADIX).and_then(|n| n.checked_add(digit.into())).ok_or(MalformedCursor)
+        let digit = char::from(byte).to_digit(RADIX).ok_or(MalformedCursor)?;
+        number.checked_mul(RADIX.into()).and_then(|n| n.checked_add(digit.into())).ok_or(MalformedCursor)
     })
 }
 

@@ -58,8 +58,9 @@ use futures::future::BoxFuture;
 use futures::future::Either::{Left, Right};
 use serde::Deserialize;
 use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use tokio::sync::OwnedSemaphorePermit;
 use tower::util::MapResponseLayer;
 use tower::{Service, ServiceExt as _};
 
@@ -168,32 +169,50 @@ fn count_rejection(state: &AppState, response: Response) -> Response {
     response
 }
 
+/// The `--max-subscribers` slots: how many subscribers are connected now, counted with
+/// one atomic (a semaphore's release takes a lock, and every poll's answer releases one).
+#[derive(Debug)]
+pub struct SubscriberSlots {
+    taken: AtomicUsize,
+    max: usize,
+}
+
+impl SubscriberSlots {
+    /// `max` slots, all free.
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(SubscriberSlots { taken: AtomicUsize::new(0), max })
+    }
+
+    /// How many are held now.
+    pub fn taken(&self) -> usize {
+        self.taken.load(Ordering::Relaxed)
+    }
+}
+
 /// One of the `--max-subscribers` slots, held for as long as a subscriber stays
-/// connected. Extracting it fails with 503 and `Retry-After` when all are taken (the
-/// streaming transports take theirs with `SubscriberSlot::take` and say it in-band).
+/// connected. Taking it fails when all are taken: long-poll answers 503 with
+/// `Retry-After`, the streaming transports say it in-band.
 #[derive(Debug)]
 pub struct SubscriberSlot {
-    _permit: OwnedSemaphorePermit,
+    slots: Arc<SubscriberSlots>,
 }
 
 impl SubscriberSlot {
     /// A free slot, or when to come back for one. Cheap either way: one atomic
     /// operation, and a random draw when refused.
     fn take(state: &AppState) -> Result<Self, Reconnect> {
-        state
-            .subscriber_slots
-            .clone()
-            .try_acquire_owned()
-            .map(|_permit| SubscriberSlot { _permit })
+        let slots = &state.subscriber_slots;
+        slots
+            .taken
+            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |taken| (taken < slots.max).then_some(taken + 1))
+            .map(|_| SubscriberSlot { slots: Arc::clone(slots) })
             .map_err(|_| Reconnect::over_capacity())
     }
 }
 
-impl FromRequestParts<AppState> for SubscriberSlot {
-    type Rejection = AppError;
-
-    async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        SubscriberSlot::take(state).map_err(AppError::OverCapacity)
+impl Drop for SubscriberSlot {
+    fn drop(&mut self) {
+        self.slots.taken.fetch_sub(1, Ordering::Release);
     }
 }
 

@@ -329,7 +329,7 @@ impl TestApp {
     /// How many subscriptions (SSE streams, WebSockets, pending long-polls) the server
     /// holds open now: the `--max-subscribers` slots in use.
     pub(crate) fn open_subscriptions(&self) -> usize {
-        self.state.config.max_subscribers - self.state.subscriber_slots.available_permits()
+        self.state.subscriber_slots.taken()
     }
 
     /// Waits until the server holds exactly `count` subscriptions open: how a test knows
