@@ -72,9 +72,17 @@ pub const DEFAULT_PUBLISH_BURST: u32 = 20;
 /// 10,000 clients return at 2,000 a second instead of all within one backoff step.
 pub const DEFAULT_RESTART_SPREAD: Duration = Duration::from_secs(5);
 
+/// What `--version` prints: the version and the optional features of this build, which
+/// tools read before they start (pushwire-bench's scale-out needs `redis`).
+const VERSION: &str = if cfg!(feature = "redis") {
+    concat!(env!("CARGO_PKG_VERSION"), " (features: redis)")
+} else {
+    env!("CARGO_PKG_VERSION")
+};
+
 /// pushwire's settings.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "pushwire", version, about = "One chat over long-poll, WebSocket and SSE")]
+#[command(name = "pushwire", version = VERSION, about = "One chat over long-poll, SSE, WebSocket and WebTransport")]
 pub struct Config {
     /// Address to listen on (keep it on loopback unless you mean to expose the demo).
     #[arg(long, env = "PUSHWIRE_ADDR", default_value = "127.0.0.1:8888")]

@@ -238,6 +238,9 @@ async fn measure(
         return Err("--network is quick or standard; the scale curve is --matrix scale".to_owned());
     }
     let profiles = args.network.map(|_| network::profiles::chosen(args.link, &args.profiles)).transpose()?;
+    if let (true, Some(binary)) = (args.scale_out || args.scale_out_only, &args.pushwire_bin) {
+        scale_out::run::check_binary(binary)?;
+    }
     let date = date::utc_now();
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("bench/results").join(default_out(&args, &date)));
     let session = Session::begin(date, out, args.max_minutes)?;

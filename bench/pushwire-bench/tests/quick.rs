@@ -473,3 +473,22 @@ fn the_scale_matrix_is_not_a_network_matrix() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--network is quick or standard; the scale curve is --matrix scale"), "{stderr}");
 }
+
+/// The pushwire under test has no Redis bus in this build: the scale-out is refused at
+/// once, before any server starts, and says how to build one.
+#[cfg(not(feature = "redis"))]
+#[test]
+fn the_scale_out_refuses_a_pushwire_without_the_redis_bus_before_it_starts() {
+    let out = std::env::temp_dir().join(format!("pushwire-bench-no-redis-{}", std::process::id()));
+    let output = Command::new(env!("CARGO_BIN_EXE_pushwire-bench"))
+        .args(["--scale-out-only", "--pushwire-bin"])
+        .arg(pushwire_bin())
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run pushwire-bench");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("needs a pushwire built with --features redis"), "{stderr}");
+    assert!(!out.exists(), "nothing is written");
+}

@@ -89,6 +89,24 @@ pub(crate) async fn run(
     Ok((facts, outcomes))
 }
 
+/// Refuses a pushwire without the Redis bus before anything runs (rather than after
+/// the matrix that precedes the scale-out): its `--version` names its features.
+pub(crate) fn check_binary(binary: &Path) -> Result<(), String> {
+    let output = std::process::Command::new(binary)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("--pushwire-bin {}: {e}", binary.display()))?;
+    let version = String::from_utf8_lossy(&output.stdout);
+    if version.contains("redis") {
+        return Ok(());
+    }
+    Err(format!(
+        "the scale-out needs a pushwire built with --features redis (bench/run-matrix builds one); {} is `{}`",
+        binary.display(),
+        version.trim()
+    ))
+}
+
 /// Why an instance sharing a bus may not start: the binary lacks the feature.
 fn bus_hint(name: &str) -> Option<&'static str> {
     name.starts_with(THROUGH_REDIS).then_some("is --pushwire-bin built with --features redis?")
