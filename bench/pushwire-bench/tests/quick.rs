@@ -19,7 +19,7 @@
 //! one `PUSHWIRE_BIN` names.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
@@ -39,23 +39,47 @@ fn pushwire_bin() -> PathBuf {
     pushwire
 }
 
+/// A run's output folder in the temporary directory, named after its test, removed
+/// when the test ends, passed or failed.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        Scratch(std::env::temp_dir().join(format!("pushwire-bench-{name}-{}", std::process::id())))
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Runs pushwire-bench's quick matrix with `args` into a fresh directory; returns
 /// the directory and its results.json.
-fn quick_run(name: &str, args: &[&str]) -> (PathBuf, Value) {
+fn quick_run(name: &str, args: &[&str]) -> (Scratch, Value) {
     quick_run_with(name, args, &[])
 }
 
 /// Runs pushwire-bench with `args` (and the pushwire under test) into a temporary
 /// folder named after `name`; the folder and the JSON file `json` it wrote there.
 #[cfg(feature = "redis")]
-fn experiment(name: &str, args: &[&str], json: &str) -> (PathBuf, Value) {
-    let out = std::env::temp_dir().join(format!("pushwire-bench-{name}-{}", std::process::id()));
+fn experiment(name: &str, args: &[&str], json: &str) -> (Scratch, Value) {
+    let out = Scratch::new(name);
     let status = Command::new(env!("CARGO_BIN_EXE_pushwire-bench"))
         .args(args)
         .arg("--pushwire-bin")
         .arg(pushwire_bin())
         .arg("--out")
-        .arg(&out)
+        .arg(&*out)
         .status()
         .expect("run pushwire-bench");
     assert!(status.success(), "pushwire-bench failed: {status}");
@@ -64,14 +88,14 @@ fn experiment(name: &str, args: &[&str], json: &str) -> (PathBuf, Value) {
 }
 
 /// [`quick_run`] with these environment variables, which its children inherit.
-fn quick_run_with(name: &str, args: &[&str], env: &[(&str, &str)]) -> (PathBuf, Value) {
-    let out = std::env::temp_dir().join(format!("pushwire-bench-{name}-{}", std::process::id()));
+fn quick_run_with(name: &str, args: &[&str], env: &[(&str, &str)]) -> (Scratch, Value) {
+    let out = Scratch::new(name);
     let status = Command::new(env!("CARGO_BIN_EXE_pushwire-bench"))
         .args(["--matrix", "quick", "--max-minutes", "5", "--pushwire-bin"])
         .arg(pushwire_bin())
         .args(args)
         .arg("--out")
-        .arg(&out)
+        .arg(&*out)
         .envs(env.iter().copied())
         .status()
         .expect("run pushwire-bench");
@@ -130,7 +154,6 @@ fn the_quick_matrix_delivers_every_message_once_and_in_order_on_every_transport(
         assert!(out.join(generated).is_file(), "{generated} is written");
     }
     assert!(!out.join("scale-out.md").exists(), "no scale-out fragment without the scale-out scenario");
-    std::fs::remove_dir_all(&out).expect("remove the output directory");
 }
 
 #[test]
@@ -165,7 +188,6 @@ fn the_quick_matrix_over_tls_and_http2_delivers_every_message_once_and_in_order_
     assert_eq!(webtransport, [&(https[0].to_owned(), "webtransport".to_owned())]);
     let tables = std::fs::read_to_string(out.join("tables.md")).expect("tables.md is written");
     assert!(tables.contains("HTTP/2 + TLS, 5 per connection"), "{tables}");
-    std::fs::remove_dir_all(&out).expect("remove the output directory");
 }
 
 #[test]
@@ -186,7 +208,6 @@ fn unordered_webtransport_delivers_every_message_once_and_reports_when_each_coul
     }
     let tables = std::fs::read_to_string(out.join("tables.md")).expect("tables.md is written");
     assert!(tables.contains("| in order p50 / p99 |"), "{tables}");
-    std::fs::remove_dir_all(&out).expect("remove the output directory");
 }
 
 #[cfg(feature = "redis")]
@@ -211,7 +232,6 @@ fn the_quick_scale_out_scenario_delivers_every_message_once_and_in_order_across_
     let fragment = std::fs::read_to_string(out.join("scale-out.md")).expect("scale-out.md is written");
     assert!(fragment.contains("Scale-out: cross-instance through Redis vs in-memory"), "{fragment}");
     assert!(!out.join("tables.md").exists(), "no matrix tables without the matrix");
-    std::fs::remove_dir_all(&out).expect("remove the output directory");
 }
 
 #[cfg(feature = "redis")]
@@ -243,7 +263,6 @@ fn a_small_fleet_delivers_every_message_once_in_order_across_instances_and_a_rol
     assert!(outcomes[0]["rolling"].is_null(), "only the last step restarts");
     let md = std::fs::read_to_string(out.join("fleet.md")).expect("fleet.md is written");
     assert!(md.contains("## Rolling restart of 2 instances"), "{md}");
-    std::fs::remove_dir_all(&out).expect("remove the output directory");
 }
 
 #[cfg(feature = "redis")]
@@ -275,7 +294,6 @@ fn a_small_restart_storm_on_the_redis_bus_loses_nothing_and_ends_on_every_transp
     assert_eq!(measured, expected, "both stops on every transport");
     let md = std::fs::read_to_string(out.join("storm.md")).expect("storm.md is written");
     assert!(md.contains("## redis bus, server killed"), "{md}");
-    std::fs::remove_dir_all(&out).expect("remove the output directory");
 }
 
 #[test]
@@ -302,7 +320,6 @@ fn the_quick_network_matrix_delivers_every_message_once_in_order_behind_every_ki
     assert!(report.contains("Reconnect and resume"), "{report}");
     assert!(out.join("network-fanout.svg").is_file() && out.join("network-burst.svg").is_file());
     assert!(!out.join("tables.md").exists(), "a network run writes no loopback tables");
-    std::fs::remove_dir_all(&out).expect("remove the output directory");
 }
 
 /// Fails, saying what is missing, where the packet link cannot run.
@@ -428,7 +445,6 @@ fn the_quick_network_matrix_over_the_packet_link_delivers_every_message_once_and
     eventually_none("network namespaces outlived the run", || new_namespaces(&namespaces_before));
     assert_eq!(command_output("ip", &["netns", "list"]), named_before, "the run named no namespace");
     assert!(!command_output("ip", &["-o", "link", "show"]).contains("link0"), "no TUN device is left here");
-    std::fs::remove_dir_all(&out).expect("remove the output directory");
 }
 
 #[test]
@@ -438,12 +454,12 @@ fn a_packet_run_killed_half_way_leaves_no_namespace_or_process_behind() {
     let namespaces_before = network_namespaces();
     let marker = format!("PUSHWIRE_BENCH_QUICK_RUN=killed-{}", std::process::id());
     let (name, value) = marker.split_once('=').unwrap();
-    let out = std::env::temp_dir().join(format!("pushwire-bench-killed-{}", std::process::id()));
+    let out = Scratch::new("killed");
     let mut bench = Command::new(env!("CARGO_BIN_EXE_pushwire-bench"))
         .args(["--network", "quick", "--link", "packet", "--profiles", "loss-1-rtt-100ms", "--pushwire-bin"])
         .arg(pushwire_bin())
         .arg("--out")
-        .arg(&out)
+        .arg(&*out)
         .env(name, value)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -460,7 +476,6 @@ fn a_packet_run_killed_half_way_leaves_no_namespace_or_process_behind() {
     bench.wait().expect("reap pushwire-bench");
     eventually_none("processes of the run outlived it", || processes_marked(&marker));
     eventually_none("network namespaces outlived the run", || new_namespaces(&namespaces_before));
-    let _ = std::fs::remove_dir_all(&out);
 }
 
 #[test]
@@ -479,12 +494,12 @@ fn the_scale_matrix_is_not_a_network_matrix() {
 #[cfg(not(feature = "redis"))]
 #[test]
 fn the_scale_out_refuses_a_pushwire_without_the_redis_bus_before_it_starts() {
-    let out = std::env::temp_dir().join(format!("pushwire-bench-no-redis-{}", std::process::id()));
+    let out = Scratch::new("no-redis");
     let output = Command::new(env!("CARGO_BIN_EXE_pushwire-bench"))
         .args(["--scale-out-only", "--pushwire-bin"])
         .arg(pushwire_bin())
         .arg("--out")
-        .arg(&out)
+        .arg(&*out)
         .output()
         .expect("run pushwire-bench");
     assert!(!output.status.success());
