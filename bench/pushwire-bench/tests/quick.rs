@@ -494,6 +494,10 @@ fn the_scale_matrix_is_not_a_network_matrix() {
 #[cfg(not(feature = "redis"))]
 #[test]
 fn the_scale_out_refuses_a_pushwire_without_the_redis_bus_before_it_starts() {
+    let version = Command::new(pushwire_bin()).arg("--version").output().expect("run pushwire --version");
+    if String::from_utf8_lossy(&version.stdout).contains("redis") {
+        return; // PUSHWIRE_BIN (or an earlier build) has the Redis bus: nothing to refuse
+    }
     let out = Scratch::new("no-redis");
     let output = Command::new(env!("CARGO_BIN_EXE_pushwire-bench"))
         .args(["--scale-out-only", "--pushwire-bin"])
