@@ -54,11 +54,16 @@ test('race mode shows an arrival on every transport for every message, a burst i
   assert.ok(!rows.some((r) => r.id === before.id));
 
   // "Came first" adds up, and how far behind each transport was is described: a median
-  // (enough messages for one), or its two levels.
+  // (enough messages for one), or its two levels. The summary renders in 50 ms batches,
+  // so wait until it counts every arrival on every transport, not only one per message.
   await racer.waitForFunction(
-    (expected) =>
-      [...document.querySelectorAll('#race-summary tbody tr')].reduce((sum, tr) => sum + Number(tr.dataset.firsts), 0) ===
-      expected,
+    (expected) => {
+      const trs = [...document.querySelectorAll('#race-summary tbody tr')];
+      return (
+        trs.reduce((sum, tr) => sum + Number(tr.dataset.firsts), 0) === expected &&
+        trs.every((tr) => Number(tr.dataset.n) === expected)
+      );
+    },
     total,
     { timeout: h.WAIT_MS },
   );
